@@ -1,0 +1,95 @@
+/*
+ * tapegrad_op.h — the op table: how an op is defined.
+ *
+ * An op is one tg_op entry: name, arity, shape check, forward, d-map (JVP)
+ * and r-map (VJP). The tape knows no particular op; it calls these. A user
+ * defines a new op by filling a tg_op in their own code and recording it
+ * with tg_apply; tg_gradcheck and tg_adjoint_check then check its maps like
+ * any built-in one (examples/custom_op.c shows it).
+ */
+#ifndef TAPEGRAD_OP_H
+#define TAPEGRAD_OP_H
+
+#include "tapegrad.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Non-tensor arguments of an op (leaky relu's β, an axis, λ and n, ...). */
+typedef struct tg_attr {
+    double f[2];
+    long i[2];
+} tg_attr;
+
+/* One recorded application of an op: what its maps see. */
+typedef struct tg_call {
+    const struct tg_op *op;
+    int n_in;
+    const tg_tensor *in[TG_MAX_ARITY];
+    tg_tensor *out;     /* dtype and shape set by check; data by forward */
+    tg_attr attr;
+    void *saved;        /* scratch kept from forward for the maps */
+    size_t saved_bytes; /* set by check: bytes of scratch forward needs */
+} tg_call;
+
+/* Value domains of inputs, for generating valid random inputs in self-tests
+ * (tests, `tapegrad gradcheck`, fuzzers). */
+typedef enum tg_domain {
+    TG_DOM_REAL = 0, /* any real, N(0,1) */
+    TG_DOM_AWAY0,    /* |x| >= 0.1: away from the kink of relu & co */
+    TG_DOM_PROB,     /* in [0.05, 0.95] */
+    TG_DOM_BINARY,   /* 0 or 1 */
+    TG_DOM_LABEL,    /* integer class in [0, C), C = last dim of input 0 */
+    TG_DOM_SIMPLEX   /* each row a probability distribution */
+} tg_domain;
+
+typedef struct tg_sample {
+    int rank[TG_MAX_ARITY];
+    size_t shape[TG_MAX_ARITY][TG_MAX_RANK];
+    tg_domain domain[TG_MAX_ARITY];
+    tg_attr attr;
+} tg_sample;
+
+typedef struct tg_op {
+    const char *name;
+    int arity;
+    unsigned nondiff; /* bit i set: input i carries no derivative (labels) */
+    /* Validate inputs and attr; set c->out's dtype, rank and shape and
+     * c->saved_bytes. On failure return a status and write the reason into
+     * msg ("inner dimensions differ: (3x4)·(5x2)"); the tape prefixes the
+     * op's name. Inputs are non-NULL with one dtype when this is called. */
+    tg_status (*check)(tg_call *c, char *msg, size_t len);
+    /* out = F(in). Must depend only on the inputs and attr (tg_replay). */
+    void (*forward)(tg_call *c);
+    /* d-map: tout = Σ_i d_iF(tin[i]); tin[i] == NULL means a zero tangent.
+     * Overwrites tout (out->size elements of out->dtype). */
+    void (*jvp)(const tg_call *c, const void *const *tin, void *tout);
+    /* r-map: gin[i] += r_iF(gout) for every i with gin[i] != NULL. Must
+     * accumulate (fan-out sums adjoints) and may see gin[i] == gin[j]. */
+    void (*vjp)(const tg_call *c, const void *gout, void *const *gin);
+    /* Optional: valid random-input shapes and domains for sizes m, k, n. */
+    void (*sample)(size_t m, size_t k, size_t n, tg_sample *s);
+} tg_op;
+
+/* Record op on the tape: checks NULLs, arity, dtypes, then op->check, then
+ * runs op->forward. The result is in *out. */
+tg_status tg_apply(tg_tape *t, const tg_op *op, int n_in, const tg_tensor *const *in,
+                   const tg_attr *attr, tg_tensor **out);
+
+/* Leaves holding valid random inputs for op (from op->sample; NULL sample:
+ * TG_ERR_ARG): parameters for inputs that carry a derivative, constants for
+ * the others; in[0..arity-1] receive them (free with tg_tensor_free) and
+ * *attr the op's sample attributes. Used by self-tests and fuzzers. */
+tg_status tg_sample_inputs(const tg_op *op, size_t m, size_t k, size_t n, tg_dtype dtype,
+                           tg_rng *rng, tg_tensor **in, tg_attr *attr);
+
+/* The built-in op table, and a lookup by name (NULL if absent). */
+const tg_op *const *tg_op_table(int *count);
+const tg_op *tg_op_find(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

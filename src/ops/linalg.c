@@ -1,0 +1,157 @@
+/* Linear ops of the seed (001 §3.4): matmul φ and bias-add ψ.
+ * Batches are rows, so the seed's φ(W, x) = Wx on a column x appears here
+ * as the generic C = A·B; its two reverse derivatives are
+ *   r₁φ(ζ) = ζ·Bᵀ  (w.r.t. the left factor:  the seed's ζxᵀ)
+ *   rφ(ζ)  = Aᵀ·ζ  (w.r.t. the right factor: the seed's Wᵀζ)
+ * computed by BLAS with transpose flags and beta = 1 (accumulate). */
+#include "ops.h"
+
+#include <cblas.h>
+
+/* C = alpha·op(A)·op(B) + beta·C, row-major, for either dtype. */
+static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
+                 size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc)
+{
+    enum CBLAS_TRANSPOSE A = ta ? CblasTrans : CblasNoTrans, B = tb ? CblasTrans : CblasNoTrans;
+    if (dt == TG_F32)
+        cblas_sgemm(CblasRowMajor, A, B, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb,
+                    (float)beta, c, (int)ldc);
+    else
+        cblas_dgemm(CblasRowMajor, A, B, (int)m, (int)n, (int)k, 1.0, a, (int)lda, b, (int)ldb,
+                    beta, c, (int)ldc);
+}
+
+/* ---------------------------------------------------------------- matmul φ */
+
+static tg_status matmul_check(tg_call *c, char *msg, size_t len)
+{
+    const tg_tensor *a = c->in[0], *b = c->in[1];
+    char sa[64], sb[64];
+    if (a->rank != 2 || b->rank != 2) {
+        snprintf(msg, len, "needs 2-D inputs: %s·%s", SHP(sa, a), SHP(sb, b));
+        return TG_ERR_SHAPE;
+    }
+    if (a->shape[1] != b->shape[0]) {
+        snprintf(msg, len, "inner dimensions differ: %s·%s", SHP(sa, a), SHP(sb, b));
+        return TG_ERR_SHAPE;
+    }
+    if (a->shape[0] > INT32_MAX || a->shape[1] > INT32_MAX || b->shape[1] > INT32_MAX) {
+        snprintf(msg, len, "dimension too large for BLAS: %s·%s", SHP(sa, a), SHP(sb, b));
+        return TG_ERR_SHAPE;
+    }
+    c->out->rank = 2;
+    c->out->shape[0] = a->shape[0];
+    c->out->shape[1] = b->shape[1];
+    return TG_OK;
+}
+
+static void matmul_forward(tg_call *c)
+{
+    const tg_tensor *a = c->in[0], *b = c->in[1];
+    size_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
+    gemm(a->dtype, 0, 0, m, n, k, a->data, k, b->data, n, 0.0, c->out->data, n);
+}
+
+/* d(A·B)(Ȧ, Ḃ) = Ȧ·B + A·Ḃ  (d₁φ(Z) = Zx and dφ(ξ) = Aξ). */
+static void matmul_jvp(const tg_call *c, const void *const *tin, void *tout)
+{
+    const tg_tensor *a = c->in[0], *b = c->in[1];
+    size_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
+    double beta = 0.0;
+    if (tin[0]) {
+        gemm(a->dtype, 0, 0, m, n, k, tin[0], k, b->data, n, beta, tout, n);
+        beta = 1.0;
+    }
+    if (tin[1]) gemm(a->dtype, 0, 0, m, n, k, a->data, k, tin[1], n, beta, tout, n);
+}
+
+/* Ā += ζ·Bᵀ (r₁φ), B̄ += Aᵀ·ζ (rφ). */
+static void matmul_vjp(const tg_call *c, const void *gout, void *const *gin)
+{
+    const tg_tensor *a = c->in[0], *b = c->in[1];
+    size_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
+    if (gin[0]) gemm(a->dtype, 0, 1, m, k, n, gout, n, b->data, n, 1.0, gin[0], k);
+    if (gin[1]) gemm(a->dtype, 1, 0, k, n, m, a->data, k, gout, n, 1.0, gin[1], n);
+}
+
+static void matmul_sample(size_t m, size_t k, size_t n, tg_sample *s)
+{
+    tg_sample_2d(s, 0, m, k, TG_DOM_REAL);
+    tg_sample_2d(s, 1, k, n, TG_DOM_REAL);
+}
+
+const tg_op tg_op_matmul = {"matmul", 2, 0, matmul_check, matmul_forward,
+                            matmul_jvp, matmul_vjp, matmul_sample};
+
+tg_status tg_matmul(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out)
+{
+    return tg_apply2(t, &tg_op_matmul, a, b, NULL, out);
+}
+
+/* ---------------------------------------------------------------- bias-add ψ */
+
+/* ψ(b, X) = X + b with b broadcast over the rows of X (the batch). */
+static tg_status bias_check(tg_call *c, char *msg, size_t len)
+{
+    const tg_tensor *x = c->in[0], *b = c->in[1];
+    char sx[64], sb[64];
+    int b_is_row = b->size == tg_last_dim(b);
+    if (x->rank < 1 || !b_is_row || b->size != tg_last_dim(x)) {
+        snprintf(msg, len, "bias must be a vector of the last dimension of x: %s+%s",
+                 SHP(sx, x), SHP(sb, b));
+        return TG_ERR_SHAPE;
+    }
+    tg_out_like(c, x);
+    return TG_OK;
+}
+
+static void bias_forward(tg_call *c)
+{
+    const tg_tensor *x = c->in[0];
+    size_t d = tg_last_dim(x), rows = tg_rows(x);
+    TG_DISPATCH(x->dtype, const real *X = x->data; const real *b = c->in[1]->data;
+                real *y = c->out->data; for (size_t r = 0; r < rows; r++) {
+                    for (size_t j = 0; j < d; j++) y[r * d + j] = X[r * d + j] + b[j];
+                });
+}
+
+/* dψ(Ẋ, ḃ) = Ẋ + ḃ broadcast over rows. */
+static void bias_jvp(const tg_call *c, const void *const *tin, void *tout)
+{
+    const tg_tensor *x = c->in[0];
+    size_t d = tg_last_dim(x), rows = tg_rows(x);
+    TG_DISPATCH(x->dtype, const real *tx = tin[0]; const real *tb = tin[1]; real *t = tout;
+                for (size_t r = 0; r < rows; r++) {
+                    for (size_t j = 0; j < d; j++)
+                        t[r * d + j] = (tx ? tx[r * d + j] : 0) + (tb ? tb[j] : 0);
+                });
+}
+
+/* rψ(ζ) = ζ for X; r̄ψ(ζ) = Σ_rows ζ for b (the seed's sum over the batch). */
+static void bias_vjp(const tg_call *c, const void *gout, void *const *gin)
+{
+    const tg_tensor *x = c->in[0];
+    size_t d = tg_last_dim(x), rows = tg_rows(x);
+    TG_DISPATCH(x->dtype, const real *g = gout; real *gx = gin[0]; real *gb = gin[1];
+                if (gx) for (size_t i = 0; i < rows * d; i++) gx[i] += g[i];
+                if (gb) for (size_t r = 0; r < rows; r++) {
+                    for (size_t j = 0; j < d; j++) gb[j] += g[r * d + j];
+                });
+}
+
+static void bias_sample(size_t m, size_t k, size_t n, tg_sample *s)
+{
+    (void)n;
+    tg_sample_2d(s, 0, m, k, TG_DOM_REAL);
+    s->rank[1] = 1;
+    s->shape[1][0] = k;
+    s->domain[1] = TG_DOM_REAL;
+}
+
+const tg_op tg_op_bias_add = {"bias_add", 2, 0, bias_check, bias_forward,
+                              bias_jvp, bias_vjp, bias_sample};
+
+tg_status tg_bias_add(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_tensor **out)
+{
+    return tg_apply2(t, &tg_op_bias_add, x, b, NULL, out);
+}

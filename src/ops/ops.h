@@ -1,0 +1,89 @@
+/* Helpers shared by the op families in src/ops/. Not installed. */
+#ifndef TG_OPS_H
+#define TG_OPS_H
+
+#include "../tape/internal.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <tgmath.h> /* exp, log, tanh... pick the float or double version */
+
+/* Run the statements once with `real` = float (TG_F32) or double (TG_F64),
+ * so each kernel is written once and compiled for both dtypes. */
+#define TG_DISPATCH(dtype, ...)                                                                    \
+    do {                                                                                           \
+        if ((dtype) == TG_F32) {                                                                   \
+            typedef float real;                                                                    \
+            __VA_ARGS__                                                                            \
+        } else {                                                                                   \
+            typedef double real;                                                                   \
+            __VA_ARGS__                                                                            \
+        }                                                                                          \
+    } while (0)
+
+/* Shape text for messages: SHP(x) uses a buffer local to the caller. */
+#define SHP(buf, x) tg_shape_str((x), (buf), sizeof(buf))
+
+static inline int tg_same_shape(const tg_tensor *a, const tg_tensor *b)
+{
+    if (a->rank != b->rank) return 0;
+    for (int i = 0; i < a->rank; i++)
+        if (a->shape[i] != b->shape[i]) return 0;
+    return 1;
+}
+
+/* Output shaped like x. */
+static inline void tg_out_like(tg_call *c, const tg_tensor *x)
+{
+    c->out->rank = x->rank;
+    for (int i = 0; i < TG_MAX_RANK; i++) c->out->shape[i] = x->shape[i];
+}
+
+/* Output of rank 0 (a scalar: a cost). */
+static inline void tg_out_scalar(tg_call *c) { c->out->rank = 0; }
+
+/* Last dimension (1 for rank 0) and the number of rows before it. */
+static inline size_t tg_last_dim(const tg_tensor *x) { return x->rank ? x->shape[x->rank - 1] : 1; }
+static inline size_t tg_rows(const tg_tensor *x) { return x->size / tg_last_dim(x); }
+
+/* Shape-check helper for two inputs of equal shape. */
+static inline tg_status tg_check_same(const tg_call *c, char *msg, size_t len)
+{
+    if (tg_same_shape(c->in[0], c->in[1])) return TG_OK;
+    char a[64], b[64];
+    snprintf(msg, len, "shapes differ: %s and %s", SHP(a, c->in[0]), SHP(b, c->in[1]));
+    return TG_ERR_SHAPE;
+}
+
+/* Sample helpers for self-tests. */
+static inline void tg_sample_2d(tg_sample *s, int i, size_t r, size_t c, tg_domain d)
+{
+    s->rank[i] = 2;
+    s->shape[i][0] = r;
+    s->shape[i][1] = c;
+    s->domain[i] = d;
+}
+
+/* The op entries, one per op, defined in the family files. */
+extern const tg_op tg_op_matmul, tg_op_bias_add;
+extern const tg_op tg_op_sigmoid, tg_op_tanh, tg_op_relu, tg_op_leaky_relu, tg_op_softmax;
+extern const tg_op tg_op_add, tg_op_sub, tg_op_mul, tg_op_scale;
+extern const tg_op tg_op_sum, tg_op_mean, tg_op_sum_axis, tg_op_mean_axis;
+extern const tg_op tg_op_bce, tg_op_bce_logits, tg_op_softmax_ce, tg_op_softmax_ce_onehot;
+extern const tg_op tg_op_sse, tg_op_mse, tg_op_l2, tg_op_l1;
+
+/* Record a built-in op with one or two inputs. */
+static inline tg_status tg_apply1(tg_tape *t, const tg_op *op, const tg_tensor *a,
+                                  const tg_attr *attr, tg_tensor **out)
+{
+    const tg_tensor *in[1] = {a};
+    return tg_apply(t, op, 1, in, attr, out);
+}
+static inline tg_status tg_apply2(tg_tape *t, const tg_op *op, const tg_tensor *a,
+                                  const tg_tensor *b, const tg_attr *attr, tg_tensor **out)
+{
+    const tg_tensor *in[2] = {a, b};
+    return tg_apply(t, op, 2, in, attr, out);
+}
+
+#endif

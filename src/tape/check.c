@@ -1,0 +1,253 @@
+/* Derivative checks on any recorded graph:
+ *  - tg_gradcheck: the full Jacobian from the r-maps against central finite
+ *    differences (PyTorch's gradcheck and its defaults);
+ *  - tg_adjoint_check: ⟨rF(ζ), ξ⟩ = ⟨ζ, dF(ξ)⟩, the definition of r in the
+ *    seed notes (Proposition 3.1), with no finite difference involved. */
+#include "internal.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+tg_check_opts tg_check_defaults(void)
+{
+    tg_check_opts o = {1e-6, 1e-5, 1e-3, 1e-12, 42};
+    return o;
+}
+
+static tg_status check_args(const tg_tape *t, const tg_tensor *out, int np,
+                            tg_tensor *const *params, const char *who)
+{
+    if (!t || !out || (np > 0 && !params) || np < 0)
+        return tg_fail(TG_ERR_ARG, "%s: NULL tape, output or params", who);
+    if (out->kind != TG_NODE || out->tape != t)
+        return tg_fail(TG_ERR_STATE, "%s: the output is not a result on this tape", who);
+    if (out->dtype != TG_F64)
+        return tg_fail(TG_ERR_DTYPE, "%s: needs a float64 graph (f32 rounding swamps the check)",
+                       who);
+    for (int i = 0; i < np; i++) {
+        if (!params[i] || params[i]->kind != TG_PARAM || params[i]->dtype != TG_F64)
+            return tg_fail(TG_ERR_ARG, "%s: params[%d] is not a float64 parameter", who, i);
+    }
+    return TG_OK;
+}
+
+/* Saved copies of the parameters' gradients, so that a check leaves the
+ * user's accumulated gradients as they were. */
+static double **save_grads(int np, tg_tensor *const *params)
+{
+    double **saved = tg_calloc((size_t)np + 1, sizeof *saved);
+    for (int i = 0; saved && i < np; i++) {
+        saved[i] = tg_malloc(params[i]->size * sizeof(double));
+        if (!saved[i]) {
+            for (int j = 0; j < i; j++) tg_free(saved[j]);
+            tg_free(saved);
+            return NULL;
+        }
+        memcpy(saved[i], params[i]->grad, params[i]->size * sizeof(double));
+    }
+    return saved;
+}
+
+static void restore_grads(int np, tg_tensor *const *params, double **saved)
+{
+    for (int i = 0; i < np; i++) {
+        memcpy(params[i]->grad, saved[i], params[i]->size * sizeof(double));
+        tg_free(saved[i]);
+    }
+    tg_free(saved);
+}
+
+static size_t total_size(int np, tg_tensor *const *params)
+{
+    size_t n = 0;
+    for (int i = 0; i < np; i++) n += params[i]->size;
+    return n;
+}
+
+/* Row k of the analytic Jacobian: r(e_k) by one backward pass. */
+static tg_status analytic_rows(tg_tape *t, const tg_tensor *out, int np, tg_tensor *const *params,
+                               double *jac, double *seed)
+{
+    size_t cols = total_size(np, params);
+    for (size_t k = 0; k < out->size; k++) {
+        for (int i = 0; i < np; i++) tg_zero_grad(params[i]);
+        memset(seed, 0, out->size * sizeof *seed);
+        seed[k] = 1.0;
+        tg_status s = tg_backward_seed(t, out, seed);
+        if (s) return s;
+        double *row = jac + k * cols;
+        for (int i = 0; i < np; i++) {
+            memcpy(row, params[i]->grad, params[i]->size * sizeof(double));
+            row += params[i]->size;
+        }
+    }
+    return TG_OK;
+}
+
+/* Column j of the numeric Jacobian: (F(p + εe_j) − F(p − εe_j)) / 2ε. */
+static void numeric_cols(tg_tape *t, const tg_tensor *out, int np, tg_tensor *const *params,
+                         double eps, double *jac, double *fplus)
+{
+    size_t cols = total_size(np, params), col = 0;
+    const double *y = out->data;
+    for (int i = 0; i < np; i++) {
+        double *x = params[i]->data;
+        for (size_t e = 0; e < params[i]->size; e++, col++) {
+            double x0 = x[e];
+            x[e] = x0 + eps;
+            tg_replay(t);
+            memcpy(fplus, y, out->size * sizeof(double));
+            x[e] = x0 - eps;
+            tg_replay(t);
+            for (size_t k = 0; k < out->size; k++)
+                jac[k * cols + col] = (fplus[k] - y[k]) / (2.0 * eps);
+            x[e] = x0;
+        }
+    }
+    tg_replay(t); /* leave every value as recorded */
+}
+
+/* Locate flat column col in the parameter list. */
+static void locate(int np, tg_tensor *const *params, size_t col, int *param, size_t *index)
+{
+    int i = 0;
+    while (i < np - 1 && col >= params[i]->size) col -= params[i++]->size;
+    *param = i;
+    *index = col;
+}
+
+static tg_status compare(int np, tg_tensor *const *params, size_t rows, const double *ja,
+                         const double *jn, const tg_check_opts *o, tg_check_report *r)
+{
+    size_t cols = total_size(np, params), worst = 0;
+    double worst_excess = -INFINITY;
+    for (size_t q = 0; q < rows * cols; q++) {
+        double err = fabs(ja[q] - jn[q]);
+        double rel = err / fmax(fabs(jn[q]), DBL_MIN);
+        double excess = err - (o->atol + o->rtol * fabs(jn[q]));
+        if (err > r->abs_err) r->abs_err = err;
+        if (jn[q] != 0 && rel > r->rel_err) r->rel_err = rel;
+        if (excess > worst_excess || q == 0) worst_excess = excess, worst = q;
+        if (!(excess <= 0)) r->ok = 0; /* NaN fails too */
+    }
+    if (rows * cols == 0) return TG_OK;
+    r->out_index = worst / cols;
+    locate(np, params, worst % cols, &r->param, &r->index);
+    r->analytic = ja[worst];
+    r->numeric = jn[worst];
+    if (r->ok) return TG_OK;
+    return tg_fail(TG_ERR_CHECK,
+                   "gradcheck: param %d element %zu (output element %zu): analytic %.10g, "
+                   "numeric %.10g, abs err %.3g, rel err %.3g (atol %g, rtol %g)",
+                   r->param, r->index, r->out_index, r->analytic, r->numeric,
+                   fabs(r->analytic - r->numeric),
+                   fabs(r->analytic - r->numeric) / fmax(fabs(r->numeric), DBL_MIN), o->atol,
+                   o->rtol);
+}
+
+tg_status tg_gradcheck(tg_tape *t, const tg_tensor *out, int np, tg_tensor *const *params,
+                       const tg_check_opts *opts, tg_check_report *report)
+{
+    tg_status s = check_args(t, out, np, params, "gradcheck");
+    if (s) return s;
+    tg_check_opts o = opts ? *opts : tg_check_defaults();
+    tg_check_report r;
+    memset(&r, 0, sizeof r);
+    r.ok = 1;
+    size_t cols = total_size(np, params), rows = out->size;
+    if (cols && rows > SIZE_MAX / sizeof(double) / cols / 2)
+        return tg_fail(TG_ERR_SHAPE, "gradcheck: Jacobian too large");
+    double *ja = tg_malloc(rows * cols * sizeof *ja), *jn = tg_malloc(rows * cols * sizeof *jn);
+    double *tmp = tg_malloc(rows * sizeof *tmp);
+    double **saved = save_grads(np, params);
+    if (!ja || !jn || !tmp || !saved) {
+        s = tg_fail(TG_ERR_NOMEM, "gradcheck: out of memory for a %zux%zu Jacobian", rows, cols);
+    } else {
+        s = analytic_rows(t, out, np, params, ja, tmp);
+        if (!s) {
+            numeric_cols(t, out, np, params, o.eps, jn, tmp);
+            s = compare(np, params, rows, ja, jn, &o, &r);
+        }
+    }
+    if (saved) restore_grads(np, params, saved);
+    tg_free(ja);
+    tg_free(jn);
+    tg_free(tmp);
+    if (report) *report = r;
+    return s;
+}
+
+/* ---------------------------------------------------------------- adjoint */
+
+static void fill_normal(tg_rng *g, double *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) v[i] = tg_rng_normal(g);
+}
+
+/* Both sides of ⟨rF(ζ), ξ⟩ = ⟨ζ, dF(ξ)⟩, and the sum of |terms| as a scale
+ * for the relative error (so cancellation cannot hide an error). */
+static tg_status adjoint_sides(tg_tape *t, const tg_tensor *out, int np, tg_tensor *const *params,
+                               double **xi, const double *zeta, double side[2], double *scale)
+{
+    tg_status s = tg_jvp(t, np, (const tg_tensor *const *)params, (const void *const *)xi);
+    if (s) return s;
+    const double *dF = tg_tangent(t, out); /* NULL: out does not depend on params */
+    side[0] = side[1] = *scale = 0;
+    for (size_t k = 0; dF && k < out->size; k++) {
+        side[1] += zeta[k] * dF[k];
+        *scale += fabs(zeta[k] * dF[k]);
+    }
+    for (int i = 0; i < np; i++) tg_zero_grad(params[i]);
+    if ((s = tg_backward_seed(t, out, zeta))) return s;
+    for (int i = 0; i < np; i++) {
+        const double *g = params[i]->grad;
+        for (size_t e = 0; e < params[i]->size; e++) {
+            side[0] += g[e] * xi[i][e];
+            *scale += fabs(g[e] * xi[i][e]);
+        }
+    }
+    return TG_OK;
+}
+
+tg_status tg_adjoint_check(tg_tape *t, const tg_tensor *out, int np, tg_tensor *const *params,
+                           const tg_check_opts *opts, tg_check_report *report)
+{
+    tg_status s = check_args(t, out, np, params, "adjoint check");
+    if (s) return s;
+    tg_check_opts o = opts ? *opts : tg_check_defaults();
+    tg_check_report r;
+    memset(&r, 0, sizeof r);
+    tg_rng g;
+    tg_rng_seed(&g, o.seed);
+    double **xi = tg_calloc((size_t)np + 1, sizeof *xi);
+    double *zeta = tg_malloc(out->size * sizeof *zeta);
+    double **saved = save_grads(np, params);
+    int ok = xi && zeta && saved;
+    for (int i = 0; ok && i < np; i++) {
+        ok = (xi[i] = tg_malloc(params[i]->size * sizeof(double))) != NULL;
+        if (ok) fill_normal(&g, xi[i], params[i]->size);
+    }
+    double side[2] = {0, 0}, scale = 0;
+    if (!ok) {
+        s = tg_fail(TG_ERR_NOMEM, "adjoint check: out of memory");
+    } else {
+        fill_normal(&g, zeta, out->size);
+        s = adjoint_sides(t, out, np, params, xi, zeta, side, &scale);
+    }
+    if (saved) restore_grads(np, params, saved);
+    for (int i = 0; xi && i < np; i++) tg_free(xi[i]);
+    tg_free(xi);
+    tg_free(zeta);
+    if (s) return s;
+    r.analytic = side[0];
+    r.numeric = side[1];
+    r.adjoint_err = fabs(side[0] - side[1]) / fmax(scale, DBL_MIN);
+    r.ok = r.adjoint_err <= o.adjoint_tol;
+    if (report) *report = r;
+    if (r.ok) return TG_OK;
+    return tg_fail(TG_ERR_CHECK,
+                   "adjoint check: <rF(zeta), xi> = %.17g but <zeta, dF(xi)> = %.17g "
+                   "(relative error %.3g > %g)",
+                   side[0], side[1], r.adjoint_err, o.adjoint_tol);
+}

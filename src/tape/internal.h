@@ -1,0 +1,41 @@
+/* Internal helpers shared by the tape and the ops: allocation, errors,
+ * the arena. Not installed. */
+#ifndef TG_INTERNAL_H
+#define TG_INTERNAL_H
+
+#include "tapegrad.h"
+
+#include <stdarg.h>
+
+/* Every heap allocation of the library goes through these, so that
+ * tg_alloc_count() is exact and tests can make the n-th one fail. */
+void *tg_malloc(size_t bytes);
+void *tg_calloc(size_t n, size_t bytes);
+void *tg_realloc(void *p, size_t bytes);
+void tg_free(void *p);
+
+/* Set the thread's last error; returns s so callers can `return tg_fail(...)`. */
+tg_status tg_fail(tg_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Element size of a dtype. */
+static inline size_t tg_dtype_size(tg_dtype d) { return d == TG_F32 ? sizeof(float) : sizeof(double); }
+
+/* A bump allocator in blocks; tg_arena_reset keeps the memory, merging the
+ * blocks into one so that a repeated step fits without allocating. */
+typedef struct tg_block tg_block;
+typedef struct tg_arena {
+    tg_block *head; /* first block */
+    tg_block *cur;  /* block being filled */
+    size_t in_use;  /* bytes handed out since reset, over all blocks */
+} tg_arena;
+
+void tg_arena_init(tg_arena *a);
+void *tg_arena_alloc(tg_arena *a, size_t bytes); /* 64-byte aligned; NULL on failure */
+void tg_arena_reset(tg_arena *a);
+void tg_arena_free(tg_arena *a);
+
+#endif

@@ -1,0 +1,49 @@
+/* A minimal test harness: CHECK counts, reports failures with file:line,
+ * and check_summary() prints "N passed, N failed" and gives the exit code. */
+#ifndef TG_TEST_CHECK_H
+#define TG_TEST_CHECK_H
+
+#include "tapegrad.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static int check_passed, check_failed;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            check_passed++;                                                                        \
+        } else {                                                                                   \
+            check_failed++;                                                                        \
+            fprintf(stderr, "%s:%d: FAIL: %s: ", __FILE__, __LINE__, #cond);                       \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
+    } while (0)
+
+/* A call that must succeed; prints tapegrad's message if it does not. */
+#define CHECK_OK(expr)                                                                             \
+    do {                                                                                           \
+        tg_status check_s_ = (expr);                                                               \
+        CHECK(check_s_ == TG_OK, "%s -> %s: %s", #expr, tg_status_name(check_s_),                  \
+              tg_last_error());                                                                    \
+    } while (0)
+
+/* |a - b| <= tol * max(1, |a|, |b|): relative for large values, absolute near 0. */
+#define CHECK_CLOSE(a, b, tol)                                                                     \
+    do {                                                                                           \
+        double check_a_ = (a), check_b_ = (b);                                                     \
+        double check_s_ = fmax(1.0, fmax(fabs(check_a_), fabs(check_b_)));                         \
+        CHECK(fabs(check_a_ - check_b_) <= (tol) * check_s_, "%.17g vs %.17g (tol %g)", check_a_, \
+              check_b_, (double)(tol));                                                            \
+    } while (0)
+
+static inline int check_summary(void)
+{
+    printf("%d passed, %d failed\n", check_passed, check_failed);
+    return check_failed ? 1 : 0;
+}
+
+#endif
