@@ -36,7 +36,11 @@ static void test_shapes(tg_tape *t)
     EXPECT_ERR(tg_sum_axis(t, a, 2, &out), TG_ERR_SHAPE, "sum_axis: axis 2 out of range for shape (3x4)");
     EXPECT_ERR(tg_mean_axis(t, a, -3, &out), TG_ERR_SHAPE, "mean_axis: axis -3 out of range");
     EXPECT_ERR(tg_mse(t, a, b, &out), TG_ERR_SHAPE, "mse: ");
-    EXPECT_ERR(tg_softmax_ce(t, a, b, &out), TG_ERR_SHAPE, "softmax_ce: ");
+    tg_tensor *lab5 = mk(TG_F64, 0, 5, 0);
+    EXPECT_ERR(tg_softmax_ce(t, a, lab5, &out), TG_ERR_SHAPE, "softmax_ce: ");
+    CHECK(strstr(tg_last_error(), "(3x4)") && strstr(tg_last_error(), "(5)"), "shapes in '%s'",
+          tg_last_error());
+    tg_tensor_free(lab5);
     CHECK(tg_tape_size(t) == 0, "a failed op was recorded (%d ops)", tg_tape_size(t));
     tg_tensor_free(a), tg_tensor_free(b), tg_tensor_free(v);
 }

@@ -25,6 +25,23 @@ static void free_inputs(const tg_op *op, tg_tensor **in)
     for (int i = 0; i < op->arity; i++) tg_tensor_free(in[i]);
 }
 
+/* r-maps accumulate (+=) into the adjoints they are handed: two backward
+ * passes with one seed give exactly twice one pass (an r-map that overwrote
+ * instead would give once). 1e-15 relative: x + x is exact in binary. */
+static void check_accumulates(const tg_op *op, tg_tape *t, const tg_tensor *out, int np,
+                              tg_tensor **params, tg_rng *rng)
+{
+    double seed[256], once[TG_MAX_ARITY][256];
+    for (size_t k = 0; k < out->size; k++) seed[k] = tg_rng_normal(rng);
+    for (int i = 0; i < np; i++) tg_zero_grad(params[i]);
+    CHECK_OK(tg_backward_seed(t, out, seed));
+    for (int i = 0; i < np; i++) memcpy(once[i], params[i]->grad, params[i]->size * sizeof(double));
+    CHECK_OK(tg_backward_seed(t, out, seed));
+    for (int i = 0; i < np; i++)
+        for (size_t e = 0; e < params[i]->size; e++)
+            CHECK_CLOSE(((double *)params[i]->grad)[e], 2 * once[i][e], 1e-15);
+}
+
 static void check_op_f64(const tg_op *op, const size_t *sz, tg_rng *rng)
 {
     tg_tensor *in[TG_MAX_ARITY], *params[TG_MAX_ARITY], *out;
@@ -45,6 +62,7 @@ static void check_op_f64(const tg_op *op, const size_t *sz, tg_rng *rng)
         CHECK(s == TG_OK, "%s %zux%zux%zu seed %llu: %s", op->name, sz[0], sz[1], sz[2],
               (unsigned long long)seed, tg_last_error());
     }
+    check_accumulates(op, t, out, np, params, rng);
     free_inputs(op, in);
     tg_tape_free(t);
 }

@@ -104,7 +104,8 @@ static void test_replay_matches_record(void)
     net a, b;
     tg_tape *ta, *tb;
     net_init(&a, TG_F32, 5), net_init(&b, TG_F32, 5);
-    CHECK_OK(tg_tape_new(&ta)), CHECK_OK(tg_tape_new(&tb));
+    CHECK_OK(tg_tape_new(&ta));
+    CHECK_OK(tg_tape_new(&tb));
     tg_tensor *cost_b = record(tb, &b);
     for (int s = 0; s < 20; s++) {
         tg_tensor *cost_a = record(ta, &a);
