@@ -28,7 +28,7 @@ static void free_inputs(const tg_op *op, tg_tensor **in)
 /* r-maps accumulate (+=) into the adjoints they are handed: two backward
  * passes with one seed give exactly twice one pass (an r-map that overwrote
  * instead would give once). 1e-15 relative: x + x is exact in binary. */
-static void check_accumulates(const tg_op *op, tg_tape *t, const tg_tensor *out, int np,
+static void check_accumulates(tg_tape *t, const tg_tensor *out, int np,
                               tg_tensor **params, tg_rng *rng)
 {
     double seed[256], once[TG_MAX_ARITY][256];
@@ -62,7 +62,7 @@ static void check_op_f64(const tg_op *op, const size_t *sz, tg_rng *rng)
         CHECK(s == TG_OK, "%s %zux%zux%zu seed %llu: %s", op->name, sz[0], sz[1], sz[2],
               (unsigned long long)seed, tg_last_error());
     }
-    check_accumulates(op, t, out, np, params, rng);
+    check_accumulates(t, out, np, params, rng);
     free_inputs(op, in);
     tg_tape_free(t);
 }
