@@ -40,8 +40,8 @@ extern "C" {
 #define TG_VERSION_MAJOR 0
 #define TG_VERSION_MINOR 1
 #define TG_VERSION_PATCH 0
-#define TG_MAX_RANK 4 /* tensors have rank 0..4 */
-#define TG_MAX_ARITY 3 /* an op takes at most 3 tensor inputs */
+#define TG_MAX_RANK      4 /* tensors have rank 0..4 */
+#define TG_MAX_ARITY     3 /* an op takes at most 3 tensor inputs */
 
 /* ---------------------------------------------------------------- status */
 
@@ -84,9 +84,9 @@ typedef struct tg_tensor {
     void *data;                /* float* or double*, row-major */
     void *grad;                /* parameters only: accumulated gradient */
     /* Bookkeeping for the tape; users read, never write. */
-    tg_tape *tape;      /* TG_NODE: the tape that holds it */
-    int node;           /* TG_NODE: its index on that tape */
-    int requires_grad;  /* a parameter, or an op result that depends on one */
+    tg_tape *tape;     /* TG_NODE: the tape that holds it */
+    int node;          /* TG_NODE: its index on that tape */
+    int requires_grad; /* a parameter, or an op result that depends on one */
 } tg_tensor;
 
 /* A constant/input tensor with zeroed data. shape has `rank` entries (NULL
@@ -223,16 +223,14 @@ typedef struct tg_check_report {
  * float64 graph recorded on t. The parameters' values are restored and
  * their gradients left as they were. Returns TG_ERR_CHECK on a mismatch
  * and names the worst element in tg_last_error() and *report. */
-tg_status tg_gradcheck(tg_tape *t, const tg_tensor *out, int nparams,
-                       tg_tensor *const *params, const tg_check_opts *opts,
-                       tg_check_report *report);
+tg_status tg_gradcheck(tg_tape *t, const tg_tensor *out, int nparams, tg_tensor *const *params,
+                       const tg_check_opts *opts, tg_check_report *report);
 
 /* The adjoint identity ⟨rF(ζ), ξ⟩ = ⟨ζ, dF(ξ)⟩ for random ξ (over the
  * params) and ζ (over out), F the graph from params to out: the seeds'
  * definition of r. Relative error against Σ|terms|; float64 graphs. */
-tg_status tg_adjoint_check(tg_tape *t, const tg_tensor *out, int nparams,
-                           tg_tensor *const *params, const tg_check_opts *opts,
-                           tg_check_report *report);
+tg_status tg_adjoint_check(tg_tape *t, const tg_tensor *out, int nparams, tg_tensor *const *params,
+                           const tg_check_opts *opts, tg_check_report *report);
 
 /* ---------------------------------------------------------------- rng */
 

@@ -27,7 +27,7 @@ typedef struct tg_call {
     const struct tg_op *op;
     int n_in;
     const tg_tensor *in[TG_MAX_ARITY];
-    tg_tensor *out;     /* dtype and shape set by check; data by forward */
+    tg_tensor *out; /* dtype and shape set by check; data by forward */
     tg_attr attr;
     void *saved;        /* scratch kept from forward for the maps */
     size_t saved_bytes; /* set by check: bytes of scratch forward needs */

@@ -6,6 +6,21 @@
 # Each prints meson's summary (Ok / Fail counts); exit non-zero on failure.
 set -eu
 cd "$(dirname "$0")/.."
+passed=0
+failed=0
+# meson test with its output shown; its Ok/Fail counts added to the totals.
+run_suite() {
+    log="$1/suite.out"
+    rc=0
+    meson test -C "$1" --print-errorlogs >"$log" 2>&1 || rc=$?
+    cat "$log"
+    ok=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$log" | head -n 1)
+    bad=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$log" | head -n 1)
+    [ "$rc" -eq 0 ] || [ "${bad:-0}" -gt 0 ] || bad=1 # a build failure counts as one
+    passed=$((passed + ${ok:-0}))
+    failed=$((failed + ${bad:-0}))
+    [ "$rc" -eq 0 ] || { echo "summary: $passed passed, $failed failed"; exit "$rc"; }
+}
 sh scripts/setup.sh
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
@@ -13,8 +28,21 @@ if [ ! -d build-san ]; then
     CC=gcc meson setup build-san -Dbuildtype=debugoptimized -Db_sanitize=address,undefined \
         -Dwerror=true >/dev/null
 fi
-meson test -C build-san --print-errorlogs
+run_suite build-san
 if [ ! -d build-clang ]; then
     CC=clang meson setup build-clang -Dbuildtype=release -Dwerror=true >/dev/null
 fi
-meson test -C build-clang --print-errorlogs
+run_suite build-clang
+# 3. install into a staging root and build a program against tapegrad.pc.
+stage="$(pwd)/build-clang/stage"
+rm -rf "$stage"
+meson install -C build-clang --destdir "$stage" >/dev/null
+prefix="$(meson introspect build-clang --buildoptions | python3 -c \
+    'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"]=="prefix"][0])')"
+pcdir="$(dirname "$(find "$stage" -name tapegrad.pc | head -n 1)")"
+flags="$(PKG_CONFIG_SYSROOT_DIR="$stage" PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs tapegrad)"
+cc examples/custom_op.c -o build-clang/custom_op_installed $flags -lm
+LD_LIBRARY_PATH="$stage$prefix/lib/x86_64-linux-gnu:$stage$prefix/lib" ./build-clang/custom_op_installed >/dev/null
+echo "install: headers, library and tapegrad.pc work"
+passed=$((passed + 1))
+echo "summary: $passed passed, $failed failed"

@@ -36,12 +36,11 @@ static int check_passed, check_failed;
     do {                                                                                           \
         double check_a_ = (a), check_b_ = (b);                                                     \
         double check_s_ = fmax(1.0, fmax(fabs(check_a_), fabs(check_b_)));                         \
-        CHECK(fabs(check_a_ - check_b_) <= (tol) * check_s_, "%.17g vs %.17g (tol %g)", check_a_, \
+        CHECK(fabs(check_a_ - check_b_) <= (tol)*check_s_, "%.17g vs %.17g (tol %g)", check_a_,    \
               check_b_, (double)(tol));                                                            \
     } while (0)
 
-static inline int check_summary(void)
-{
+static inline int check_summary(void) {
     printf("%d passed, %d failed\n", check_passed, check_failed);
     return check_failed ? 1 : 0;
 }

@@ -7,19 +7,21 @@
 
 #define TOL 1e-13
 
-static tg_tensor *leaf(int param, int rank, size_t d0, size_t d1, tg_rng *g)
-{
+static tg_tensor *leaf(int param, int rank, size_t d0, size_t d1, tg_rng *g) {
     size_t shape[2] = {d0, d1};
     tg_tensor *t = NULL;
-    CHECK_OK(param ? tg_param_new(&t, TG_F64, rank, shape) : tg_tensor_new(&t, TG_F64, rank, shape));
-    for (size_t i = 0; t && i < t->size; i++) tg_set(t, i, tg_rng_normal(g));
+    CHECK_OK(param ? tg_param_new(&t, TG_F64, rank, shape)
+                   : tg_tensor_new(&t, TG_F64, rank, shape));
+    for (size_t i = 0; t && i < t->size; i++)
+        tg_set(t, i, tg_rng_normal(g));
     return t;
 }
 
-static double at(const tg_tensor *t, size_t i) { return tg_get(t, i); }
+static double at(const tg_tensor *t, size_t i) {
+    return tg_get(t, i);
+}
 
-static void test_matmul_bias(tg_tape *t, tg_rng *g)
-{
+static void test_matmul_bias(tg_tape *t, tg_rng *g) {
     tg_tensor *a = leaf(0, 2, 3, 4, g), *b = leaf(1, 2, 4, 5, g), *bias = leaf(1, 1, 5, 1, g);
     tg_tensor *c, *z;
     CHECK_OK(tg_matmul(t, a, b, &c));
@@ -28,15 +30,15 @@ static void test_matmul_bias(tg_tape *t, tg_rng *g)
     for (size_t i = 0; i < 3; i++)
         for (size_t j = 0; j < 5; j++) {
             double s = 0;
-            for (size_t k = 0; k < 4; k++) s += at(a, i * 4 + k) * at(b, k * 5 + j);
+            for (size_t k = 0; k < 4; k++)
+                s += at(a, i * 4 + k) * at(b, k * 5 + j);
             CHECK_CLOSE(at(c, i * 5 + j), s, TOL);
             CHECK_CLOSE(at(z, i * 5 + j), s + at(bias, j), TOL);
         }
     tg_tensor_free(a), tg_tensor_free(b), tg_tensor_free(bias);
 }
 
-static void test_activations(tg_tape *t, tg_rng *g)
-{
+static void test_activations(tg_tape *t, tg_rng *g) {
     tg_tensor *x = leaf(0, 2, 4, 6, g), *y[5];
     CHECK_OK(tg_sigmoid(t, x, &y[0]));
     CHECK_OK(tg_tanh(t, x, &y[1]));
@@ -52,7 +54,8 @@ static void test_activations(tg_tape *t, tg_rng *g)
     }
     for (size_t r = 0; r < 4; r++) {
         double s = 0, tot = 0;
-        for (size_t j = 0; j < 6; j++) s += exp(at(x, r * 6 + j));
+        for (size_t j = 0; j < 6; j++)
+            s += exp(at(x, r * 6 + j));
         for (size_t j = 0; j < 6; j++) {
             CHECK_CLOSE(at(y[4], r * 6 + j), exp(at(x, r * 6 + j)) / s, TOL);
             tot += at(y[4], r * 6 + j);
@@ -63,8 +66,7 @@ static void test_activations(tg_tape *t, tg_rng *g)
 }
 
 /* Softmax of huge logits must not overflow (max subtracted). */
-static void test_softmax_stable(tg_tape *t)
-{
+static void test_softmax_stable(tg_tape *t) {
     size_t shape[2] = {1, 3};
     tg_tensor *x, *y;
     CHECK_OK(tg_tensor_new(&x, TG_F32, 2, shape));
@@ -76,8 +78,7 @@ static void test_softmax_stable(tg_tape *t)
     tg_tensor_free(x);
 }
 
-static void test_elementwise_reduce(tg_tape *t, tg_rng *g)
-{
+static void test_elementwise_reduce(tg_tape *t, tg_rng *g) {
     tg_tensor *a = leaf(0, 2, 3, 4, g), *b = leaf(0, 2, 3, 4, g), *y[4], *r[4];
     CHECK_OK(tg_add(t, a, b, &y[0]));
     CHECK_OK(tg_sub(t, a, b, &y[1]));
@@ -99,14 +100,15 @@ static void test_elementwise_reduce(tg_tape *t, tg_rng *g)
           "reduction shapes");
     CHECK_CLOSE(at(r[0], 0), sum, TOL);
     CHECK_CLOSE(at(r[1], 0), sum / 12, TOL);
-    for (size_t j = 0; j < 4; j++) CHECK_CLOSE(at(r[2], j), col[j], TOL);
-    for (size_t i = 0; i < 3; i++) CHECK_CLOSE(at(r[3], i), row[i] / 4, TOL);
+    for (size_t j = 0; j < 4; j++)
+        CHECK_CLOSE(at(r[2], j), col[j], TOL);
+    for (size_t i = 0; i < 3; i++)
+        CHECK_CLOSE(at(r[3], i), row[i] / 4, TOL);
     tg_tensor_free(a), tg_tensor_free(b);
 }
 
 /* Loss values against the textbook formulas (numbers chosen by hand). */
-static void test_losses(tg_tape *t)
-{
+static void test_losses(tg_tape *t) {
     size_t s4[1] = {4}, s23[2] = {2, 3}, s2[1] = {2};
     tg_tensor *p, *y, *x, *l, *lab, *oh, *c;
     CHECK_OK(tg_tensor_new(&p, TG_F64, 1, s4));
@@ -146,11 +148,11 @@ static void test_losses(tg_tape *t)
     CHECK_OK(tg_l1(t, w, 0.1, 5, &c));
     CHECK_CLOSE(at(c, 0), 0.1 / 10 * 7, TOL);
     tg_tensor *all[] = {p, y, x, l, lab, oh, w};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tg_tensor_free(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tg_tensor_free(all[i]);
 }
 
-int main(void)
-{
+int main(void) {
     tg_tape *t;
     tg_rng g;
     tg_rng_seed(&g, 7);

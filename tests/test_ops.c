@@ -12,38 +12,38 @@ static const size_t sizes[][3] = {{1, 1, 1}, {1, 4, 3}, {3, 4, 2}, {5, 3, 4}};
 #define N_SIZES (sizeof sizes / sizeof sizes[0])
 
 /* Parameters among the inputs (the ones that carry a derivative). */
-static int params_of(const tg_op *op, tg_tensor **in, tg_tensor **params)
-{
+static int params_of(const tg_op *op, tg_tensor **in, tg_tensor **params) {
     int np = 0;
     for (int i = 0; i < op->arity; i++)
         if (!(op->nondiff >> i & 1u)) params[np++] = in[i];
     return np;
 }
 
-static void free_inputs(const tg_op *op, tg_tensor **in)
-{
-    for (int i = 0; i < op->arity; i++) tg_tensor_free(in[i]);
+static void free_inputs(const tg_op *op, tg_tensor **in) {
+    for (int i = 0; i < op->arity; i++)
+        tg_tensor_free(in[i]);
 }
 
 /* r-maps accumulate (+=) into the adjoints they are handed: two backward
  * passes with one seed give exactly twice one pass (an r-map that overwrote
  * instead would give once). 1e-15 relative: x + x is exact in binary. */
-static void check_accumulates(tg_tape *t, const tg_tensor *out, int np,
-                              tg_tensor **params, tg_rng *rng)
-{
+static void check_accumulates(tg_tape *t, const tg_tensor *out, int np, tg_tensor **params,
+                              tg_rng *rng) {
     double seed[256], once[TG_MAX_ARITY][256];
-    for (size_t k = 0; k < out->size; k++) seed[k] = tg_rng_normal(rng);
-    for (int i = 0; i < np; i++) tg_zero_grad(params[i]);
+    for (size_t k = 0; k < out->size; k++)
+        seed[k] = tg_rng_normal(rng);
+    for (int i = 0; i < np; i++)
+        tg_zero_grad(params[i]);
     CHECK_OK(tg_backward_seed(t, out, seed));
-    for (int i = 0; i < np; i++) memcpy(once[i], params[i]->grad, params[i]->size * sizeof(double));
+    for (int i = 0; i < np; i++)
+        memcpy(once[i], params[i]->grad, params[i]->size * sizeof(double));
     CHECK_OK(tg_backward_seed(t, out, seed));
     for (int i = 0; i < np; i++)
         for (size_t e = 0; e < params[i]->size; e++)
             CHECK_CLOSE(((double *)params[i]->grad)[e], 2 * once[i][e], 1e-15);
 }
 
-static void check_op_f64(const tg_op *op, const size_t *sz, tg_rng *rng)
-{
+static void check_op_f64(const tg_op *op, const size_t *sz, tg_rng *rng) {
     tg_tensor *in[TG_MAX_ARITY], *params[TG_MAX_ARITY], *out;
     tg_attr attr;
     tg_tape *t;
@@ -53,8 +53,7 @@ static void check_op_f64(const tg_op *op, const size_t *sz, tg_rng *rng)
     int np = params_of(op, in, params);
     tg_check_report r;
     tg_status s = tg_gradcheck(t, out, np, params, NULL, &r);
-    CHECK(s == TG_OK && r.ok, "%s %zux%zux%zu: %s", op->name, sz[0], sz[1], sz[2],
-          tg_last_error());
+    CHECK(s == TG_OK && r.ok, "%s %zux%zux%zu: %s", op->name, sz[0], sz[1], sz[2], tg_last_error());
     tg_check_opts o = tg_check_defaults(); /* adjoint tolerance 1e-12: the figure */
     for (uint64_t seed = 1; seed <= 3; seed++) {
         o.seed = seed;
@@ -69,8 +68,7 @@ static void check_op_f64(const tg_op *op, const size_t *sz, tg_rng *rng)
 
 /* Forward value and r(ζ) of op in one dtype, inputs copied from `src`. */
 static void run_dtype(const tg_op *op, tg_tensor **src, const tg_attr *attr, tg_dtype dt,
-                      const double *zeta, double *y, double **grads)
-{
+                      const double *zeta, double *y, double **grads) {
     tg_tensor *in[TG_MAX_ARITY], *out;
     tg_tape *t;
     CHECK_OK(tg_tape_new(&t));
@@ -79,15 +77,19 @@ static void run_dtype(const tg_op *op, tg_tensor **src, const tg_attr *attr, tg_
                           ? tg_param_new(&in[i], dt, src[i]->rank, src[i]->shape)
                           : tg_tensor_new(&in[i], dt, src[i]->rank, src[i]->shape);
         CHECK_OK(s);
-        for (size_t e = 0; e < src[i]->size; e++) tg_set(in[i], e, tg_get(src[i], e));
+        for (size_t e = 0; e < src[i]->size; e++)
+            tg_set(in[i], e, tg_get(src[i], e));
     }
     CHECK_OK(tg_apply(t, op, op->arity, (const tg_tensor *const *)in, attr, &out));
-    for (size_t k = 0; k < out->size; k++) y[k] = tg_get(out, k);
+    for (size_t k = 0; k < out->size; k++)
+        y[k] = tg_get(out, k);
     /* the seed in this dtype */
     void *seed = malloc(out->size * (dt == TG_F32 ? sizeof(float) : sizeof(double)));
     for (size_t k = 0; k < out->size; k++) {
-        if (dt == TG_F32) ((float *)seed)[k] = (float)zeta[k];
-        else ((double *)seed)[k] = zeta[k];
+        if (dt == TG_F32)
+            ((float *)seed)[k] = (float)zeta[k];
+        else
+            ((double *)seed)[k] = zeta[k];
     }
     CHECK_OK(tg_backward_seed(t, out, seed));
     for (int i = 0; i < op->arity; i++) {
@@ -105,15 +107,16 @@ static void run_dtype(const tg_op *op, tg_tensor **src, const tg_attr *attr, tg_
  * bounded by ~50 ulps ≈ 3e-6. We allow 1e-4 relative to max(1, |v|): two
  * orders of margin for ill-conditioned sampled points, while a wrong map
  * (a missing term, a transposed index) errs by O(1). */
-static void check_op_f32(const tg_op *op, const size_t *sz, tg_rng *rng)
-{
+static void check_op_f32(const tg_op *op, const size_t *sz, tg_rng *rng) {
     tg_tensor *in[TG_MAX_ARITY];
     tg_attr attr;
     CHECK_OK(tg_sample_inputs(op, sz[0], sz[1], sz[2], TG_F64, rng, in, &attr));
     double y32[256], y64[256], z[256], g32[TG_MAX_ARITY][256], g64[TG_MAX_ARITY][256];
     double *p32[TG_MAX_ARITY], *p64[TG_MAX_ARITY];
-    for (int i = 0; i < TG_MAX_ARITY; i++) p32[i] = g32[i], p64[i] = g64[i];
-    for (int k = 0; k < 256; k++) z[k] = tg_rng_normal(rng);
+    for (int i = 0; i < TG_MAX_ARITY; i++)
+        p32[i] = g32[i], p64[i] = g64[i];
+    for (int k = 0; k < 256; k++)
+        z[k] = tg_rng_normal(rng);
     memset(g32, 0, sizeof g32), memset(g64, 0, sizeof g64);
     run_dtype(op, in, &attr, TG_F32, z, y32, p32);
     run_dtype(op, in, &attr, TG_F64, z, y64, p64);
@@ -135,17 +138,17 @@ static void check_op_f32(const tg_op *op, const size_t *sz, tg_rng *rng)
 
 /* A value used twice: adjoints must be summed (fan-out), and gradients
  * accumulate across backward calls until zeroed. */
-static void check_fanout_and_accumulation(void)
-{
+static void check_fanout_and_accumulation(void) {
     tg_tape *t;
     tg_tensor *x, *y, *z, *s;
     size_t shape[2] = {2, 3};
     CHECK_OK(tg_tape_new(&t));
     CHECK_OK(tg_param_new(&x, TG_F64, 2, shape));
-    for (size_t i = 0; i < 6; i++) tg_set(x, i, 0.3 * (double)i - 0.7);
+    for (size_t i = 0; i < 6; i++)
+        tg_set(x, i, 0.3 * (double)i - 0.7);
     CHECK_OK(tg_tanh(t, x, &y));
-    CHECK_OK(tg_mul(t, y, y, &z));   /* y fans out into both inputs of mul */
-    CHECK_OK(tg_add(t, z, y, &z));   /* and once more into add */
+    CHECK_OK(tg_mul(t, y, y, &z)); /* y fans out into both inputs of mul */
+    CHECK_OK(tg_add(t, z, y, &z)); /* and once more into add */
     CHECK_OK(tg_sum(t, z, &s));
     tg_check_report r;
     CHECK_OK(tg_gradcheck(t, s, 1, &x, NULL, &r));
@@ -165,15 +168,15 @@ static void check_fanout_and_accumulation(void)
 
 /* Ops that lead to no parameter are not visited: a constant branch gets no
  * adjoint and the parameter's gradient is unaffected by it. */
-static void check_constant_branch(void)
-{
+static void check_constant_branch(void) {
     tg_tape *t;
     tg_tensor *w, *c, *a, *b, *s;
     size_t shape[1] = {3};
     CHECK_OK(tg_tape_new(&t));
     CHECK_OK(tg_param_new(&w, TG_F64, 1, shape));
     CHECK_OK(tg_tensor_new(&c, TG_F64, 1, shape));
-    for (size_t i = 0; i < 3; i++) tg_set(w, i, 1.0 + (double)i), tg_set(c, i, 2.0);
+    for (size_t i = 0; i < 3; i++)
+        tg_set(w, i, 1.0 + (double)i), tg_set(c, i, 2.0);
     CHECK_OK(tg_sigmoid(t, c, &a)); /* constant only */
     CHECK(!a->requires_grad, "an op on constants requires grad");
     CHECK_OK(tg_mul(t, w, a, &b));
@@ -185,8 +188,7 @@ static void check_constant_branch(void)
     tg_tape_free(t);
 }
 
-int main(void)
-{
+int main(void) {
     int n;
     const tg_op *const *ops = tg_op_table(&n);
     CHECK(n >= 23, "op table has %d ops", n);

@@ -28,37 +28,42 @@
 
 #include <stdlib.h>
 
-#define TOL 1e-12
+#define TOL  1e-12
 #define MAXW 8  /* widest layer */
 #define MAXN 16 /* most examples */
 
-static double sigm(double z) { return 1.0 / (1.0 + exp(-z)); }
+static double sigm(double z) {
+    return 1.0 / (1.0 + exp(-z));
+}
 
-static tg_tensor *new_leaf(int param, int rank, size_t r, size_t c)
-{
+static tg_tensor *new_leaf(int param, int rank, size_t r, size_t c) {
     tg_tensor *t = NULL;
     size_t shape[2] = {r, c};
     if (rank == 1) shape[0] = r * c;
-    CHECK_OK(param ? tg_param_new(&t, TG_F64, rank, shape) : tg_tensor_new(&t, TG_F64, rank, shape));
+    CHECK_OK(param ? tg_param_new(&t, TG_F64, rank, shape)
+                   : tg_tensor_new(&t, TG_F64, rank, shape));
     return t;
 }
 
-static void fill_normal(tg_tensor *t, tg_rng *g, double mean, double scale)
-{
-    for (size_t i = 0; i < t->size; i++) tg_set(t, i, mean + scale * tg_rng_normal(g));
+static void fill_normal(tg_tensor *t, tg_rng *g, double mean, double scale) {
+    for (size_t i = 0; i < t->size; i++)
+        tg_set(t, i, mean + scale * tg_rng_normal(g));
 }
 
-static void fill_labels(tg_tensor *t, tg_rng *g)
-{
-    for (size_t i = 0; i < t->size; i++) tg_set(t, i, tg_rng_uniform(g) < 0.5 ? 0.0 : 1.0);
+static void fill_labels(tg_tensor *t, tg_rng *g) {
+    for (size_t i = 0; i < t->size; i++)
+        tg_set(t, i, tg_rng_uniform(g) < 0.5 ? 0.0 : 1.0);
 }
 
-static const double *val(const tg_tensor *t) { return (const double *)t->data; }
-static const double *grd(const tg_tensor *t) { return (const double *)t->grad; }
+static const double *val(const tg_tensor *t) {
+    return (const double *)t->data;
+}
+static const double *grd(const tg_tensor *t) {
+    return (const double *)t->grad;
+}
 
 /* Every element of the tape's gradient against the hand-computed one. */
-static void check_grad(const char *what, const tg_tensor *p, const double *hand)
-{
+static void check_grad(const char *what, const tg_tensor *p, const double *hand) {
     double worst = 0;
     for (size_t i = 0; i < p->size; i++) {
         double a = grd(p)[i], b = hand[i];
@@ -70,21 +75,21 @@ static void check_grad(const char *what, const tg_tensor *p, const double *hand)
 }
 
 /* Hand: the mean log-loss 𝕁 = −(1/n)·Σ[y·log a + (1−y)·log(1−a)]. */
-static double hand_logloss(size_t n, const double *a, const double *y)
-{
+static double hand_logloss(size_t n, const double *a, const double *y) {
     double s = 0;
-    for (size_t i = 0; i < n; i++) s += y[i] * log(a[i]) + (1 - y[i]) * log(1 - a[i]);
+    for (size_t i = 0; i < n; i++)
+        s += y[i] * log(a[i]) + (1 - y[i]) * log(1 - a[i]);
     return -s / (double)n;
 }
 
 /* Hand: Z = A·W + b, A n×din, W din×dout, b of size dout (rows layout). */
 static void hand_affine(size_t n, size_t din, size_t dout, const double *A, const double *W,
-                        const double *b, double *Z)
-{
+                        const double *b, double *Z) {
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < dout; j++) {
             double s = b[j];
-            for (size_t k = 0; k < din; k++) s += A[i * din + k] * W[k * dout + j];
+            for (size_t k = 0; k < din; k++)
+                s += A[i * din + k] * W[k * dout + j];
             Z[i * dout + j] = s;
         }
 }
@@ -94,40 +99,41 @@ static void hand_affine(size_t n, size_t din, size_t dout, const double *A, cons
  *   dW = (1/n)·Aprevᵀ·δ + (λ/n)·W,  db = (1/n)·Σ_rows δ,  dAprev = δ·Wᵀ (if wanted). */
 static void hand_layer_back(size_t n, size_t din, size_t dout, const double *Aprev,
                             const double *dZ, const double *W, double lambda, double *dW,
-                            double *db, double *dAprev)
-{
+                            double *db, double *dAprev) {
     double inv = 1.0 / (double)n;
     for (size_t k = 0; k < din; k++)
         for (size_t j = 0; j < dout; j++) {
             double s = 0;
-            for (size_t i = 0; i < n; i++) s += Aprev[i * din + k] * dZ[i * dout + j];
+            for (size_t i = 0; i < n; i++)
+                s += Aprev[i * din + k] * dZ[i * dout + j];
             dW[k * dout + j] = inv * s + lambda * inv * W[k * dout + j];
         }
     for (size_t j = 0; j < dout; j++) {
         double s = 0;
-        for (size_t i = 0; i < n; i++) s += dZ[i * dout + j];
+        for (size_t i = 0; i < n; i++)
+            s += dZ[i * dout + j];
         db[j] = inv * s;
     }
     if (dAprev)
         for (size_t i = 0; i < n; i++)
             for (size_t k = 0; k < din; k++) {
                 double s = 0;
-                for (size_t j = 0; j < dout; j++) s += dZ[i * dout + j] * W[k * dout + j];
+                for (size_t j = 0; j < dout; j++)
+                    s += dZ[i * dout + j] * W[k * dout + j];
                 dAprev[i * din + k] = s;
             }
 }
 
 /* The seed's R = λ/(2n)·‖W‖² by hand. */
-static double hand_l2(const tg_tensor *w, double lambda, double n)
-{
+static double hand_l2(const tg_tensor *w, double lambda, double n) {
     double s = 0;
-    for (size_t i = 0; i < w->size; i++) s += val(w)[i] * val(w)[i];
+    for (size_t i = 0; i < w->size; i++)
+        s += val(w)[i] * val(w)[i];
     return lambda / (2 * n) * s;
 }
 
 /* cost += λ/(2n)·‖W‖² on the tape (nothing when λ = 0). */
-static void tape_add_l2(tg_tape *t, tg_tensor **cost, const tg_tensor *w, double lambda, double n)
-{
+static void tape_add_l2(tg_tape *t, tg_tensor **cost, const tg_tensor *w, double lambda, double n) {
     if (lambda == 0) return;
     tg_tensor *r = NULL;
     CHECK_OK(tg_l2(t, w, lambda, n, &r));
@@ -138,8 +144,7 @@ static void tape_add_l2(tg_tape *t, tg_tensor **cost, const tg_tensor *w, double
 
 enum { VIA_BCE = 0, VIA_LOGITS = 1 };
 
-static void check_logistic(int via, double lambda)
-{
+static void check_logistic(int via, double lambda) {
     enum { N = 9, D = 4 };
     tg_rng g;
     tg_rng_seed(&g, 101);
@@ -168,32 +173,36 @@ static void check_logistic(int via, double lambda)
     double ah[N], gw[D], gb = 0;
     for (size_t i = 0; i < N; i++) {
         double s = val(b)[0];
-        for (size_t k = 0; k < D; k++) s += X[i * D + k] * W[k];
+        for (size_t k = 0; k < D; k++)
+            s += X[i * D + k] * W[k];
         ah[i] = sigm(s);
     }
     for (size_t k = 0; k < D; k++) {
         double s = 0;
-        for (size_t i = 0; i < N; i++) s += X[i * D + k] * (ah[i] - Y[i]);
+        for (size_t i = 0; i < N; i++)
+            s += X[i * D + k] * (ah[i] - Y[i]);
         gw[k] = s / N + lambda / N * W[k]; /* (1/n)·Xᵀ(a − y) + (λ/n)·w */
     }
-    for (size_t i = 0; i < N; i++) gb += ah[i] - Y[i];
+    for (size_t i = 0; i < N; i++)
+        gb += ah[i] - Y[i];
     gb /= N; /* (1/n)·Σ(a − y) */
 
     if (via == VIA_BCE)
-        for (size_t i = 0; i < N; i++) CHECK_CLOSE(tg_get(a, i), ah[i], TOL);
+        for (size_t i = 0; i < N; i++)
+            CHECK_CLOSE(tg_get(a, i), ah[i], TOL);
     CHECK_CLOSE(tg_get(cost, 0), hand_logloss(N, ah, Y) + hand_l2(w, lambda, N), TOL);
     check_grad(via == VIA_BCE ? "logistic bce dw" : "logistic logits dw", w, gw);
     check_grad(via == VIA_BCE ? "logistic bce db" : "logistic logits db", b, &gb);
 
     tg_tape_free(t);
     tg_tensor *all[] = {x, y, w, b};
-    for (int i = 0; i < 4; i++) tg_tensor_free(all[i]);
+    for (int i = 0; i < 4; i++)
+        tg_tensor_free(all[i]);
 }
 
 /* ------------------------------------------------ §2.1, §2.3 two-layer net */
 
-static void check_two_layer(int via, double lambda)
-{
+static void check_two_layer(int via, double lambda) {
     enum { N = 8, D0 = 3, D1 = 5 };
     tg_rng g;
     tg_rng_seed(&g, 202);
@@ -226,12 +235,15 @@ static void check_two_layer(int via, double lambda)
     const double *X = val(x), *Y = val(y), *W1 = val(w1), *W2 = val(w2);
     double Z1[N * D1], A1[N * D1], Z2[N], A2[N];
     hand_affine(N, D0, D1, X, W1, val(b1), Z1);
-    for (size_t i = 0; i < N * D1; i++) A1[i] = tanh(Z1[i]);
+    for (size_t i = 0; i < N * D1; i++)
+        A1[i] = tanh(Z1[i]);
     hand_affine(N, D1, 1, A1, W2, val(b2), Z2);
-    for (size_t i = 0; i < N; i++) A2[i] = sigm(Z2[i]);
+    for (size_t i = 0; i < N; i++)
+        A2[i] = sigm(Z2[i]);
 
     double d2[N], d1[N * D1], gW2[D1], gb2[1], gW1[D0 * D1], gb1[D1];
-    for (size_t i = 0; i < N; i++) d2[i] = A2[i] - Y[i]; /* δ[2] = a[2] − y */
+    for (size_t i = 0; i < N; i++)
+        d2[i] = A2[i] - Y[i]; /* δ[2] = a[2] − y */
     /* δ[1] = (δ[2]·W[2]ᵀ) ⊙ g[1]′(z[1]), tanh′ = 1 − a[1]² */
     for (size_t i = 0; i < N; i++)
         for (size_t k = 0; k < D1; k++) {
@@ -242,7 +254,8 @@ static void check_two_layer(int via, double lambda)
     hand_layer_back(N, D1, 1, A1, d2, W2, lambda, gW2, gb2, NULL);
     hand_layer_back(N, D0, D1, X, d1, W1, lambda, gW1, gb1, NULL);
 
-    for (size_t i = 0; i < N * D1; i++) CHECK_CLOSE(tg_get(a1, i), A1[i], TOL);
+    for (size_t i = 0; i < N * D1; i++)
+        CHECK_CLOSE(tg_get(a1, i), A1[i], TOL);
     double J = hand_logloss(N, A2, Y) + hand_l2(w1, lambda, N) + hand_l2(w2, lambda, N);
     CHECK_CLOSE(tg_get(cost, 0), J, TOL);
     check_grad("two-layer dW2", w2, gW2);
@@ -252,13 +265,13 @@ static void check_two_layer(int via, double lambda)
 
     tg_tape_free(t);
     tg_tensor *all[] = {x, y, w1, b1, w2, b2};
-    for (int i = 0; i < 6; i++) tg_tensor_free(all[i]);
+    for (int i = 0; i < 6; i++)
+        tg_tensor_free(all[i]);
 }
 
 /* ------------------------------------------------ §3.1 L-layer recursion */
 
-static void check_deep(double lambda)
-{
+static void check_deep(double lambda) {
     enum { L = 4, N = 7 };
     static const size_t m[L + 1] = {5, 4, 3, 2, 1}; /* widths m_0..m_L */
     tg_rng g;
@@ -280,11 +293,14 @@ static void check_deep(double lambda)
     for (int l = 1; l <= L; l++) {
         CHECK_OK(tg_matmul(t, a, w[l], &zt[l]));
         CHECK_OK(tg_bias_add(t, zt[l], b[l], &zt[l]));
-        if (l < L) CHECK_OK(tg_relu(t, zt[l], &a));
-        else CHECK_OK(tg_sigmoid(t, zt[l], &a));
+        if (l < L)
+            CHECK_OK(tg_relu(t, zt[l], &a));
+        else
+            CHECK_OK(tg_sigmoid(t, zt[l], &a));
     }
     CHECK_OK(tg_bce(t, a, y, &cost));
-    for (int l = 1; l <= L; l++) tape_add_l2(t, &cost, w[l], lambda, N);
+    for (int l = 1; l <= L; l++)
+        tape_add_l2(t, &cost, w[l], lambda, N);
     CHECK_OK(tg_backward(t, cost));
 
     /* By hand, forward: A[0] = X, Z[l] = A[l−1]·W[l] + b[l], A[l] = g[l](Z[l]). */
@@ -302,12 +318,14 @@ static void check_deep(double lambda)
      * rounding (~1e-15), so their signs agree when every |Z| exceeds 1e-9. */
     CHECK(margin > 1e-9, "a relu pre-activation is %g from the kink", margin);
     for (int l = 1; l <= L; l++)
-        for (size_t i = 0; i < N * m[l]; i++) CHECK_CLOSE(tg_get(zt[l], i), Z[l][i], TOL);
+        for (size_t i = 0; i < N * m[l]; i++)
+            CHECK_CLOSE(tg_get(zt[l], i), Z[l][i], TOL);
 
     /* By hand, backward (§3.1): dZ[L] = A[L] − Y, then for l = L..1
      * dW[l], db[l] from dZ[l]; dA[l−1] = dZ[l]·W[l]ᵀ; dZ[l−1] = dA[l−1] ⊙ [Z[l−1] > 0]. */
     double dZ[MAXN * MAXW], dA[MAXN * MAXW], dW[MAXW * MAXW], db[MAXW];
-    for (size_t i = 0; i < N; i++) dZ[i] = A[L][i] - val(y)[i];
+    for (size_t i = 0; i < N; i++)
+        dZ[i] = A[L][i] - val(y)[i];
     double J = hand_logloss(N, A[L], val(y));
     for (int l = L; l >= 1; l--) {
         hand_layer_back(N, m[l - 1], m[l], A[l - 1], dZ, val(w[l]), lambda, dW, db,
@@ -319,7 +337,8 @@ static void check_deep(double lambda)
         check_grad(what, b[l], db);
         /* Not vacuous: some gradient in every layer is well away from zero. */
         double big = 0;
-        for (size_t i = 0; i < w[l]->size; i++) big = fmax(big, fabs(dW[i]));
+        for (size_t i = 0; i < w[l]->size; i++)
+            big = fmax(big, fabs(dW[i]));
         CHECK(big > 1e-3, "layer %d has (nearly) no gradient: max |dW| = %g", l, big);
         J += hand_l2(w[l], lambda, N);
         if (l > 1)
@@ -330,11 +349,11 @@ static void check_deep(double lambda)
 
     tg_tape_free(t);
     tg_tensor_free(x), tg_tensor_free(y);
-    for (int l = 1; l <= L; l++) tg_tensor_free(w[l]), tg_tensor_free(b[l]);
+    for (int l = 1; l <= L; l++)
+        tg_tensor_free(w[l]), tg_tensor_free(b[l]);
 }
 
-int main(void)
-{
+int main(void) {
     /* λ = 0: the plain cost; λ = 0.7: the seed's L2-regularised cost. */
     static const double lambdas[] = {0.0, 0.7};
     for (int k = 0; k < 2; k++) {

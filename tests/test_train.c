@@ -13,8 +13,7 @@ typedef struct net {
     tg_tensor *x, *labels, *w1, *b1, *w2, *b2;
 } net;
 
-static void net_init(net *n, tg_dtype dt, uint64_t seed)
-{
+static void net_init(net *n, tg_dtype dt, uint64_t seed) {
     tg_rng g;
     tg_rng_seed(&g, seed);
     CHECK_OK(tg_tensor_new(&n->x, dt, 2, (size_t[]){N, D}));
@@ -30,18 +29,19 @@ static void net_init(net *n, tg_dtype dt, uint64_t seed)
         for (size_t j = 0; j < D; j++)
             tg_set(n->x, i * D + j, (j == c ? 2.0 : 0.0) + tg_rng_normal(&g));
     }
-    for (size_t i = 0; i < n->w1->size; i++) tg_set(n->w1, i, 0.3 * tg_rng_normal(&g));
-    for (size_t i = 0; i < n->w2->size; i++) tg_set(n->w2, i, 0.3 * tg_rng_normal(&g));
+    for (size_t i = 0; i < n->w1->size; i++)
+        tg_set(n->w1, i, 0.3 * tg_rng_normal(&g));
+    for (size_t i = 0; i < n->w2->size; i++)
+        tg_set(n->w2, i, 0.3 * tg_rng_normal(&g));
 }
 
-static void net_free(net *n)
-{
+static void net_free(net *n) {
     tg_tensor *all[] = {n->x, n->labels, n->w1, n->b1, n->w2, n->b2};
-    for (int i = 0; i < 6; i++) tg_tensor_free(all[i]);
+    for (int i = 0; i < 6; i++)
+        tg_tensor_free(all[i]);
 }
 
-static tg_tensor *record(tg_tape *t, const net *n)
-{
+static tg_tensor *record(tg_tape *t, const net *n) {
     tg_tensor *z, *a, *cost = NULL;
     CHECK_OK(tg_matmul(t, n->x, n->w1, &z));
     CHECK_OK(tg_bias_add(t, z, n->b1, &z));
@@ -52,21 +52,20 @@ static tg_tensor *record(tg_tape *t, const net *n)
     return cost;
 }
 
-static void sgd(const net *n, double lr)
-{
+static void sgd(const net *n, double lr) {
     tg_tensor *ps[] = {n->w1, n->b1, n->w2, n->b2};
     for (int p = 0; p < 4; p++) {
         tg_tensor g = *ps[p];
         g.data = g.grad;
-        for (size_t i = 0; i < ps[p]->size; i++) tg_set(ps[p], i, tg_get(ps[p], i) - lr * tg_get(&g, i));
+        for (size_t i = 0; i < ps[p]->size; i++)
+            tg_set(ps[p], i, tg_get(ps[p], i) - lr * tg_get(&g, i));
         tg_zero_grad(ps[p]);
     }
 }
 
 /* Record → backward → update → reset, `steps` times. Returns first and last
  * cost and the allocations made after step 1. */
-static void train(tg_dtype dt, int steps, double *first, double *last, uint64_t *allocs)
-{
+static void train(tg_dtype dt, int steps, double *first, double *last, uint64_t *allocs) {
     net n;
     tg_tape *t;
     net_init(&n, dt, 11);
@@ -86,8 +85,7 @@ static void train(tg_dtype dt, int steps, double *first, double *last, uint64_t 
     net_free(&n);
 }
 
-static void test_descent(tg_dtype dt)
-{
+static void test_descent(tg_dtype dt) {
     double first = 0, last = 0;
     uint64_t allocs = 1;
     train(dt, 200, &first, &last, &allocs);
@@ -99,8 +97,7 @@ static void test_descent(tg_dtype dt)
 }
 
 /* Record once, then replay → backward → update: same numbers as re-recording. */
-static void test_replay_matches_record(void)
-{
+static void test_replay_matches_record(void) {
     net a, b;
     tg_tape *ta, *tb;
     net_init(&a, TG_F32, 5), net_init(&b, TG_F32, 5);
@@ -123,8 +120,7 @@ static void test_replay_matches_record(void)
     net_free(&a), net_free(&b);
 }
 
-int main(void)
-{
+int main(void) {
     test_descent(TG_F32);
     test_descent(TG_F64);
     test_replay_matches_record();

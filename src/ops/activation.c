@@ -7,52 +7,47 @@
 
 /* G'(x) is computed from x and from y = G(x), whichever is cheaper. */
 #define ACTIVATION(NAME, FWD, DERIV)                                                               \
-    static void NAME##_forward(tg_call *c)                                                         \
-    {                                                                                              \
+    static void NAME##_forward(tg_call *c) {                                                       \
         size_t n = c->out->size;                                                                   \
-        TG_DISPATCH(c->out->dtype, const real *xs = c->in[0]->data; real *ys = c->out->data;       \
-                    const real beta = (real)c->attr.f[0]; (void)beta;                              \
-                    for (size_t i = 0; i < n; i++) {                                               \
-                        const real x = xs[i];                                                      \
-                        ys[i] = (FWD);                                                             \
-                    });                                                                            \
+        TG_DISPATCH(                                                                               \
+            c->out->dtype, const real *xs = c->in[0]->data; real *ys = c->out->data;               \
+            const real beta = (real)c->attr.f[0]; (void)beta; for (size_t i = 0; i < n; i++) {     \
+                const real x = xs[i];                                                              \
+                ys[i] = (FWD);                                                                     \
+            });                                                                                    \
     }                                                                                              \
-    /* d-map: G'(x) ⊙ ξ */                                                                         \
-    static void NAME##_jvp(const tg_call *c, const void *const *tin, void *tout)                   \
-    {                                                                                              \
+    /* d-map: G'(x) ⊙ ξ */                                                                      \
+    static void NAME##_jvp(const tg_call *c, const void *const *tin, void *tout) {                 \
         size_t n = c->out->size;                                                                   \
-        TG_DISPATCH(c->out->dtype, const real *xs = c->in[0]->data;                                \
-                    const real *ys = c->out->data; const real *t = tin[0]; real *to = tout;        \
-                    const real beta = (real)c->attr.f[0]; (void)beta;                              \
-                    for (size_t i = 0; i < n; i++) {                                               \
-                        const real x = xs[i], y = ys[i];                                           \
-                        (void)x, (void)y;                                                          \
-                        to[i] = (DERIV) * t[i];                                                    \
-                    });                                                                            \
+        TG_DISPATCH(                                                                               \
+            c->out->dtype, const real *xs = c->in[0]->data; const real *ys = c->out->data;         \
+            const real *t = tin[0]; real *to = tout; const real beta = (real)c->attr.f[0];         \
+            (void)beta; for (size_t i = 0; i < n; i++) {                                           \
+                const real x = xs[i], y = ys[i];                                                   \
+                (void)x, (void)y;                                                                  \
+                to[i] = (DERIV)*t[i];                                                              \
+            });                                                                                    \
     }                                                                                              \
-    /* r-map: G'(x) ⊙ ζ, accumulated */                                                            \
-    static void NAME##_vjp(const tg_call *c, const void *gout, void *const *gin)                   \
-    {                                                                                              \
+    /* r-map: G'(x) ⊙ ζ, accumulated */                                                         \
+    static void NAME##_vjp(const tg_call *c, const void *gout, void *const *gin) {                 \
         size_t n = c->out->size;                                                                   \
-        TG_DISPATCH(c->out->dtype, const real *xs = c->in[0]->data;                                \
-                    const real *ys = c->out->data; const real *g = gout; real *gi = gin[0];        \
-                    const real beta = (real)c->attr.f[0]; (void)beta;                              \
-                    for (size_t i = 0; i < n; i++) {                                               \
-                        const real x = xs[i], y = ys[i];                                           \
-                        (void)x, (void)y;                                                          \
-                        gi[i] += (DERIV) * g[i];                                                   \
-                    });                                                                            \
+        TG_DISPATCH(                                                                               \
+            c->out->dtype, const real *xs = c->in[0]->data; const real *ys = c->out->data;         \
+            const real *g = gout; real *gi = gin[0]; const real beta = (real)c->attr.f[0];         \
+            (void)beta; for (size_t i = 0; i < n; i++) {                                           \
+                const real x = xs[i], y = ys[i];                                                   \
+                (void)x, (void)y;                                                                  \
+                gi[i] += (DERIV)*g[i];                                                             \
+            });                                                                                    \
     }
 
-static tg_status unary_check(tg_call *c, char *msg, size_t len)
-{
+static tg_status unary_check(tg_call *c, char *msg, size_t len) {
     (void)msg, (void)len;
     tg_out_like(c, c->in[0]);
     return TG_OK;
 }
 
-static tg_status leaky_check(tg_call *c, char *msg, size_t len)
-{
+static tg_status leaky_check(tg_call *c, char *msg, size_t len) {
     if (!isfinite(c->attr.f[0])) {
         snprintf(msg, len, "beta must be finite, got %g", c->attr.f[0]);
         return TG_ERR_VALUE;
@@ -61,21 +56,19 @@ static tg_status leaky_check(tg_call *c, char *msg, size_t len)
 }
 
 /* Inputs away from 0 so that finite differences do not straddle a kink. */
-static void away0_sample(size_t m, size_t k, size_t n, tg_sample *s)
-{
+static void away0_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     (void)n;
     tg_sample_2d(s, 0, m, k, TG_DOM_AWAY0);
     s->attr.f[0] = 0.01;
 }
 
-static void real_sample(size_t m, size_t k, size_t n, tg_sample *s)
-{
+static void real_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     (void)n;
     tg_sample_2d(s, 0, m, k, TG_DOM_REAL);
 }
 
 /* σ(x) = 1/(1+e^{−x}); σ' = σ(1−σ). */
-ACTIVATION(sigmoid, (real)1 / ((real)1 + exp(-x)), y * ((real)1 - y))
+ACTIVATION(sigmoid, (real)1 / ((real)1 + exp(-x)), y *((real)1 - y))
 /* tanh' = 1 − tanh². */
 ACTIVATION(tanh, tanh(x), (real)1 - y * y)
 /* relu' = [x > 0] (0 at the kink, as PyTorch). */
@@ -91,23 +84,19 @@ UNARY_OP(tg_op_tanh, "tanh", tanh, unary_check, real_sample)
 UNARY_OP(tg_op_relu, "relu", relu, unary_check, away0_sample)
 UNARY_OP(tg_op_leaky_relu, "leaky_relu", leaky, leaky_check, away0_sample)
 
-tg_status tg_sigmoid(tg_tape *t, const tg_tensor *x, tg_tensor **out)
-{
+tg_status tg_sigmoid(tg_tape *t, const tg_tensor *x, tg_tensor **out) {
     return tg_apply1(t, &tg_op_sigmoid, x, NULL, out);
 }
 
-tg_status tg_tanh(tg_tape *t, const tg_tensor *x, tg_tensor **out)
-{
+tg_status tg_tanh(tg_tape *t, const tg_tensor *x, tg_tensor **out) {
     return tg_apply1(t, &tg_op_tanh, x, NULL, out);
 }
 
-tg_status tg_relu(tg_tape *t, const tg_tensor *x, tg_tensor **out)
-{
+tg_status tg_relu(tg_tape *t, const tg_tensor *x, tg_tensor **out) {
     return tg_apply1(t, &tg_op_relu, x, NULL, out);
 }
 
-tg_status tg_leaky_relu(tg_tape *t, const tg_tensor *x, double beta, tg_tensor **out)
-{
+tg_status tg_leaky_relu(tg_tape *t, const tg_tensor *x, double beta, tg_tensor **out) {
     tg_attr a = {{beta, 0}, {0, 0}};
     return tg_apply1(t, &tg_op_leaky_relu, x, &a, out);
 }
@@ -115,45 +104,47 @@ tg_status tg_leaky_relu(tg_tape *t, const tg_tensor *x, double beta, tg_tensor *
 /* ---------------------------------------------------------------- softmax */
 
 /* S(x)_j = e^{x_j − m} / Σ_k e^{x_k − m}, m = max_k x_k (no overflow). */
-static void softmax_forward(tg_call *c)
-{
+static void softmax_forward(tg_call *c) {
     size_t d = tg_last_dim(c->out), rows = tg_rows(c->out);
-    TG_DISPATCH(c->out->dtype, for (size_t r = 0; r < rows; r++) {
-        const real *x = (const real *)c->in[0]->data + r * d;
-        real *y = (real *)c->out->data + r * d;
-        real m = x[0], s = 0;
-        for (size_t j = 1; j < d; j++) m = x[j] > m ? x[j] : m;
-        for (size_t j = 0; j < d; j++) s += (y[j] = exp(x[j] - m));
-        for (size_t j = 0; j < d; j++) y[j] /= s;
-    });
+    TG_DISPATCH(
+        c->out->dtype, for (size_t r = 0; r < rows; r++) {
+            const real *x = (const real *)c->in[0]->data + r * d;
+            real *y = (real *)c->out->data + r * d;
+            real m = x[0], s = 0;
+            for (size_t j = 1; j < d; j++)
+                m = x[j] > m ? x[j] : m;
+            for (size_t j = 0; j < d; j++)
+                s += (y[j] = exp(x[j] - m));
+            for (size_t j = 0; j < d; j++)
+                y[j] /= s;
+        });
 }
 
 /* out = S ⊙ (v − ⟨S, v⟩) per row, written (acc = 0) or added (acc = 1):
  * the d-map and the r-map are the same symmetric map. */
-static void softmax_map(const tg_call *c, const void *v, void *out, int acc)
-{
+static void softmax_map(const tg_call *c, const void *v, void *out, int acc) {
     size_t d = tg_last_dim(c->out), rows = tg_rows(c->out);
-    TG_DISPATCH(c->out->dtype, for (size_t r = 0; r < rows; r++) {
-        const real *S = (const real *)c->out->data + r * d, *g = (const real *)v + r * d;
-        real *o = (real *)out + r * d;
-        real dot = 0;
-        for (size_t j = 0; j < d; j++) dot += S[j] * g[j];
-        for (size_t j = 0; j < d; j++) o[j] = (acc ? o[j] : 0) + S[j] * (g[j] - dot);
-    });
+    TG_DISPATCH(
+        c->out->dtype, for (size_t r = 0; r < rows; r++) {
+            const real *S = (const real *)c->out->data + r * d, *g = (const real *)v + r * d;
+            real *o = (real *)out + r * d;
+            real dot = 0;
+            for (size_t j = 0; j < d; j++)
+                dot += S[j] * g[j];
+            for (size_t j = 0; j < d; j++)
+                o[j] = (acc ? o[j] : 0) + S[j] * (g[j] - dot);
+        });
 }
 
-static void softmax_jvp(const tg_call *c, const void *const *tin, void *tout)
-{
+static void softmax_jvp(const tg_call *c, const void *const *tin, void *tout) {
     softmax_map(c, tin[0], tout, 0);
 }
 
-static void softmax_vjp(const tg_call *c, const void *gout, void *const *gin)
-{
+static void softmax_vjp(const tg_call *c, const void *gout, void *const *gin) {
     softmax_map(c, gout, gin[0], 1);
 }
 
-static tg_status softmax_check(tg_call *c, char *msg, size_t len)
-{
+static tg_status softmax_check(tg_call *c, char *msg, size_t len) {
     if (c->in[0]->rank < 1) {
         snprintf(msg, len, "needs rank >= 1 (softmax along the last axis), got a scalar");
         return TG_ERR_SHAPE;
@@ -161,10 +152,9 @@ static tg_status softmax_check(tg_call *c, char *msg, size_t len)
     return unary_check(c, msg, len);
 }
 
-const tg_op tg_op_softmax = {"softmax",   1,           0,          softmax_check,
+const tg_op tg_op_softmax = {"softmax",       1,           0,           softmax_check,
                              softmax_forward, softmax_jvp, softmax_vjp, real_sample};
 
-tg_status tg_softmax(tg_tape *t, const tg_tensor *x, tg_tensor **out)
-{
+tg_status tg_softmax(tg_tape *t, const tg_tensor *x, tg_tensor **out) {
     return tg_apply1(t, &tg_op_softmax, x, NULL, out);
 }

@@ -10,8 +10,7 @@
 
 /* C = alpha·op(A)·op(B) + beta·C, row-major, for either dtype. */
 static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
-                 size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc)
-{
+                 size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc) {
     enum CBLAS_TRANSPOSE A = ta ? CblasTrans : CblasNoTrans, B = tb ? CblasTrans : CblasNoTrans;
     if (dt == TG_F32)
         cblas_sgemm(CblasRowMajor, A, B, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb,
@@ -23,8 +22,7 @@ static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, cons
 
 /* ---------------------------------------------------------------- matmul φ */
 
-static tg_status matmul_check(tg_call *c, char *msg, size_t len)
-{
+static tg_status matmul_check(tg_call *c, char *msg, size_t len) {
     const tg_tensor *a = c->in[0], *b = c->in[1];
     char sa[64], sb[64];
     if (a->rank != 2 || b->rank != 2) {
@@ -45,16 +43,14 @@ static tg_status matmul_check(tg_call *c, char *msg, size_t len)
     return TG_OK;
 }
 
-static void matmul_forward(tg_call *c)
-{
+static void matmul_forward(tg_call *c) {
     const tg_tensor *a = c->in[0], *b = c->in[1];
     size_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
     gemm(a->dtype, 0, 0, m, n, k, a->data, k, b->data, n, 0.0, c->out->data, n);
 }
 
 /* d(A·B)(Ȧ, Ḃ) = Ȧ·B + A·Ḃ  (d₁φ(Z) = Zx and dφ(ξ) = Aξ). */
-static void matmul_jvp(const tg_call *c, const void *const *tin, void *tout)
-{
+static void matmul_jvp(const tg_call *c, const void *const *tin, void *tout) {
     const tg_tensor *a = c->in[0], *b = c->in[1];
     size_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
     double beta = 0.0;
@@ -66,81 +62,78 @@ static void matmul_jvp(const tg_call *c, const void *const *tin, void *tout)
 }
 
 /* Ā += ζ·Bᵀ (r₁φ), B̄ += Aᵀ·ζ (rφ). */
-static void matmul_vjp(const tg_call *c, const void *gout, void *const *gin)
-{
+static void matmul_vjp(const tg_call *c, const void *gout, void *const *gin) {
     const tg_tensor *a = c->in[0], *b = c->in[1];
     size_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
     if (gin[0]) gemm(a->dtype, 0, 1, m, k, n, gout, n, b->data, n, 1.0, gin[0], k);
     if (gin[1]) gemm(a->dtype, 1, 0, k, n, m, a->data, k, gout, n, 1.0, gin[1], n);
 }
 
-static void matmul_sample(size_t m, size_t k, size_t n, tg_sample *s)
-{
+static void matmul_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     tg_sample_2d(s, 0, m, k, TG_DOM_REAL);
     tg_sample_2d(s, 1, k, n, TG_DOM_REAL);
 }
 
-const tg_op tg_op_matmul = {"matmul", 2, 0, matmul_check, matmul_forward,
-                            matmul_jvp, matmul_vjp, matmul_sample};
+const tg_op tg_op_matmul = {"matmul",       2,          0,          matmul_check,
+                            matmul_forward, matmul_jvp, matmul_vjp, matmul_sample};
 
-tg_status tg_matmul(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out)
-{
+tg_status tg_matmul(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out) {
     return tg_apply2(t, &tg_op_matmul, a, b, NULL, out);
 }
 
 /* ---------------------------------------------------------------- bias-add ψ */
 
 /* ψ(b, X) = X + b with b broadcast over the rows of X (the batch). */
-static tg_status bias_check(tg_call *c, char *msg, size_t len)
-{
+static tg_status bias_check(tg_call *c, char *msg, size_t len) {
     const tg_tensor *x = c->in[0], *b = c->in[1];
     char sx[64], sb[64];
     int b_is_row = b->size == tg_last_dim(b);
     if (x->rank < 1 || !b_is_row || b->size != tg_last_dim(x)) {
-        snprintf(msg, len, "bias must be a vector of the last dimension of x: %s+%s",
-                 SHP(sx, x), SHP(sb, b));
+        snprintf(msg, len, "bias must be a vector of the last dimension of x: %s+%s", SHP(sx, x),
+                 SHP(sb, b));
         return TG_ERR_SHAPE;
     }
     tg_out_like(c, x);
     return TG_OK;
 }
 
-static void bias_forward(tg_call *c)
-{
+static void bias_forward(tg_call *c) {
     const tg_tensor *x = c->in[0];
     size_t d = tg_last_dim(x), rows = tg_rows(x);
-    TG_DISPATCH(x->dtype, const real *X = x->data; const real *b = c->in[1]->data;
-                real *y = c->out->data; for (size_t r = 0; r < rows; r++) {
-                    for (size_t j = 0; j < d; j++) y[r * d + j] = X[r * d + j] + b[j];
-                });
+    TG_DISPATCH(
+        x->dtype, const real *X = x->data; const real *b = c->in[1]->data; real *y = c->out->data;
+        for (size_t r = 0; r < rows; r++) {
+            for (size_t j = 0; j < d; j++)
+                y[r * d + j] = X[r * d + j] + b[j];
+        });
 }
 
 /* dψ(Ẋ, ḃ) = Ẋ + ḃ broadcast over rows. */
-static void bias_jvp(const tg_call *c, const void *const *tin, void *tout)
-{
+static void bias_jvp(const tg_call *c, const void *const *tin, void *tout) {
     const tg_tensor *x = c->in[0];
     size_t d = tg_last_dim(x), rows = tg_rows(x);
-    TG_DISPATCH(x->dtype, const real *tx = tin[0]; const real *tb = tin[1]; real *t = tout;
-                for (size_t r = 0; r < rows; r++) {
-                    for (size_t j = 0; j < d; j++)
-                        t[r * d + j] = (tx ? tx[r * d + j] : 0) + (tb ? tb[j] : 0);
-                });
+    TG_DISPATCH(
+        x->dtype, const real *tx = tin[0]; const real *tb = tin[1]; real *t = tout;
+        for (size_t r = 0; r < rows; r++) {
+            for (size_t j = 0; j < d; j++)
+                t[r * d + j] = (tx ? tx[r * d + j] : 0) + (tb ? tb[j] : 0);
+        });
 }
 
 /* rψ(ζ) = ζ for X; r̄ψ(ζ) = Σ_rows ζ for b (the seed's sum over the batch). */
-static void bias_vjp(const tg_call *c, const void *gout, void *const *gin)
-{
+static void bias_vjp(const tg_call *c, const void *gout, void *const *gin) {
     const tg_tensor *x = c->in[0];
     size_t d = tg_last_dim(x), rows = tg_rows(x);
-    TG_DISPATCH(x->dtype, const real *g = gout; real *gx = gin[0]; real *gb = gin[1];
-                if (gx) for (size_t i = 0; i < rows * d; i++) gx[i] += g[i];
-                if (gb) for (size_t r = 0; r < rows; r++) {
-                    for (size_t j = 0; j < d; j++) gb[j] += g[r * d + j];
-                });
+    TG_DISPATCH(
+        x->dtype, const real *g = gout; real *gx = gin[0]; real *gb = gin[1];
+        if (gx) for (size_t i = 0; i < rows * d; i++) gx[i] += g[i];
+        if (gb) for (size_t r = 0; r < rows; r++) {
+            for (size_t j = 0; j < d; j++)
+                gb[j] += g[r * d + j];
+        });
 }
 
-static void bias_sample(size_t m, size_t k, size_t n, tg_sample *s)
-{
+static void bias_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     (void)n;
     tg_sample_2d(s, 0, m, k, TG_DOM_REAL);
     s->rank[1] = 1;
@@ -148,10 +141,9 @@ static void bias_sample(size_t m, size_t k, size_t n, tg_sample *s)
     s->domain[1] = TG_DOM_REAL;
 }
 
-const tg_op tg_op_bias_add = {"bias_add", 2, 0, bias_check, bias_forward,
-                              bias_jvp, bias_vjp, bias_sample};
+const tg_op tg_op_bias_add = {"bias_add",   2,        0,        bias_check,
+                              bias_forward, bias_jvp, bias_vjp, bias_sample};
 
-tg_status tg_bias_add(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_tensor **out)
-{
+tg_status tg_bias_add(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_tensor **out) {
     return tg_apply2(t, &tg_op_bias_add, x, b, NULL, out);
 }

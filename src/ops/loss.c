@@ -7,15 +7,15 @@
 #include "ops.h"
 
 /* The scalar adjoint ζ, and writing a scalar result, in either dtype. */
-static double scalar_in(tg_dtype dt, const void *p)
-{
+static double scalar_in(tg_dtype dt, const void *p) {
     return dt == TG_F32 ? (double)*(const float *)p : *(const double *)p;
 }
 
-static void scalar_out(tg_dtype dt, void *p, double v)
-{
-    if (dt == TG_F32) *(float *)p = (float)v;
-    else *(double *)p = v;
+static void scalar_out(tg_dtype dt, void *p, double v) {
+    if (dt == TG_F32)
+        *(float *)p = (float)v;
+    else
+        *(double *)p = v;
 }
 
 /* ---------------------------------------------------------------- elementwise pair losses */
@@ -27,58 +27,55 @@ static void scalar_out(tg_dtype dt, void *p, double v)
  * ℓ(a, b), ∂ₐℓ and ∂_bℓ; each map uses what it needs (the compiler drops the
  * rest). The r-map reads only ζ and the inputs, so gin[0] == gin[1] is fine. */
 #define PAIR_LOSS(NAME, OPNAME, MEAN, CHECK, SAMPLE, ...)                                          \
-    static void NAME##_forward(tg_call *c)                                                         \
-    {                                                                                              \
+    static void NAME##_forward(tg_call *c) {                                                       \
         size_t n = c->in[0]->size;                                                                 \
         double s = 0;                                                                              \
-        TG_DISPATCH(c->out->dtype, const real *A = c->in[0]->data; const real *B = c->in[1]->data; \
-                    for (size_t i = 0; i < n; i++) {                                               \
-                        const real a = A[i], b = B[i];                                             \
-                        real l, pa, pb;                                                            \
-                        __VA_ARGS__ (void)pa, (void)pb;                                            \
-                        s += l;                                                                    \
-                    });                                                                            \
+        TG_DISPATCH(                                                                               \
+            c->out->dtype, const real *A = c->in[0]->data; const real *B = c->in[1]->data;         \
+            for (size_t i = 0; i < n; i++) {                                                       \
+                const real a = A[i], b = B[i];                                                     \
+                real l, pa, pb;                                                                    \
+                __VA_ARGS__(void) pa, (void)pb;                                                    \
+                s += l;                                                                            \
+            });                                                                                    \
         scalar_out(c->out->dtype, c->out->data, (MEAN ? 1.0 / (double)n : 1.0) * s);               \
     }                                                                                              \
-    static void NAME##_jvp(const tg_call *c, const void *const *tin, void *tout)                   \
-    {                                                                                              \
+    static void NAME##_jvp(const tg_call *c, const void *const *tin, void *tout) {                 \
         size_t n = c->in[0]->size;                                                                 \
         double s = 0;                                                                              \
-        TG_DISPATCH(c->out->dtype, const real *A = c->in[0]->data; const real *B = c->in[1]->data; \
-                    const real *ta = tin[0]; const real *tb = tin[1];                              \
-                    for (size_t i = 0; i < n; i++) {                                               \
-                        const real a = A[i], b = B[i];                                             \
-                        real l, pa, pb;                                                            \
-                        __VA_ARGS__ (void)l;                                                       \
-                        if (ta) s += pa * ta[i];                                                   \
-                        if (tb) s += pb * tb[i];                                                   \
-                    });                                                                            \
+        TG_DISPATCH(                                                                               \
+            c->out->dtype, const real *A = c->in[0]->data; const real *B = c->in[1]->data;         \
+            const real *ta = tin[0]; const real *tb = tin[1]; for (size_t i = 0; i < n; i++) {     \
+                const real a = A[i], b = B[i];                                                     \
+                real l, pa, pb;                                                                    \
+                __VA_ARGS__(void) l;                                                               \
+                if (ta) s += pa * ta[i];                                                           \
+                if (tb) s += pb * tb[i];                                                           \
+            });                                                                                    \
         scalar_out(c->out->dtype, tout, (MEAN ? 1.0 / (double)n : 1.0) * s);                       \
     }                                                                                              \
-    static void NAME##_vjp(const tg_call *c, const void *gout, void *const *gin)                   \
-    {                                                                                              \
+    static void NAME##_vjp(const tg_call *c, const void *gout, void *const *gin) {                 \
         size_t n = c->in[0]->size;                                                                 \
         double kg = (MEAN ? 1.0 / (double)n : 1.0) * scalar_in(c->out->dtype, gout);               \
-        TG_DISPATCH(c->out->dtype, const real *A = c->in[0]->data; const real *B = c->in[1]->data; \
-                    real *ga = gin[0]; real *gb = gin[1]; const real k = (real)kg;                 \
-                    for (size_t i = 0; i < n; i++) {                                               \
-                        const real a = A[i], b = B[i];                                             \
-                        real l, pa, pb;                                                            \
-                        __VA_ARGS__ (void)l;                                                       \
-                        if (ga) ga[i] += k * pa;                                                   \
-                        if (gb) gb[i] += k * pb;                                                   \
-                    });                                                                            \
+        TG_DISPATCH(                                                                               \
+            c->out->dtype, const real *A = c->in[0]->data; const real *B = c->in[1]->data;         \
+            real *ga = gin[0]; real *gb = gin[1]; const real k = (real)kg;                         \
+            for (size_t i = 0; i < n; i++) {                                                       \
+                const real a = A[i], b = B[i];                                                     \
+                real l, pa, pb;                                                                    \
+                __VA_ARGS__(void) l;                                                               \
+                if (ga) ga[i] += k * pa;                                                           \
+                if (gb) gb[i] += k * pb;                                                           \
+            });                                                                                    \
     }                                                                                              \
-    const tg_op tg_op_##NAME = {OPNAME, 2, 0, CHECK, NAME##_forward,                               \
-                                NAME##_jvp, NAME##_vjp, SAMPLE};                                   \
-    tg_status tg_##NAME(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out)       \
-    {                                                                                              \
+    const tg_op tg_op_##NAME = {OPNAME,         2,          0,          CHECK,                     \
+                                NAME##_forward, NAME##_jvp, NAME##_vjp, SAMPLE};                   \
+    tg_status tg_##NAME(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out) {     \
         return tg_apply2(t, &tg_op_##NAME, a, b, NULL, out);                                       \
     }
 
 /* Two inputs of one shape → a scalar. */
-static tg_status pair_check(tg_call *c, char *msg, size_t len)
-{
+static tg_status pair_check(tg_call *c, char *msg, size_t len) {
     tg_status s = tg_check_same(c, msg, len);
     if (!s) tg_out_scalar(c);
     return s;
@@ -86,8 +83,7 @@ static tg_status pair_check(tg_call *c, char *msg, size_t len)
 
 /* bce also needs p in [0, 1] (as PyTorch): outside it log is NaN. Checked
  * when recorded; a replay with p outside gives NaN, as the math does. */
-static tg_status bce_check(tg_call *c, char *msg, size_t len)
-{
+static tg_status bce_check(tg_call *c, char *msg, size_t len) {
     tg_status s = pair_check(c, msg, len);
     for (size_t i = 0; !s && i < c->in[0]->size; i++) {
         double p = tg_get(c->in[0], i);
@@ -99,26 +95,22 @@ static tg_status bce_check(tg_call *c, char *msg, size_t len)
     return s;
 }
 
-static void sample_2d_pair(size_t m, size_t k, tg_sample *s, tg_domain d0, tg_domain d1)
-{
+static void sample_2d_pair(size_t m, size_t k, tg_sample *s, tg_domain d0, tg_domain d1) {
     tg_sample_2d(s, 0, m, k, d0);
     tg_sample_2d(s, 1, m, k, d1);
 }
 
-static void bce_sample(size_t m, size_t k, size_t n, tg_sample *s)
-{
+static void bce_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     (void)n;
     sample_2d_pair(m, k, s, TG_DOM_PROB, TG_DOM_PROB); /* soft targets: the general case */
 }
 
-static void logits_sample(size_t m, size_t k, size_t n, tg_sample *s)
-{
+static void logits_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     (void)n;
     sample_2d_pair(m, k, s, TG_DOM_REAL, TG_DOM_PROB);
 }
 
-static void real_sample(size_t m, size_t k, size_t n, tg_sample *s)
-{
+static void real_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     (void)n;
     sample_2d_pair(m, k, s, TG_DOM_REAL, TG_DOM_REAL);
 }
@@ -139,8 +131,7 @@ PAIR_LOSS(bce, "bce", 1, bce_check, bce_sample, {
     const int on1 = l1 > lo, on0 = l0 > lo;
     const real L1 = on1 ? l1 : lo, L0 = on0 ? l0 : lo;
     l = -(b * L1 + (1 - b) * L0);
-    pa = on1 && on0 ? (a - b) / (a * (1 - a))
-                    : (on1 ? -b / a : 0) + (on0 ? (1 - b) / (1 - a) : 0);
+    pa = on1 && on0 ? (a - b) / (a * (1 - a)) : (on1 ? -b / a : 0) + (on0 ? (1 - b) / (1 - a) : 0);
     pb = L0 - L1;
 })
 
@@ -177,30 +168,30 @@ PAIR_LOSS(mse, "mse", 1, pair_check, real_sample, {
  *   log_softmax(x)ⱼ = xⱼ − lse(x),  lse(x) = m + log Σⱼ e^{xⱼ − m},  m = maxⱼ xⱼ
  * (subtracting m: no overflow), and softmax sⱼ = e^{xⱼ − lse}. forward keeps
  * each row's lse in c->saved (doubles) for the maps; replay recomputes it. */
-static void rows_lse(const tg_tensor *x, double *lse)
-{
+static void rows_lse(const tg_tensor *x, double *lse) {
     size_t C = tg_last_dim(x), rows = tg_rows(x);
-    TG_DISPATCH(x->dtype, const real *X = x->data; for (size_t r = 0; r < rows; r++) {
-        const real *xr = X + r * C;
-        real m = xr[0];
-        for (size_t j = 1; j < C; j++) m = xr[j] > m ? xr[j] : m;
-        double s = 0;
-        for (size_t j = 0; j < C; j++) s += exp(xr[j] - m);
-        lse[r] = (double)m + log(s);
-    });
+    TG_DISPATCH(
+        x->dtype, const real *X = x->data; for (size_t r = 0; r < rows; r++) {
+            const real *xr = X + r * C;
+            real m = xr[0];
+            for (size_t j = 1; j < C; j++)
+                m = xr[j] > m ? xr[j] : m;
+            double s = 0;
+            for (size_t j = 0; j < C; j++)
+                s += exp(xr[j] - m);
+            lse[r] = (double)m + log(s);
+        });
 }
 
 /* The class of row r: labels[r] if it is an integer in [0, C), else −1. */
-static long label_of(const tg_tensor *labels, size_t r, size_t C)
-{
+static long label_of(const tg_tensor *labels, size_t r, size_t C) {
     double v = tg_get(labels, r);
     return v >= 0 && v < (double)C && v == floor(v) ? (long)v : -1;
 }
 
 /* softmax_ce: 𝕁 = (1/n) Σᵣ 𝕃ᵣ, 𝕃ᵣ = −log_softmax(xᵣ)_{yᵣ} = lse(xᵣ) − x_{r,yᵣ}.
  * Labels (input 1) carry no derivative. ∂𝕁/∂x_{rj} = (s_{rj} − [j = yᵣ])/n. */
-static tg_status sce_check(tg_call *c, char *msg, size_t len)
-{
+static tg_status sce_check(tg_call *c, char *msg, size_t len) {
     const tg_tensor *x = c->in[0], *lab = c->in[1];
     char sx[64], sl[64];
     if (x->rank != 2 || lab->size != x->shape[0]) {
@@ -220,8 +211,7 @@ static tg_status sce_check(tg_call *c, char *msg, size_t len)
 }
 
 /* A label changed after recording (a replay) is not indexed: its row gives NaN. */
-static void sce_forward(tg_call *c)
-{
+static void sce_forward(tg_call *c) {
     const tg_tensor *x = c->in[0];
     size_t n = x->shape[0], C = x->shape[1];
     double *lse = c->saved, s = 0;
@@ -234,40 +224,39 @@ static void sce_forward(tg_call *c)
 }
 
 /* d-map: d𝕁(ẋ) = (1/n) Σᵣ (Σⱼ s_{rj} ẋ_{rj} − ẋ_{r,yᵣ}). */
-static void sce_jvp(const tg_call *c, const void *const *tin, void *tout)
-{
+static void sce_jvp(const tg_call *c, const void *const *tin, void *tout) {
     const tg_tensor *x = c->in[0];
     size_t n = x->shape[0], C = x->shape[1];
     const double *lse = c->saved;
     double s = 0;
-    TG_DISPATCH(x->dtype, const real *X = x->data; const real *t = tin[0];
-                for (size_t r = 0; t && r < n; r++) {
-                    long y = label_of(c->in[1], r, C);
-                    for (size_t j = 0; j < C; j++)
-                        s += exp((real)(X[r * C + j] - lse[r])) * t[r * C + j];
-                    if (y >= 0) s -= t[r * C + (size_t)y];
-                });
+    TG_DISPATCH(
+        x->dtype, const real *X = x->data; const real *t = tin[0];
+        for (size_t r = 0; t && r < n; r++) {
+            long y = label_of(c->in[1], r, C);
+            for (size_t j = 0; j < C; j++)
+                s += exp((real)(X[r * C + j] - lse[r])) * t[r * C + j];
+            if (y >= 0) s -= t[r * C + (size_t)y];
+        });
     scalar_out(x->dtype, tout, s / (double)n);
 }
 
 /* r-map: x̄_{rj} += ζ/n · (s_{rj} − [j = yᵣ]). */
-static void sce_vjp(const tg_call *c, const void *gout, void *const *gin)
-{
+static void sce_vjp(const tg_call *c, const void *gout, void *const *gin) {
     const tg_tensor *x = c->in[0];
     size_t n = x->shape[0], C = x->shape[1];
     const double *lse = c->saved;
     double kg = scalar_in(x->dtype, gout) / (double)n;
-    TG_DISPATCH(x->dtype, const real *X = x->data; real *gx = gin[0]; const real k = (real)kg;
-                for (size_t r = 0; gx && r < n; r++) {
-                    long y = label_of(c->in[1], r, C);
-                    for (size_t j = 0; j < C; j++)
-                        gx[r * C + j] += k * exp((real)(X[r * C + j] - lse[r]));
-                    if (y >= 0) gx[r * C + (size_t)y] -= k;
-                });
+    TG_DISPATCH(
+        x->dtype, const real *X = x->data; real *gx = gin[0]; const real k = (real)kg;
+        for (size_t r = 0; gx && r < n; r++) {
+            long y = label_of(c->in[1], r, C);
+            for (size_t j = 0; j < C; j++)
+                gx[r * C + j] += k * exp((real)(X[r * C + j] - lse[r]));
+            if (y >= 0) gx[r * C + (size_t)y] -= k;
+        });
 }
 
-static void sce_sample(size_t m, size_t k, size_t n, tg_sample *s)
-{
+static void sce_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     (void)n;
     tg_sample_2d(s, 0, m, k, TG_DOM_REAL);
     s->rank[1] = 1;
@@ -275,12 +264,11 @@ static void sce_sample(size_t m, size_t k, size_t n, tg_sample *s)
     s->domain[1] = TG_DOM_LABEL;
 }
 
-const tg_op tg_op_softmax_ce = {"softmax_ce", 2, 2u, sce_check, sce_forward,
-                                sce_jvp, sce_vjp, sce_sample};
+const tg_op tg_op_softmax_ce = {"softmax_ce", 2,       2u,      sce_check,
+                                sce_forward,  sce_jvp, sce_vjp, sce_sample};
 
 tg_status tg_softmax_ce(tg_tape *t, const tg_tensor *logits, const tg_tensor *labels,
-                        tg_tensor **out)
-{
+                        tg_tensor **out) {
     return tg_apply2(t, &tg_op_softmax_ce, logits, labels, NULL, out);
 }
 
@@ -288,8 +276,7 @@ tg_status tg_softmax_ce(tg_tape *t, const tg_tensor *logits, const tg_tensor *la
  * of the logits' shape (rows on the last axis; any distribution, Σⱼ y_{rj}
  * need not be 1). With σᵣ = Σⱼ y_{rj}:
  *   ∂𝕁/∂x_{rj} = (s_{rj}·σᵣ − y_{rj})/n,   ∂𝕁/∂y_{rj} = −log_softmax(xᵣ)ⱼ/n. */
-static tg_status sceo_check(tg_call *c, char *msg, size_t len)
-{
+static tg_status sceo_check(tg_call *c, char *msg, size_t len) {
     tg_status s = tg_check_same(c, msg, len);
     if (!s && c->in[0]->rank < 1) {
         snprintf(msg, len, "logits need a class axis (n x C), got a scalar");
@@ -301,75 +288,73 @@ static tg_status sceo_check(tg_call *c, char *msg, size_t len)
     return TG_OK;
 }
 
-static void sceo_forward(tg_call *c)
-{
+static void sceo_forward(tg_call *c) {
     const tg_tensor *x = c->in[0];
     size_t C = tg_last_dim(x), n = tg_rows(x);
     double *lse = c->saved, s = 0;
     rows_lse(x, lse);
-    TG_DISPATCH(x->dtype, const real *X = x->data; const real *Y = c->in[1]->data;
-                for (size_t r = 0; r < n; r++) {
-                    for (size_t j = 0; j < C; j++)
-                        s -= Y[r * C + j] * (real)(X[r * C + j] - lse[r]);
-                });
+    TG_DISPATCH(
+        x->dtype, const real *X = x->data; const real *Y = c->in[1]->data;
+        for (size_t r = 0; r < n; r++) {
+            for (size_t j = 0; j < C; j++)
+                s -= Y[r * C + j] * (real)(X[r * C + j] - lse[r]);
+        });
     scalar_out(x->dtype, c->out->data, s / (double)n);
 }
 
 /* d-map: d𝕁(ẋ, ẏ) = (1/n) Σᵣ Σⱼ ((s_{rj}σᵣ − y_{rj})·ẋ_{rj} − log_softmax(xᵣ)ⱼ·ẏ_{rj}). */
-static void sceo_jvp(const tg_call *c, const void *const *tin, void *tout)
-{
+static void sceo_jvp(const tg_call *c, const void *const *tin, void *tout) {
     const tg_tensor *x = c->in[0];
     size_t C = tg_last_dim(x), n = tg_rows(x);
     const double *lse = c->saved;
     double s = 0;
-    TG_DISPATCH(x->dtype, const real *X = x->data; const real *Y = c->in[1]->data;
-                const real *tx = tin[0]; const real *ty = tin[1];
-                for (size_t r = 0; r < n; r++) {
-                    double sigma = 0; /* σᵣ = Σⱼ y_{rj} */
-                    for (size_t j = 0; j < C; j++) sigma += Y[r * C + j];
-                    for (size_t j = 0; j < C; j++) {
-                        size_t i = r * C + j;
-                        const real ls = (real)(X[i] - lse[r]);
-                        if (tx) s += (exp(ls) * (real)sigma - Y[i]) * tx[i];
-                        if (ty) s -= ls * ty[i];
-                    }
-                });
+    TG_DISPATCH(
+        x->dtype, const real *X = x->data; const real *Y = c->in[1]->data; const real *tx = tin[0];
+        const real *ty = tin[1]; for (size_t r = 0; r < n; r++) {
+            double sigma = 0; /* σᵣ = Σⱼ y_{rj} */
+            for (size_t j = 0; j < C; j++)
+                sigma += Y[r * C + j];
+            for (size_t j = 0; j < C; j++) {
+                size_t i = r * C + j;
+                const real ls = (real)(X[i] - lse[r]);
+                if (tx) s += (exp(ls) * (real)sigma - Y[i]) * tx[i];
+                if (ty) s -= ls * ty[i];
+            }
+        });
     scalar_out(x->dtype, tout, s / (double)n);
 }
 
 /* r-map: x̄_{rj} += ζ/n·(s_{rj}σᵣ − y_{rj}),  ȳ_{rj} += −ζ/n·log_softmax(xᵣ)ⱼ.
  * Both read only x, y and ζ, so x̄ and ȳ may be one buffer. */
-static void sceo_vjp(const tg_call *c, const void *gout, void *const *gin)
-{
+static void sceo_vjp(const tg_call *c, const void *gout, void *const *gin) {
     const tg_tensor *x = c->in[0];
     size_t C = tg_last_dim(x), n = tg_rows(x);
     const double *lse = c->saved;
     double kg = scalar_in(x->dtype, gout) / (double)n;
-    TG_DISPATCH(x->dtype, const real *X = x->data; const real *Y = c->in[1]->data;
-                real *gx = gin[0]; real *gy = gin[1]; const real k = (real)kg;
-                for (size_t r = 0; r < n; r++) {
-                    double sigma = 0; /* σᵣ = Σⱼ y_{rj} */
-                    for (size_t j = 0; j < C; j++) sigma += Y[r * C + j];
-                    for (size_t j = 0; j < C; j++) {
-                        size_t i = r * C + j;
-                        const real ls = (real)(X[i] - lse[r]);
-                        if (gx) gx[i] += k * (exp(ls) * (real)sigma - Y[i]);
-                        if (gy) gy[i] -= k * ls;
-                    }
-                });
+    TG_DISPATCH(
+        x->dtype, const real *X = x->data; const real *Y = c->in[1]->data; real *gx = gin[0];
+        real *gy = gin[1]; const real k = (real)kg; for (size_t r = 0; r < n; r++) {
+            double sigma = 0; /* σᵣ = Σⱼ y_{rj} */
+            for (size_t j = 0; j < C; j++)
+                sigma += Y[r * C + j];
+            for (size_t j = 0; j < C; j++) {
+                size_t i = r * C + j;
+                const real ls = (real)(X[i] - lse[r]);
+                if (gx) gx[i] += k * (exp(ls) * (real)sigma - Y[i]);
+                if (gy) gy[i] -= k * ls;
+            }
+        });
 }
 
-static void sceo_sample(size_t m, size_t k, size_t n, tg_sample *s)
-{
+static void sceo_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     (void)n;
     sample_2d_pair(m, k, s, TG_DOM_REAL, TG_DOM_SIMPLEX);
 }
 
-const tg_op tg_op_softmax_ce_onehot = {"softmax_ce_onehot", 2, 0, sceo_check, sceo_forward,
-                                       sceo_jvp, sceo_vjp, sceo_sample};
+const tg_op tg_op_softmax_ce_onehot = {"softmax_ce_onehot", 2,        0,        sceo_check,
+                                       sceo_forward,        sceo_jvp, sceo_vjp, sceo_sample};
 
 tg_status tg_softmax_ce_onehot(tg_tape *t, const tg_tensor *logits, const tg_tensor *targets,
-                               tg_tensor **out)
-{
+                               tg_tensor **out) {
     return tg_apply2(t, &tg_op_softmax_ce_onehot, logits, targets, NULL, out);
 }

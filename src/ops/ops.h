@@ -24,8 +24,7 @@
 /* Shape text for messages: SHP(x) uses a buffer local to the caller. */
 #define SHP(buf, x) tg_shape_str((x), (buf), sizeof(buf))
 
-static inline int tg_same_shape(const tg_tensor *a, const tg_tensor *b)
-{
+static inline int tg_same_shape(const tg_tensor *a, const tg_tensor *b) {
     if (a->rank != b->rank) return 0;
     for (int i = 0; i < a->rank; i++)
         if (a->shape[i] != b->shape[i]) return 0;
@@ -33,22 +32,27 @@ static inline int tg_same_shape(const tg_tensor *a, const tg_tensor *b)
 }
 
 /* Output shaped like x. */
-static inline void tg_out_like(tg_call *c, const tg_tensor *x)
-{
+static inline void tg_out_like(tg_call *c, const tg_tensor *x) {
     c->out->rank = x->rank;
-    for (int i = 0; i < TG_MAX_RANK; i++) c->out->shape[i] = x->shape[i];
+    for (int i = 0; i < TG_MAX_RANK; i++)
+        c->out->shape[i] = x->shape[i];
 }
 
 /* Output of rank 0 (a scalar: a cost). */
-static inline void tg_out_scalar(tg_call *c) { c->out->rank = 0; }
+static inline void tg_out_scalar(tg_call *c) {
+    c->out->rank = 0;
+}
 
 /* Last dimension (1 for rank 0) and the number of rows before it. */
-static inline size_t tg_last_dim(const tg_tensor *x) { return x->rank ? x->shape[x->rank - 1] : 1; }
-static inline size_t tg_rows(const tg_tensor *x) { return x->size / tg_last_dim(x); }
+static inline size_t tg_last_dim(const tg_tensor *x) {
+    return x->rank ? x->shape[x->rank - 1] : 1;
+}
+static inline size_t tg_rows(const tg_tensor *x) {
+    return x->size / tg_last_dim(x);
+}
 
 /* Shape-check helper for two inputs of equal shape. */
-static inline tg_status tg_check_same(const tg_call *c, char *msg, size_t len)
-{
+static inline tg_status tg_check_same(const tg_call *c, char *msg, size_t len) {
     if (tg_same_shape(c->in[0], c->in[1])) return TG_OK;
     char a[64], b[64];
     snprintf(msg, len, "shapes differ: %s and %s", SHP(a, c->in[0]), SHP(b, c->in[1]));
@@ -56,8 +60,7 @@ static inline tg_status tg_check_same(const tg_call *c, char *msg, size_t len)
 }
 
 /* Sample helpers for self-tests. */
-static inline void tg_sample_2d(tg_sample *s, int i, size_t r, size_t c, tg_domain d)
-{
+static inline void tg_sample_2d(tg_sample *s, int i, size_t r, size_t c, tg_domain d) {
     s->rank[i] = 2;
     s->shape[i][0] = r;
     s->shape[i][1] = c;
@@ -74,14 +77,12 @@ extern const tg_op tg_op_sse, tg_op_mse, tg_op_l2, tg_op_l1;
 
 /* Record a built-in op with one or two inputs. */
 static inline tg_status tg_apply1(tg_tape *t, const tg_op *op, const tg_tensor *a,
-                                  const tg_attr *attr, tg_tensor **out)
-{
+                                  const tg_attr *attr, tg_tensor **out) {
     const tg_tensor *in[1] = {a};
     return tg_apply(t, op, 1, in, attr, out);
 }
 static inline tg_status tg_apply2(tg_tape *t, const tg_op *op, const tg_tensor *a,
-                                  const tg_tensor *b, const tg_attr *attr, tg_tensor **out)
-{
+                                  const tg_tensor *b, const tg_attr *attr, tg_tensor **out) {
     const tg_tensor *in[2] = {a, b};
     return tg_apply(t, op, 2, in, attr, out);
 }

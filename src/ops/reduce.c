@@ -9,8 +9,7 @@ typedef struct geom {
     double k;
 } geom;
 
-static geom geometry(const tg_call *c, int all, int mean)
-{
+static geom geometry(const tg_call *c, int all, int mean) {
     const tg_tensor *x = c->in[0];
     geom g = {1, x->size, 1, 1.0};
     if (!all) {
@@ -27,39 +26,38 @@ static geom geometry(const tg_call *c, int all, int mean)
 }
 
 /* y = R(x) (forward and d-map). */
-static void reduce_map(const tg_call *c, int all, int mean, const void *x, void *y)
-{
+static void reduce_map(const tg_call *c, int all, int mean, const void *x, void *y) {
     geom g = geometry(c, all, mean);
-    TG_DISPATCH(c->out->dtype, const real *xs = x; real *ys = y; for (size_t o = 0; o < g.outer; o++) {
-        for (size_t j = 0; j < g.inner; j++) {
-            double s = 0; /* double accumulator: sums of many float32 stay accurate */
-            for (size_t l = 0; l < g.len; l++) s += xs[(o * g.len + l) * g.inner + j];
-            ys[o * g.inner + j] = (real)(g.k * s);
-        }
-    });
+    TG_DISPATCH(
+        c->out->dtype, const real *xs = x; real *ys = y; for (size_t o = 0; o < g.outer; o++) {
+            for (size_t j = 0; j < g.inner; j++) {
+                double s = 0; /* double accumulator: sums of many float32 stay accurate */
+                for (size_t l = 0; l < g.len; l++)
+                    s += xs[(o * g.len + l) * g.inner + j];
+                ys[o * g.inner + j] = (real)(g.k * s);
+            }
+        });
 }
 
 /* gx += Rᵀ(ζ): ζ broadcast back over the reduced axis. */
-static void reduce_adjoint(const tg_call *c, int all, int mean, const void *gout, void *gin)
-{
+static void reduce_adjoint(const tg_call *c, int all, int mean, const void *gout, void *gin) {
     geom g = geometry(c, all, mean);
-    TG_DISPATCH(c->out->dtype, const real *gy = gout; real *gx = gin; const real k = (real)g.k;
-                for (size_t o = 0; o < g.outer; o++) {
-                    for (size_t l = 0; l < g.len; l++)
-                        for (size_t j = 0; j < g.inner; j++)
-                            gx[(o * g.len + l) * g.inner + j] += k * gy[o * g.inner + j];
-                });
+    TG_DISPATCH(
+        c->out->dtype, const real *gy = gout; real *gx = gin; const real k = (real)g.k;
+        for (size_t o = 0; o < g.outer; o++) {
+            for (size_t l = 0; l < g.len; l++)
+                for (size_t j = 0; j < g.inner; j++)
+                    gx[(o * g.len + l) * g.inner + j] += k * gy[o * g.inner + j];
+        });
 }
 
-static tg_status all_check(tg_call *c, char *msg, size_t len)
-{
+static tg_status all_check(tg_call *c, char *msg, size_t len) {
     (void)msg, (void)len;
     tg_out_scalar(c);
     return TG_OK;
 }
 
-static tg_status axis_check(tg_call *c, char *msg, size_t len)
-{
+static tg_status axis_check(tg_call *c, char *msg, size_t len) {
     const tg_tensor *x = c->in[0];
     long ax = c->attr.i[0];
     if (ax < 0) ax += x->rank; /* −1 is the last axis */
@@ -75,15 +73,13 @@ static tg_status axis_check(tg_call *c, char *msg, size_t len)
     return TG_OK;
 }
 
-static void all_sample(size_t m, size_t k, size_t n, tg_sample *s)
-{
+static void all_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     (void)n;
     tg_sample_2d(s, 0, m, k, TG_DOM_REAL);
 }
 
 /* Reduce a 3-D input along its middle axis: outer, len and inner all > 1. */
-static void axis_sample(size_t m, size_t k, size_t n, tg_sample *s)
-{
+static void axis_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     s->rank[0] = 3;
     s->shape[0][0] = m;
     s->shape[0][1] = k;
@@ -93,13 +89,13 @@ static void axis_sample(size_t m, size_t k, size_t n, tg_sample *s)
 }
 
 #define REDUCTION(VAR, NAME, FN, ALL, MEAN, CHECK, SAMPLE)                                         \
-    static void FN##_forward(tg_call *c) { reduce_map(c, ALL, MEAN, c->in[0]->data, c->out->data); } \
-    static void FN##_jvp(const tg_call *c, const void *const *tin, void *tout)                     \
-    {                                                                                              \
+    static void FN##_forward(tg_call *c) {                                                         \
+        reduce_map(c, ALL, MEAN, c->in[0]->data, c->out->data);                                    \
+    }                                                                                              \
+    static void FN##_jvp(const tg_call *c, const void *const *tin, void *tout) {                   \
         reduce_map(c, ALL, MEAN, tin[0], tout);                                                    \
     }                                                                                              \
-    static void FN##_vjp(const tg_call *c, const void *gout, void *const *gin)                     \
-    {                                                                                              \
+    static void FN##_vjp(const tg_call *c, const void *gout, void *const *gin) {                   \
         reduce_adjoint(c, ALL, MEAN, gout, gin[0]);                                                \
     }                                                                                              \
     const tg_op VAR = {NAME, 1, 0, CHECK, FN##_forward, FN##_jvp, FN##_vjp, SAMPLE};
@@ -109,24 +105,20 @@ REDUCTION(tg_op_mean, "mean", mean, 1, 1, all_check, all_sample)
 REDUCTION(tg_op_sum_axis, "sum_axis", sum_axis, 0, 0, axis_check, axis_sample)
 REDUCTION(tg_op_mean_axis, "mean_axis", mean_axis, 0, 1, axis_check, axis_sample)
 
-tg_status tg_sum(tg_tape *t, const tg_tensor *a, tg_tensor **out)
-{
+tg_status tg_sum(tg_tape *t, const tg_tensor *a, tg_tensor **out) {
     return tg_apply1(t, &tg_op_sum, a, NULL, out);
 }
 
-tg_status tg_mean(tg_tape *t, const tg_tensor *a, tg_tensor **out)
-{
+tg_status tg_mean(tg_tape *t, const tg_tensor *a, tg_tensor **out) {
     return tg_apply1(t, &tg_op_mean, a, NULL, out);
 }
 
-tg_status tg_sum_axis(tg_tape *t, const tg_tensor *a, int axis, tg_tensor **out)
-{
+tg_status tg_sum_axis(tg_tape *t, const tg_tensor *a, int axis, tg_tensor **out) {
     tg_attr at = {{0, 0}, {axis, 0}};
     return tg_apply1(t, &tg_op_sum_axis, a, &at, out);
 }
 
-tg_status tg_mean_axis(tg_tape *t, const tg_tensor *a, int axis, tg_tensor **out)
-{
+tg_status tg_mean_axis(tg_tape *t, const tg_tensor *a, int axis, tg_tensor **out) {
     tg_attr at = {{0, 0}, {axis, 0}};
     return tg_apply1(t, &tg_op_mean_axis, a, &at, out);
 }

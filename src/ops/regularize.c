@@ -5,8 +5,7 @@
  * R is ℝᴺ → ℝ, so d R(ξ) = ⟨∇R, ξ⟩ and rR(ζ) = ζ·∇R. attr.f = {λ, n}. */
 #include "ops.h"
 
-static tg_status reg_check(tg_call *c, char *msg, size_t len)
-{
+static tg_status reg_check(tg_call *c, char *msg, size_t len) {
     double lambda = c->attr.f[0], n = c->attr.f[1];
     char sw[64];
     if (!isfinite(lambda) || lambda < 0) {
@@ -24,22 +23,22 @@ static tg_status reg_check(tg_call *c, char *msg, size_t len)
 }
 
 /* R(W) = k·Σ ρ(w), k = λ/(2n), ρ(w) = w² or |w|. */
-static void reg_forward(tg_call *c, int l1)
-{
+static void reg_forward(tg_call *c, int l1) {
     const tg_tensor *w = c->in[0];
     double k = c->attr.f[0] / (2 * c->attr.f[1]), s = 0;
     TG_DISPATCH(w->dtype, const real *W = w->data;
                 for (size_t i = 0; i < w->size; i++) s += l1 ? fabs(W[i]) : W[i] * W[i];);
-    if (w->dtype == TG_F32) *(float *)c->out->data = (float)(k * s);
-    else *(double *)c->out->data = k * s;
+    if (w->dtype == TG_F32)
+        *(float *)c->out->data = (float)(k * s);
+    else
+        *(double *)c->out->data = k * s;
 }
 
 /* ρ'(w)·k: λ/n·w (l2) or λ/(2n)·sign(w) (l1), with k = λ/(2n). */
 #define REG_GRAD(l1, k, w) ((l1) ? (k) * (real)(((w) > 0) - ((w) < 0)) : 2 * (k) * (w))
 
 /* d-map: dR(ẇ) = Σ ρ'(w)·k·ẇ. */
-static void reg_jvp(const tg_call *c, const void *const *tin, void *tout, int l1)
-{
+static void reg_jvp(const tg_call *c, const void *const *tin, void *tout, int l1) {
     const tg_tensor *w = c->in[0];
     double s = 0;
     TG_DISPATCH(w->dtype, const real *W = w->data; const real *t = tin[0];
@@ -49,37 +48,45 @@ static void reg_jvp(const tg_call *c, const void *const *tin, void *tout, int l1
 }
 
 /* r-map: W̄ += ζ·ρ'(w)·k. */
-static void reg_vjp(const tg_call *c, const void *gout, void *const *gin, int l1)
-{
+static void reg_vjp(const tg_call *c, const void *gout, void *const *gin, int l1) {
     const tg_tensor *w = c->in[0];
     TG_DISPATCH(w->dtype, const real *W = w->data; real *g = gin[0];
                 const real k = (real)(c->attr.f[0] / (2 * c->attr.f[1])) * *(const real *)gout;
                 for (size_t i = 0; g && i < w->size; i++) g[i] += REG_GRAD(l1, k, W[i]););
 }
 
-static void l2_forward(tg_call *c) { reg_forward(c, 0); }
-static void l2_jvp(const tg_call *c, const void *const *t, void *o) { reg_jvp(c, t, o, 0); }
-static void l2_vjp(const tg_call *c, const void *g, void *const *o) { reg_vjp(c, g, o, 0); }
-static void l1_forward(tg_call *c) { reg_forward(c, 1); }
-static void l1_jvp(const tg_call *c, const void *const *t, void *o) { reg_jvp(c, t, o, 1); }
-static void l1_vjp(const tg_call *c, const void *g, void *const *o) { reg_vjp(c, g, o, 1); }
+static void l2_forward(tg_call *c) {
+    reg_forward(c, 0);
+}
+static void l2_jvp(const tg_call *c, const void *const *t, void *o) {
+    reg_jvp(c, t, o, 0);
+}
+static void l2_vjp(const tg_call *c, const void *g, void *const *o) {
+    reg_vjp(c, g, o, 0);
+}
+static void l1_forward(tg_call *c) {
+    reg_forward(c, 1);
+}
+static void l1_jvp(const tg_call *c, const void *const *t, void *o) {
+    reg_jvp(c, t, o, 1);
+}
+static void l1_vjp(const tg_call *c, const void *g, void *const *o) {
+    reg_vjp(c, g, o, 1);
+}
 
-static void reg_sample(size_t m, size_t k, tg_sample *s, tg_domain d)
-{
+static void reg_sample(size_t m, size_t k, tg_sample *s, tg_domain d) {
     tg_sample_2d(s, 0, m, k, d);
     s->attr.f[0] = 0.7;       /* λ */
     s->attr.f[1] = (double)m; /* n: the batch */
 }
 
 /* l1 away from its kink at 0, so finite differences see one slope. */
-static void l2_sample(size_t m, size_t k, size_t n, tg_sample *s)
-{
+static void l2_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     (void)n;
     reg_sample(m, k, s, TG_DOM_REAL);
 }
 
-static void l1_sample(size_t m, size_t k, size_t n, tg_sample *s)
-{
+static void l1_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     (void)n;
     reg_sample(m, k, s, TG_DOM_AWAY0);
 }
@@ -87,14 +94,12 @@ static void l1_sample(size_t m, size_t k, size_t n, tg_sample *s)
 const tg_op tg_op_l2 = {"l2", 1, 0, reg_check, l2_forward, l2_jvp, l2_vjp, l2_sample};
 const tg_op tg_op_l1 = {"l1", 1, 0, reg_check, l1_forward, l1_jvp, l1_vjp, l1_sample};
 
-tg_status tg_l2(tg_tape *t, const tg_tensor *w, double lambda, double n, tg_tensor **out)
-{
+tg_status tg_l2(tg_tape *t, const tg_tensor *w, double lambda, double n, tg_tensor **out) {
     tg_attr at = {{lambda, n}, {0, 0}};
     return tg_apply1(t, &tg_op_l2, w, &at, out);
 }
 
-tg_status tg_l1(tg_tape *t, const tg_tensor *w, double lambda, double n, tg_tensor **out)
-{
+tg_status tg_l1(tg_tape *t, const tg_tensor *w, double lambda, double n, tg_tensor **out) {
     tg_attr at = {{lambda, n}, {0, 0}};
     return tg_apply1(t, &tg_op_l1, w, &at, out);
 }

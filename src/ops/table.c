@@ -4,24 +4,37 @@
 #include "ops.h"
 
 static const tg_op *const table[] = {
-    &tg_op_matmul,     &tg_op_bias_add,                                   /* linalg.c */
-    &tg_op_sigmoid,    &tg_op_tanh,       &tg_op_relu, &tg_op_leaky_relu, /* activation.c */
-    &tg_op_softmax,                                                       /* activation.c */
-    &tg_op_add,        &tg_op_sub,        &tg_op_mul,  &tg_op_scale,      /* elementwise.c */
-    &tg_op_sum,        &tg_op_mean,       &tg_op_sum_axis, &tg_op_mean_axis, /* reduce.c */
-    &tg_op_bce,        &tg_op_bce_logits, &tg_op_softmax_ce,              /* loss.c */
-    &tg_op_softmax_ce_onehot, &tg_op_sse, &tg_op_mse,                     /* loss.c */
-    &tg_op_l2,         &tg_op_l1,                                         /* regularize.c */
+    &tg_op_matmul,
+    &tg_op_bias_add, /* linalg.c */
+    &tg_op_sigmoid,
+    &tg_op_tanh,
+    &tg_op_relu,
+    &tg_op_leaky_relu, /* activation.c */
+    &tg_op_softmax,    /* activation.c */
+    &tg_op_add,
+    &tg_op_sub,
+    &tg_op_mul,
+    &tg_op_scale, /* elementwise.c */
+    &tg_op_sum,
+    &tg_op_mean,
+    &tg_op_sum_axis,
+    &tg_op_mean_axis, /* reduce.c */
+    &tg_op_bce,
+    &tg_op_bce_logits,
+    &tg_op_softmax_ce, /* loss.c */
+    &tg_op_softmax_ce_onehot,
+    &tg_op_sse,
+    &tg_op_mse, /* loss.c */
+    &tg_op_l2,
+    &tg_op_l1, /* regularize.c */
 };
 
-const tg_op *const *tg_op_table(int *count)
-{
+const tg_op *const *tg_op_table(int *count) {
     if (count) *count = (int)(sizeof table / sizeof table[0]);
     return table;
 }
 
-const tg_op *tg_op_find(const char *name)
-{
+const tg_op *tg_op_find(const char *name) {
     if (!name) return NULL;
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (strcmp(table[i]->name, name) == 0) return table[i];

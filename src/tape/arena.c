@@ -5,7 +5,7 @@
 #include <stdalign.h>
 #include <string.h>
 
-#define TG_ALIGN 64
+#define TG_ALIGN     64
 #define TG_MIN_BLOCK ((size_t)1 << 16)
 
 struct tg_block {
@@ -14,10 +14,11 @@ struct tg_block {
     alignas(TG_ALIGN) unsigned char mem[];
 };
 
-void tg_arena_init(tg_arena *a) { memset(a, 0, sizeof *a); }
+void tg_arena_init(tg_arena *a) {
+    memset(a, 0, sizeof *a);
+}
 
-static tg_block *block_new(size_t cap)
-{
+static tg_block *block_new(size_t cap) {
     if (cap > SIZE_MAX - sizeof(tg_block) - TG_ALIGN) return NULL;
     /* aligned_alloc is not counted; over-allocate instead and use the
      * flexible member, whose offset is a multiple of TG_ALIGN. */
@@ -29,10 +30,11 @@ static tg_block *block_new(size_t cap)
     return b;
 }
 
-static size_t round_up(size_t n) { return (n + TG_ALIGN - 1) & ~(size_t)(TG_ALIGN - 1); }
+static size_t round_up(size_t n) {
+    return (n + TG_ALIGN - 1) & ~(size_t)(TG_ALIGN - 1);
+}
 
-void *tg_arena_alloc(tg_arena *a, size_t bytes)
-{
+void *tg_arena_alloc(tg_arena *a, size_t bytes) {
     if (bytes > SIZE_MAX / 2) return NULL;
     size_t need = round_up(bytes ? bytes : 1);
     while (a->cur && a->cur->cap - a->cur->used < need) {
@@ -45,8 +47,10 @@ void *tg_arena_alloc(tg_arena *a, size_t bytes)
         if (a->cur && a->cur->cap * 2 > cap) cap = a->cur->cap * 2;
         tg_block *b = block_new(cap);
         if (!b) return NULL;
-        if (a->cur) a->cur->next = b;
-        else a->head = b;
+        if (a->cur)
+            a->cur->next = b;
+        else
+            a->head = b;
         a->cur = b;
     }
     void *p = a->cur->mem + a->cur->used;
@@ -57,11 +61,11 @@ void *tg_arena_alloc(tg_arena *a, size_t bytes)
 
 /* Keep the memory; if the last step spread over several blocks, replace
  * them by one that holds it all, so the next identical step needs one. */
-void tg_arena_reset(tg_arena *a)
-{
+void tg_arena_reset(tg_arena *a) {
     if (a->head && a->head->next) {
         size_t total = 0;
-        for (tg_block *b = a->head; b; b = b->next) total += b->cap;
+        for (tg_block *b = a->head; b; b = b->next)
+            total += b->cap;
         if (total < a->in_use) total = a->in_use;
         tg_block *one = block_new(total);
         if (one) { /* on failure keep the chain: still correct, just not merged */
@@ -69,13 +73,13 @@ void tg_arena_reset(tg_arena *a)
             a->head = one;
         }
     }
-    for (tg_block *b = a->head; b; b = b->next) b->used = 0;
+    for (tg_block *b = a->head; b; b = b->next)
+        b->used = 0;
     a->cur = a->head;
     a->in_use = 0;
 }
 
-void tg_arena_free(tg_arena *a)
-{
+void tg_arena_free(tg_arena *a) {
     tg_block *b = a->head;
     while (b) {
         tg_block *n = b->next;

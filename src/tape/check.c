@@ -9,15 +9,13 @@
 #include <math.h>
 #include <string.h>
 
-tg_check_opts tg_check_defaults(void)
-{
+tg_check_opts tg_check_defaults(void) {
     tg_check_opts o = {1e-6, 1e-5, 1e-3, 1e-12, 42};
     return o;
 }
 
 static tg_status check_args(const tg_tape *t, const tg_tensor *out, int np,
-                            tg_tensor *const *params, const char *who)
-{
+                            tg_tensor *const *params, const char *who) {
     if (!t || !out || (np > 0 && !params) || np < 0)
         return tg_fail(TG_ERR_ARG, "%s: NULL tape, output or params", who);
     if (out->kind != TG_NODE || out->tape != t)
@@ -34,13 +32,13 @@ static tg_status check_args(const tg_tape *t, const tg_tensor *out, int np,
 
 /* Saved copies of the parameters' gradients, so that a check leaves the
  * user's accumulated gradients as they were. */
-static double **save_grads(int np, tg_tensor *const *params)
-{
+static double **save_grads(int np, tg_tensor *const *params) {
     double **saved = tg_calloc((size_t)np + 1, sizeof *saved);
     for (int i = 0; saved && i < np; i++) {
         saved[i] = tg_malloc(params[i]->size * sizeof(double));
         if (!saved[i]) {
-            for (int j = 0; j < i; j++) tg_free(saved[j]);
+            for (int j = 0; j < i; j++)
+                tg_free(saved[j]);
             tg_free(saved);
             return NULL;
         }
@@ -49,8 +47,7 @@ static double **save_grads(int np, tg_tensor *const *params)
     return saved;
 }
 
-static void restore_grads(int np, tg_tensor *const *params, double **saved)
-{
+static void restore_grads(int np, tg_tensor *const *params, double **saved) {
     for (int i = 0; i < np; i++) {
         memcpy(params[i]->grad, saved[i], params[i]->size * sizeof(double));
         tg_free(saved[i]);
@@ -58,20 +55,20 @@ static void restore_grads(int np, tg_tensor *const *params, double **saved)
     tg_free(saved);
 }
 
-static size_t total_size(int np, tg_tensor *const *params)
-{
+static size_t total_size(int np, tg_tensor *const *params) {
     size_t n = 0;
-    for (int i = 0; i < np; i++) n += params[i]->size;
+    for (int i = 0; i < np; i++)
+        n += params[i]->size;
     return n;
 }
 
 /* Row k of the analytic Jacobian: r(e_k) by one backward pass. */
 static tg_status analytic_rows(tg_tape *t, const tg_tensor *out, int np, tg_tensor *const *params,
-                               double *jac, double *seed)
-{
+                               double *jac, double *seed) {
     size_t cols = total_size(np, params);
     for (size_t k = 0; k < out->size; k++) {
-        for (int i = 0; i < np; i++) tg_zero_grad(params[i]);
+        for (int i = 0; i < np; i++)
+            tg_zero_grad(params[i]);
         memset(seed, 0, out->size * sizeof *seed);
         seed[k] = 1.0;
         tg_status s = tg_backward_seed(t, out, seed);
@@ -87,8 +84,7 @@ static tg_status analytic_rows(tg_tape *t, const tg_tensor *out, int np, tg_tens
 
 /* Column j of the numeric Jacobian: (F(p + εe_j) − F(p − εe_j)) / 2ε. */
 static void numeric_cols(tg_tape *t, const tg_tensor *out, int np, tg_tensor *const *params,
-                         double eps, double *jac, double *fplus)
-{
+                         double eps, double *jac, double *fplus) {
     size_t cols = total_size(np, params), col = 0;
     const double *y = out->data;
     for (int i = 0; i < np; i++) {
@@ -109,17 +105,16 @@ static void numeric_cols(tg_tape *t, const tg_tensor *out, int np, tg_tensor *co
 }
 
 /* Locate flat column col in the parameter list. */
-static void locate(int np, tg_tensor *const *params, size_t col, int *param, size_t *index)
-{
+static void locate(int np, tg_tensor *const *params, size_t col, int *param, size_t *index) {
     int i = 0;
-    while (i < np - 1 && col >= params[i]->size) col -= params[i++]->size;
+    while (i < np - 1 && col >= params[i]->size)
+        col -= params[i++]->size;
     *param = i;
     *index = col;
 }
 
 static tg_status compare(int np, tg_tensor *const *params, size_t rows, const double *ja,
-                         const double *jn, const tg_check_opts *o, tg_check_report *r)
-{
+                         const double *jn, const tg_check_opts *o, tg_check_report *r) {
     size_t cols = total_size(np, params), worst = 0;
     double worst_excess = -INFINITY;
     for (size_t q = 0; q < rows * cols; q++) {
@@ -137,18 +132,16 @@ static tg_status compare(int np, tg_tensor *const *params, size_t rows, const do
     r->analytic = ja[worst];
     r->numeric = jn[worst];
     if (r->ok) return TG_OK;
-    return tg_fail(TG_ERR_CHECK,
-                   "gradcheck: param %d element %zu (output element %zu): analytic %.10g, "
-                   "numeric %.10g, abs err %.3g, rel err %.3g (atol %g, rtol %g)",
-                   r->param, r->index, r->out_index, r->analytic, r->numeric,
-                   fabs(r->analytic - r->numeric),
-                   fabs(r->analytic - r->numeric) / fmax(fabs(r->numeric), DBL_MIN), o->atol,
-                   o->rtol);
+    return tg_fail(
+        TG_ERR_CHECK,
+        "gradcheck: param %d element %zu (output element %zu): analytic %.10g, "
+        "numeric %.10g, abs err %.3g, rel err %.3g (atol %g, rtol %g)",
+        r->param, r->index, r->out_index, r->analytic, r->numeric, fabs(r->analytic - r->numeric),
+        fabs(r->analytic - r->numeric) / fmax(fabs(r->numeric), DBL_MIN), o->atol, o->rtol);
 }
 
 tg_status tg_gradcheck(tg_tape *t, const tg_tensor *out, int np, tg_tensor *const *params,
-                       const tg_check_opts *opts, tg_check_report *report)
-{
+                       const tg_check_opts *opts, tg_check_report *report) {
     tg_status s = check_args(t, out, np, params, "gradcheck");
     if (s) return s;
     tg_check_opts o = opts ? *opts : tg_check_defaults();
@@ -180,16 +173,15 @@ tg_status tg_gradcheck(tg_tape *t, const tg_tensor *out, int np, tg_tensor *cons
 
 /* ---------------------------------------------------------------- adjoint */
 
-static void fill_normal(tg_rng *g, double *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++) v[i] = tg_rng_normal(g);
+static void fill_normal(tg_rng *g, double *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        v[i] = tg_rng_normal(g);
 }
 
 /* Both sides of ⟨rF(ζ), ξ⟩ = ⟨ζ, dF(ξ)⟩, and the sum of |terms| as a scale
  * for the relative error (so cancellation cannot hide an error). */
 static tg_status adjoint_sides(tg_tape *t, const tg_tensor *out, int np, tg_tensor *const *params,
-                               double **xi, const double *zeta, double side[2], double *scale)
-{
+                               double **xi, const double *zeta, double side[2], double *scale) {
     tg_status s = tg_jvp(t, np, (const tg_tensor *const *)params, (const void *const *)xi);
     if (s) return s;
     const double *dF = tg_tangent(t, out); /* NULL: out does not depend on params */
@@ -198,7 +190,8 @@ static tg_status adjoint_sides(tg_tape *t, const tg_tensor *out, int np, tg_tens
         side[1] += zeta[k] * dF[k];
         *scale += fabs(zeta[k] * dF[k]);
     }
-    for (int i = 0; i < np; i++) tg_zero_grad(params[i]);
+    for (int i = 0; i < np; i++)
+        tg_zero_grad(params[i]);
     if ((s = tg_backward_seed(t, out, zeta))) return s;
     for (int i = 0; i < np; i++) {
         const double *g = params[i]->grad;
@@ -211,8 +204,7 @@ static tg_status adjoint_sides(tg_tape *t, const tg_tensor *out, int np, tg_tens
 }
 
 tg_status tg_adjoint_check(tg_tape *t, const tg_tensor *out, int np, tg_tensor *const *params,
-                           const tg_check_opts *opts, tg_check_report *report)
-{
+                           const tg_check_opts *opts, tg_check_report *report) {
     tg_status s = check_args(t, out, np, params, "adjoint check");
     if (s) return s;
     tg_check_opts o = opts ? *opts : tg_check_defaults();
@@ -236,7 +228,8 @@ tg_status tg_adjoint_check(tg_tape *t, const tg_tensor *out, int np, tg_tensor *
         s = adjoint_sides(t, out, np, params, xi, zeta, side, &scale);
     }
     if (saved) restore_grads(np, params, saved);
-    for (int i = 0; xi && i < np; i++) tg_free(xi[i]);
+    for (int i = 0; xi && i < np; i++)
+        tg_free(xi[i]);
     tg_free(xi);
     tg_free(zeta);
     if (s) return s;

@@ -22,7 +22,9 @@ tg_status tg_fail(tg_status s, const char *fmt, ...)
     ;
 
 /* Element size of a dtype. */
-static inline size_t tg_dtype_size(tg_dtype d) { return d == TG_F32 ? sizeof(float) : sizeof(double); }
+static inline size_t tg_dtype_size(tg_dtype d) {
+    return d == TG_F32 ? sizeof(float) : sizeof(double);
+}
 
 /* A bump allocator in blocks; tg_arena_reset keeps the memory, merging the
  * blocks into one so that a repeated step fits without allocating. */

@@ -4,52 +4,58 @@
 
 #include <string.h>
 
-static double draw(tg_rng *g, tg_domain d)
-{
+static double draw(tg_rng *g, tg_domain d) {
     double u = tg_rng_uniform(g);
     switch (d) {
     case TG_DOM_AWAY0: /* ±[0.1, 1.1): finite differences of 1e-6 never cross 0 */
         return (u < 0.5 ? -1.0 : 1.0) * (0.1 + tg_rng_uniform(g));
-    case TG_DOM_PROB: return 0.05 + 0.9 * u;
-    case TG_DOM_BINARY: return u < 0.5 ? 0.0 : 1.0;
-    default: return tg_rng_normal(g);
+    case TG_DOM_PROB:
+        return 0.05 + 0.9 * u;
+    case TG_DOM_BINARY:
+        return u < 0.5 ? 0.0 : 1.0;
+    default:
+        return tg_rng_normal(g);
     }
 }
 
-static void fill(tg_tensor *x, tg_domain d, size_t classes, tg_rng *g)
-{
+static void fill(tg_tensor *x, tg_domain d, size_t classes, tg_rng *g) {
     size_t cols = x->rank ? x->shape[x->rank - 1] : 1;
     for (size_t i = 0; i < x->size; i++) {
-        if (d == TG_DOM_LABEL) tg_set(x, i, (double)(tg_rng_next(g) % classes));
-        else if (d == TG_DOM_SIMPLEX) tg_set(x, i, 0.1 + tg_rng_uniform(g));
-        else tg_set(x, i, draw(g, d));
+        if (d == TG_DOM_LABEL)
+            tg_set(x, i, (double)(tg_rng_next(g) % classes));
+        else if (d == TG_DOM_SIMPLEX)
+            tg_set(x, i, 0.1 + tg_rng_uniform(g));
+        else
+            tg_set(x, i, draw(g, d));
     }
     if (d != TG_DOM_SIMPLEX) return;
     for (size_t r = 0; r < x->size / cols; r++) { /* normalise each row to sum 1 */
         double s = 0;
-        for (size_t j = 0; j < cols; j++) s += tg_get(x, r * cols + j);
-        for (size_t j = 0; j < cols; j++) tg_set(x, r * cols + j, tg_get(x, r * cols + j) / s);
+        for (size_t j = 0; j < cols; j++)
+            s += tg_get(x, r * cols + j);
+        for (size_t j = 0; j < cols; j++)
+            tg_set(x, r * cols + j, tg_get(x, r * cols + j) / s);
     }
 }
 
 tg_status tg_sample_inputs(const tg_op *op, size_t m, size_t k, size_t n, tg_dtype dtype,
-                           tg_rng *rng, tg_tensor **in, tg_attr *attr)
-{
+                           tg_rng *rng, tg_tensor **in, tg_attr *attr) {
     if (!op || !in || !attr || !rng) return tg_fail(TG_ERR_ARG, "sample: NULL argument");
     if (!op->sample) return tg_fail(TG_ERR_ARG, "%s: has no sample function", op->name);
     if (op->arity < 1 || op->arity > TG_MAX_ARITY)
-        return tg_fail(TG_ERR_ARG, "%s: arity %d outside 1..%d", op->name, op->arity,
-                       TG_MAX_ARITY);
+        return tg_fail(TG_ERR_ARG, "%s: arity %d outside 1..%d", op->name, op->arity, TG_MAX_ARITY);
     tg_sample s;
     memset(&s, 0, sizeof s);
     op->sample(m ? m : 1, k ? k : 1, n ? n : 1, &s);
-    for (int i = 0; i < op->arity; i++) in[i] = NULL;
+    for (int i = 0; i < op->arity; i++)
+        in[i] = NULL;
     for (int i = 0; i < op->arity; i++) {
         int param = !(op->nondiff >> i & 1u);
         tg_status st = param ? tg_param_new(&in[i], dtype, s.rank[i], s.shape[i])
                              : tg_tensor_new(&in[i], dtype, s.rank[i], s.shape[i]);
         if (st) {
-            for (int j = 0; j < i; j++) tg_tensor_free(in[j]), in[j] = NULL;
+            for (int j = 0; j < i; j++)
+                tg_tensor_free(in[j]), in[j] = NULL;
             return st;
         }
         size_t classes = s.rank[0] ? s.shape[0][s.rank[0] - 1] : 1;

@@ -7,8 +7,8 @@
 
 typedef struct tg_node {
     tg_call call;
-    void *adj;    /* adjoint ζ of the output (arena), valid if adj_gen == gen */
-    void *tan;    /* tangent dF(ξ) of the output (arena), valid if tan_gen == gen */
+    void *adj; /* adjoint ζ of the output (arena), valid if adj_gen == gen */
+    void *tan; /* tangent dF(ξ) of the output (arena), valid if tan_gen == gen */
     unsigned adj_gen, tan_gen;
 } tg_node;
 
@@ -19,8 +19,7 @@ struct tg_tape {
     unsigned gen; /* bumped by each backward/jvp: marks adjoints/tangents stale */
 };
 
-tg_status tg_tape_new(tg_tape **out)
-{
+tg_status tg_tape_new(tg_tape **out) {
     if (!out) return tg_fail(TG_ERR_ARG, "tape: out is NULL");
     *out = tg_calloc(1, sizeof(tg_tape));
     if (!*out) return tg_fail(TG_ERR_NOMEM, "tape: out of memory");
@@ -28,37 +27,37 @@ tg_status tg_tape_new(tg_tape **out)
     return TG_OK;
 }
 
-void tg_tape_free(tg_tape *t)
-{
+void tg_tape_free(tg_tape *t) {
     if (!t) return;
     tg_arena_free(&t->arena);
     tg_free(t->nodes);
     tg_free(t);
 }
 
-void tg_tape_reset(tg_tape *t)
-{
+void tg_tape_reset(tg_tape *t) {
     if (!t) return;
     t->n = 0;
     tg_arena_reset(&t->arena);
 }
 
-int tg_tape_size(const tg_tape *t) { return t ? t->n : 0; }
+int tg_tape_size(const tg_tape *t) {
+    return t ? t->n : 0;
+}
 
-static size_t bytes_of(const tg_tensor *x) { return x->size * tg_dtype_size(x->dtype); }
+static size_t bytes_of(const tg_tensor *x) {
+    return x->size * tg_dtype_size(x->dtype);
+}
 
 /* A new pass: every adjoint/tangent of an earlier pass becomes stale. Zero
  * is skipped because fresh nodes carry generation 0. */
-static void bump_gen(tg_tape *t)
-{
+static void bump_gen(tg_tape *t) {
     if (++t->gen == 0) t->gen = 1;
 }
 
 /* ------------------------------------------------------------- record */
 
 static tg_status check_inputs(const tg_tape *t, const tg_op *op, int n_in,
-                              const tg_tensor *const *in)
-{
+                              const tg_tensor *const *in) {
     if (n_in != op->arity)
         return tg_fail(TG_ERR_ARG, "%s: takes %d inputs, got %d", op->name, op->arity, n_in);
     if (n_in > 0 && !in) return tg_fail(TG_ERR_ARG, "%s: inputs array is NULL", op->name);
@@ -66,21 +65,24 @@ static tg_status check_inputs(const tg_tape *t, const tg_op *op, int n_in,
         const tg_tensor *x = in[i];
         if (!x) return tg_fail(TG_ERR_ARG, "%s: input %d is NULL", op->name, i);
         if (x->kind == TG_NODE && (x->tape != t || x->node < 0 || x->node >= t->n))
-            return tg_fail(TG_ERR_STATE, "%s: input %d is the result of an op on another tape "
-                                         "(or from before a reset)", op->name, i);
+            return tg_fail(TG_ERR_STATE,
+                           "%s: input %d is the result of an op on another tape "
+                           "(or from before a reset)",
+                           op->name, i);
         if (x->dtype != in[0]->dtype)
             return tg_fail(TG_ERR_DTYPE, "%s: mixed dtypes: input 0 is %s, input %d is %s",
                            op->name, in[0]->dtype == TG_F32 ? "f32" : "f64", i,
                            x->dtype == TG_F32 ? "f32" : "f64");
         if ((op->nondiff >> i & 1u) && x->requires_grad)
-            return tg_fail(TG_ERR_ARG, "%s: input %d carries no derivative and must not be a "
-                                       "parameter or depend on one", op->name, i);
+            return tg_fail(TG_ERR_ARG,
+                           "%s: input %d carries no derivative and must not be a "
+                           "parameter or depend on one",
+                           op->name, i);
     }
     return TG_OK;
 }
 
-static tg_status grow_nodes(tg_tape *t)
-{
+static tg_status grow_nodes(tg_tape *t) {
     if (t->n < t->cap) return TG_OK;
     int cap = t->cap ? t->cap * 2 : 64;
     tg_node *nodes = tg_realloc(t->nodes, (size_t)cap * sizeof *nodes);
@@ -91,15 +93,13 @@ static tg_status grow_nodes(tg_tape *t)
 }
 
 tg_status tg_apply(tg_tape *t, const tg_op *op, int n_in, const tg_tensor *const *in,
-                   const tg_attr *attr, tg_tensor **out)
-{
+                   const tg_attr *attr, tg_tensor **out) {
     if (out) *out = NULL;
     if (!op || !op->name || !op->check || !op->forward)
         return tg_fail(TG_ERR_ARG, "apply: op or its name/check/forward is NULL");
     if (!t || !out) return tg_fail(TG_ERR_ARG, "%s: tape or out is NULL", op->name);
     if (op->arity < 1 || op->arity > TG_MAX_ARITY)
-        return tg_fail(TG_ERR_ARG, "%s: arity %d outside 1..%d", op->name, op->arity,
-                       TG_MAX_ARITY);
+        return tg_fail(TG_ERR_ARG, "%s: arity %d outside 1..%d", op->name, op->arity, TG_MAX_ARITY);
     tg_status s = check_inputs(t, op, n_in, in);
     if (s) return s;
 
@@ -107,18 +107,21 @@ tg_status tg_apply(tg_tape *t, const tg_op *op, int n_in, const tg_tensor *const
     memset(&c, 0, sizeof c);
     c.op = op;
     c.n_in = n_in;
-    for (int i = 0; i < n_in; i++) c.in[i] = in[i];
+    for (int i = 0; i < n_in; i++)
+        c.in[i] = in[i];
     if (attr) c.attr = *attr;
     tg_tensor shape;
     memset(&shape, 0, sizeof shape);
     shape.dtype = in[0]->dtype;
-    for (int i = 0; i < TG_MAX_RANK; i++) shape.shape[i] = 1;
+    for (int i = 0; i < TG_MAX_RANK; i++)
+        shape.shape[i] = 1;
     c.out = &shape;
     char msg[400] = "";
     s = op->check(&c, msg, sizeof msg);
     if (s) return tg_fail(s, "%s: %s", op->name, msg);
     shape.size = 1;
-    for (int i = 0; i < TG_MAX_RANK; i++) shape.size *= i < shape.rank ? shape.shape[i] : 1;
+    for (int i = 0; i < TG_MAX_RANK; i++)
+        shape.size *= i < shape.rank ? shape.shape[i] : 1;
 
     if ((s = grow_nodes(t))) return s;
     tg_tensor *o = tg_arena_alloc(&t->arena, sizeof *o);
@@ -146,18 +149,17 @@ tg_status tg_apply(tg_tape *t, const tg_op *op, int n_in, const tg_tensor *const
     return TG_OK;
 }
 
-tg_status tg_replay(tg_tape *t)
-{
+tg_status tg_replay(tg_tape *t) {
     if (!t) return tg_fail(TG_ERR_ARG, "replay: tape is NULL");
-    for (int i = 0; i < t->n; i++) t->nodes[i].call.op->forward(&t->nodes[i].call);
+    for (int i = 0; i < t->n; i++)
+        t->nodes[i].call.op->forward(&t->nodes[i].call);
     return TG_OK;
 }
 
 /* ------------------------------------------------------------- reverse */
 
 /* The node's adjoint buffer, zeroed on first use in this backward pass. */
-static void *adjoint_of(tg_tape *t, tg_node *nd)
-{
+static void *adjoint_of(tg_tape *t, tg_node *nd) {
     size_t b = bytes_of(nd->call.out);
     if (!nd->adj) nd->adj = tg_arena_alloc(&t->arena, b);
     if (!nd->adj) return NULL;
@@ -168,18 +170,15 @@ static void *adjoint_of(tg_tape *t, tg_node *nd)
     return nd->adj;
 }
 
-static tg_status check_output(const tg_tape *t, const tg_tensor *out, const char *who)
-{
+static tg_status check_output(const tg_tape *t, const tg_tensor *out, const char *who) {
     if (!t || !out) return tg_fail(TG_ERR_ARG, "%s: tape or output is NULL", who);
     if (out->kind != TG_NODE || out->tape != t || out->node < 0 || out->node >= t->n)
-        return tg_fail(TG_ERR_STATE, "%s: the output is not the result of an op on this tape",
-                       who);
+        return tg_fail(TG_ERR_STATE, "%s: the output is not the result of an op on this tape", who);
     return TG_OK;
 }
 
 /* Where input i of a call accumulates its adjoint, or NULL if nobody needs it. */
-static tg_status input_adjoint(tg_tape *t, const tg_call *c, int i, void **gin)
-{
+static tg_status input_adjoint(tg_tape *t, const tg_call *c, int i, void **gin) {
     const tg_tensor *x = c->in[i];
     *gin = NULL;
     if ((c->op->nondiff >> i & 1u) || !x->requires_grad) return TG_OK;
@@ -195,8 +194,7 @@ static tg_status input_adjoint(tg_tape *t, const tg_call *c, int i, void **gin)
 /* r(h∘g∘f) = rf∘rg∘rh (Proposition 3.1): walk the tape from `out` back to
  * the start, handing each op the adjoint of its output; ops accumulate into
  * their inputs' adjoints, which sums adjoints where a value fans out. */
-tg_status tg_backward_seed(tg_tape *t, const tg_tensor *out, const void *seed)
-{
+tg_status tg_backward_seed(tg_tape *t, const tg_tensor *out, const void *seed) {
     tg_status s = check_output(t, out, "backward");
     if (s) return s;
     if (!seed) return tg_fail(TG_ERR_ARG, "backward: seed is NULL");
@@ -214,15 +212,15 @@ tg_status tg_backward_seed(tg_tape *t, const tg_tensor *out, const void *seed)
             if ((s = input_adjoint(t, &nd->call, i, &gin[i]))) return s;
             any |= gin[i] != NULL;
         }
-        if (any && nd->call.op->vjp) nd->call.op->vjp(&nd->call, nd->adj, gin);
+        if (any && nd->call.op->vjp)
+            nd->call.op->vjp(&nd->call, nd->adj, gin);
         else if (any)
             return tg_fail(TG_ERR_STATE, "backward: op %s has no r-map", nd->call.op->name);
     }
     return TG_OK;
 }
 
-tg_status tg_backward(tg_tape *t, const tg_tensor *loss)
-{
+tg_status tg_backward(tg_tape *t, const tg_tensor *loss) {
     tg_status s = check_output(t, loss, "backward");
     if (s) return s;
     if (loss->size != 1) {
@@ -232,30 +230,30 @@ tg_status tg_backward(tg_tape *t, const tg_tensor *loss)
     }
     const float one_f = 1.0f;
     const double one_d = 1.0;
-    return tg_backward_seed(t, loss, loss->dtype == TG_F32 ? (const void *)&one_f
-                                                           : (const void *)&one_d);
+    return tg_backward_seed(t, loss,
+                            loss->dtype == TG_F32 ? (const void *)&one_f : (const void *)&one_d);
 }
 
 /* ------------------------------------------------------------- forward mode */
 
 static const void *leaf_tangent(const tg_tensor *x, int n, const tg_tensor *const *leaves,
-                                const void *const *tangents)
-{
+                                const void *const *tangents) {
     for (int i = 0; i < n; i++)
         if (leaves[i] == x) return tangents[i];
     return NULL;
 }
 
 /* d(h∘g∘f) = dh∘dg∘df: tangents flow forward in recording order. */
-tg_status tg_jvp(tg_tape *t, int n, const tg_tensor *const *leaves, const void *const *tangents)
-{
+tg_status tg_jvp(tg_tape *t, int n, const tg_tensor *const *leaves, const void *const *tangents) {
     if (!t) return tg_fail(TG_ERR_ARG, "jvp: tape is NULL");
     if (n < 0 || (n > 0 && (!leaves || !tangents)))
         return tg_fail(TG_ERR_ARG, "jvp: bad leaves/tangents (n = %d)", n);
     for (int i = 0; i < n; i++)
         if (!leaves[i] || !tangents[i] || leaves[i]->kind == TG_NODE)
-            return tg_fail(TG_ERR_ARG, "jvp: leaf %d is NULL, has a NULL tangent, or is not a "
-                                       "leaf", i);
+            return tg_fail(TG_ERR_ARG,
+                           "jvp: leaf %d is NULL, has a NULL tangent, or is not a "
+                           "leaf",
+                           i);
     bump_gen(t);
     for (int k = 0; k < t->n; k++) {
         tg_node *nd = &t->nodes[k];
@@ -283,8 +281,7 @@ tg_status tg_jvp(tg_tape *t, int n, const tg_tensor *const *leaves, const void *
     return TG_OK;
 }
 
-const void *tg_tangent(const tg_tape *t, const tg_tensor *x)
-{
+const void *tg_tangent(const tg_tape *t, const tg_tensor *x) {
     if (!t || !x || x->kind != TG_NODE || x->tape != t || x->node < 0 || x->node >= t->n)
         return NULL;
     const tg_node *nd = &t->nodes[x->node];
