@@ -84,6 +84,10 @@ tg_status tg_apply(tg_tape *t, const tg_op *op, int n_in, const tg_tensor *const
 tg_status tg_sample_inputs(const tg_op *op, size_t m, size_t k, size_t n, tg_dtype dtype,
                            tg_rng *rng, tg_tensor **in, tg_attr *attr);
 
+/* The i-th op recorded on t (0 <= i < tg_tape_size(t)), NULL otherwise:
+ * read-only access for graph export and tools. */
+const tg_call *tg_tape_call(const tg_tape *t, int i);
+
 /* The built-in op table, and a lookup by name (NULL if absent). */
 const tg_op *const *tg_op_table(int *count);
 const tg_op *tg_op_find(const char *name);

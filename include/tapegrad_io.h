@@ -1,0 +1,94 @@
+/*
+ * tapegrad_io.h — data, metrics, model files and graph export.
+ *
+ * Errors name the file, the line and the column where there is one:
+ *   "data.csv:14:3: 'abc' is not a number".
+ */
+#ifndef TAPEGRAD_IO_H
+#define TAPEGRAD_IO_H
+
+#include <stdio.h>
+
+#include "tapegrad.h"
+#include "tapegrad_nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- datasets */
+
+/* n examples (rows) of d features, row-major, and one target per example. */
+typedef struct tg_dataset {
+    size_t n, d;
+    double *x; /* n × d */
+    double *y; /* n */
+} tg_dataset;
+
+void tg_dataset_free(tg_dataset *ds); /* frees x and y, zeroes *ds */
+
+/* CSV: comma-separated numbers, one example per line. A first line that is
+ * not all numbers is a header. label_col: the target's column, 0-based; −1
+ * is the last column. Empty lines are skipped; a malformed cell or a ragged
+ * row is TG_ERR_IO naming file, line and column. */
+tg_status tg_csv_load(const char *path, int label_col, tg_dataset *out);
+
+/* IDX (the MNIST format): PREFIX-images-idx3-ubyte[.gz] and
+ * PREFIX-labels-idx1-ubyte[.gz]; pixels scaled to [0, 1]. A truncated or
+ * foreign file is TG_ERR_IO naming the file. */
+tg_status tg_idx_load(const char *prefix, tg_dataset *out);
+
+/* The number of classes if every target is an integer in [0, 1000): the
+ * largest + 1; 0 if some target is not (a regression target). */
+int tg_dataset_classes(const tg_dataset *ds);
+
+/* Per-feature mean and standard deviation (std 1 where a feature is
+ * constant), and x := (x − mean) / std. */
+tg_status tg_standardize_fit(const tg_dataset *ds, double *mean, double *std);
+void tg_standardize_apply(tg_dataset *ds, const double *mean, const double *std);
+
+/* Seeded shuffle, then split into train / validation / test by fractions
+ * (val + test < 1). Outputs are copies; any of val/test may be NULL when
+ * its fraction is 0. */
+tg_status tg_dataset_split(const tg_dataset *all, double val_frac, double test_frac, uint64_t seed,
+                           tg_dataset *train, tg_dataset *val, tg_dataset *test);
+
+/* Fisher–Yates shuffle of idx[0..n) with the seeded generator. */
+void tg_shuffle(size_t *idx, size_t n, tg_rng *rng);
+
+/* Copy examples idx[start .. start+rows) into x (rows × d) and y: y has
+ * `rows` elements (labels) or rows × 1. Converts to the tensors' dtype;
+ * allocates nothing. */
+tg_status tg_batch_fill(const tg_dataset *ds, const size_t *idx, size_t start, size_t rows,
+                        tg_tensor *x, tg_tensor *y);
+
+/* ---------------------------------------------------------------- metrics */
+
+/* Fraction of rows whose prediction matches the label. logits: rows × C
+ * (argmax) or rows × 1 (logit > 0 means class 1). */
+double tg_accuracy(const tg_tensor *logits, const double *labels, size_t rows);
+/* confusion[true · C + predicted] += 1 for each row; C = classes. */
+void tg_confusion_add(const tg_tensor *logits, const double *labels, size_t rows, int classes,
+                      uint64_t *confusion);
+
+/* ---------------------------------------------------------------- model files */
+
+/* Binary, little-endian, versioned, with a CRC-32 (format in
+ * docs/model-format.md). Saving writes a temporary file in the same folder,
+ * fsyncs it and renames it over the target: a crash leaves the old file. */
+tg_status tg_mlp_save(const tg_mlp *m, const char *path);
+/* A truncated, corrupt or foreign file is TG_ERR_IO with a message naming
+ * the file and what is wrong. */
+tg_status tg_mlp_load(tg_mlp **out, const char *path);
+
+/* ---------------------------------------------------------------- graph export */
+
+/* The ops recorded on a tape as Graphviz DOT: one node per op (name, output
+ * shape), leaves as boxes (parameters marked), edges input → op. */
+tg_status tg_tape_dot(const tg_tape *t, FILE *f);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

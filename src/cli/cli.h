@@ -1,0 +1,60 @@
+/* The tapegrad command-line tool: shared declarations. */
+#ifndef TG_CLI_H
+#define TG_CLI_H
+
+#include "tapegrad.h"
+#include "tapegrad_io.h"
+#include "tapegrad_nn.h"
+
+#include <stdio.h>
+
+/* Exit statuses: 1 bad data or a failed check, 2 bad arguments. */
+enum { EXIT_DATA = 1, EXIT_USAGE = 2 };
+
+typedef struct cli_opts {
+    const char *data, *test_data, *model, *save, *plot, *log;
+    int label;          /* column, −1 = last */
+    size_t hidden[16];
+    int n_hidden;
+    int act;            /* tg_act */
+    int loss;           /* tg_loss_kind, or −1 for auto */
+    int opt;            /* tg_opt_kind */
+    double lr;          /* 0: the optimizer's default */
+    int epochs;
+    size_t batch;
+    double val, test;   /* fractions; test < 0: default */
+    int standardize;
+    unsigned long long seed;
+    tg_dtype dtype;
+    int threads;
+} cli_opts;
+
+/* Parse argv[first..] into o; on error print one line + usage, return 0. */
+int cli_parse(int argc, char **argv, int first, const char *cmd, cli_opts *o);
+void cli_usage(FILE *f);
+
+/* Load DATA (a CSV path or idx:PREFIX); prints the error line on failure. */
+int cli_load(const char *spec, int label, tg_dataset *ds);
+
+int cmd_fit(const cli_opts *o);
+int cmd_eval(const cli_opts *o);
+int cmd_predict(const cli_opts *o);
+int cmd_graph(const cli_opts *o);
+int cmd_gradcheck(const cli_opts *o);
+int cmd_ops(void);
+
+/* Progress and reports (report.c). */
+typedef struct epoch_row {
+    double loss, acc, val_loss, val_acc, seconds;
+} epoch_row;
+
+void progress_update(int epoch, int epochs, size_t done, size_t total, double loss, double acc,
+                     double ex_per_s);
+void progress_epoch_end(int epoch, int epochs, const epoch_row *r, int has_val);
+/* Write the loss plot / the per-epoch CSV atomically; 0 on failure (printed). */
+int report_svg(const char *path, const epoch_row *rows, int n, int has_val);
+int report_csv(const char *path, const epoch_row *rows, int n);
+/* Write buf to path through a temporary file, fsync and rename. */
+int write_atomic(const char *path, const char *buf, size_t len);
+
+#endif

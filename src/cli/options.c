@@ -1,0 +1,178 @@
+/* Command-line options: every value is checked; a bad one is one line of
+ * error, the usage, and exit status 2 (the caller's). */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_usage(FILE *f)
+{
+    fputs("usage:\n"
+          "  tapegrad fit DATA [--test-data DATA] [--label last|first|N] [--hidden 256,128]\n"
+          "               [--act relu|tanh|sigmoid|leaky_relu] [--loss auto|bce|ce|mse]\n"
+          "               [--opt sgd|momentum|nesterov|rmsprop|adam|adamw] [--lr X] [--epochs N]\n"
+          "               [--batch N] [--val FRACTION] [--test FRACTION] [--standardize]\n"
+          "               [--seed N] [--dtype f32|f64] [--threads N] [--save MODEL]\n"
+          "               [--plot FILE.svg] [--log FILE.csv]\n"
+          "  tapegrad eval MODEL DATA [--label ...] [--batch N] [--threads N]\n"
+          "  tapegrad predict MODEL DATA [--label ...] [--batch N]\n"
+          "  tapegrad graph MODEL            (Graphviz DOT on stdout)\n"
+          "  tapegrad gradcheck [--seed N]   (every op: gradcheck and adjoint check)\n"
+          "  tapegrad ops                    (the op table)\n"
+          "DATA is a CSV file or idx:PREFIX (PREFIX-images-idx3-ubyte[.gz] and\n"
+          "PREFIX-labels-idx1-ubyte[.gz]). For eval and predict, a CSV's label column\n"
+          "must be given as in fit (predict ignores its values).\n",
+          f);
+}
+
+static int bad(const char *cmd, const char *what, const char *value)
+{
+    fprintf(stderr, "tapegrad %s: %s '%s'\n", cmd, what, value ? value : "");
+    cli_usage(stderr);
+    return 0;
+}
+
+/* Strict numbers: the whole text, in range. */
+static int to_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return 0;
+    *out = v;
+    return 1;
+}
+
+static int to_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) return 0;
+    *out = v;
+    return 1;
+}
+
+/* "256,128": widths in 1..2^20, no empty item; "none": no hidden layer. */
+static int parse_hidden(const char *s, cli_opts *o)
+{
+    o->n_hidden = 0;
+    if (strcmp(s, "none") == 0) return 1; /* a linear model */
+    for (const char *p = s;; p++) {
+        char item[16];
+        size_t len = strcspn(p, ",");
+        long w;
+        if (len == 0 || len >= sizeof item || o->n_hidden == 16) return 0;
+        memcpy(item, p, len);
+        item[len] = 0;
+        if (!to_long(item, 1, 1 << 20, &w)) return 0;
+        o->hidden[o->n_hidden++] = (size_t)w;
+        p += len;
+        if (!*p) return 1;
+    }
+}
+
+static int parse_label(const char *s, int *label)
+{
+    long v;
+    if (strcmp(s, "last") == 0) *label = -1;
+    else if (strcmp(s, "first") == 0) *label = 0;
+    else if (to_long(s, 0, 1 << 20, &v)) *label = (int)v;
+    else return 0;
+    return 1;
+}
+
+static void defaults(cli_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->label = -1;
+    o->hidden[0] = 64;
+    o->n_hidden = 1;
+    o->act = TG_ACT_RELU;
+    o->loss = -1;
+    o->opt = TG_OPT_ADAM;
+    o->epochs = 10;
+    o->batch = 64;
+    o->val = 0.1;
+    o->test = -1;
+    o->seed = 1;
+    o->dtype = TG_F32;
+    o->threads = 0;
+}
+
+/* One option with a value; returns 0 on a bad value. */
+static int option(const char *cmd, const char *name, const char *v, cli_opts *o)
+{
+    long n;
+    if (!strcmp(name, "--test-data")) o->test_data = v;
+    else if (!strcmp(name, "--save")) o->save = v;
+    else if (!strcmp(name, "--plot")) o->plot = v;
+    else if (!strcmp(name, "--log")) o->log = v;
+    else if (!strcmp(name, "--label")) return parse_label(v, &o->label) || bad(cmd, "bad --label", v);
+    else if (!strcmp(name, "--hidden")) return parse_hidden(v, o) || bad(cmd, "bad --hidden", v);
+    else if (!strcmp(name, "--act")) {
+        if ((o->act = tg_act_parse(v)) <= 0) return bad(cmd, "unknown activation", v);
+    } else if (!strcmp(name, "--loss")) {
+        o->loss = !strcmp(v, "auto") ? -1 : !strcmp(v, "bce") ? 0 : !strcmp(v, "ce") ? 1
+                : !strcmp(v, "mse") ? 2 : -2;
+        if (o->loss == -2) return bad(cmd, "unknown loss", v);
+    } else if (!strcmp(name, "--opt")) {
+        if ((o->opt = tg_opt_parse(v)) < 0) return bad(cmd, "unknown optimizer", v);
+    } else if (!strcmp(name, "--lr")) return to_double(v, 1e-12, 1e3, &o->lr) || bad(cmd, "bad --lr", v);
+    else if (!strcmp(name, "--epochs")) {
+        if (!to_long(v, 1, 1000000, &n)) return bad(cmd, "bad --epochs", v);
+        o->epochs = (int)n;
+    } else if (!strcmp(name, "--batch")) {
+        if (!to_long(v, 1, 1 << 20, &n)) return bad(cmd, "bad --batch", v);
+        o->batch = (size_t)n;
+    } else if (!strcmp(name, "--val")) return to_double(v, 0, 0.9, &o->val) || bad(cmd, "bad --val", v);
+    else if (!strcmp(name, "--test")) return to_double(v, 0, 0.9, &o->test) || bad(cmd, "bad --test", v);
+    else if (!strcmp(name, "--seed")) {
+        if (!to_long(v, 0, 2147483647L, &n)) return bad(cmd, "bad --seed", v);
+        o->seed = (unsigned long long)n;
+    } else if (!strcmp(name, "--dtype")) {
+        if (strcmp(v, "f32") && strcmp(v, "f64")) return bad(cmd, "bad --dtype", v);
+        o->dtype = strcmp(v, "f32") ? TG_F64 : TG_F32;
+    } else if (!strcmp(name, "--threads")) {
+        if (!to_long(v, 1, 256, &n)) return bad(cmd, "bad --threads", v);
+        o->threads = (int)n;
+    } else return bad(cmd, "unknown option", name);
+    return 1;
+}
+
+/* Positional arguments: fit DATA; eval/predict MODEL DATA; graph MODEL. */
+static int positional(const char *cmd, const char *arg, int *k, cli_opts *o)
+{
+    int want_model = !strcmp(cmd, "eval") || !strcmp(cmd, "predict") || !strcmp(cmd, "graph");
+    if (want_model && *k == 0) o->model = arg;
+    else if (strcmp(cmd, "graph") && strcmp(cmd, "gradcheck") && !o->data) o->data = arg;
+    else return bad(cmd, "unexpected argument", arg);
+    (*k)++;
+    return 1;
+}
+
+int cli_parse(int argc, char **argv, int first, const char *cmd, cli_opts *o)
+{
+    defaults(o);
+    int k = 0;
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0) {
+            if (!positional(cmd, a, &k, o)) return 0;
+        } else if (!strcmp(a, "--standardize")) {
+            o->standardize = 1;
+        } else if (i + 1 >= argc) {
+            return bad(cmd, "missing value for", a);
+        } else if (!option(cmd, a, argv[++i], o)) {
+            return 0;
+        }
+    }
+    int need_model = !strcmp(cmd, "eval") || !strcmp(cmd, "predict") || !strcmp(cmd, "graph");
+    int need_data = strcmp(cmd, "graph") && strcmp(cmd, "gradcheck");
+    if (need_model && !o->model) return bad(cmd, "missing", "MODEL");
+    if (need_data && !o->data) return bad(cmd, "missing", "DATA");
+    if (o->test < 0) o->test = o->test_data ? 0 : 0.2;
+    if (o->val + o->test >= 0.95) return bad(cmd, "--val + --test must be < 0.95", "");
+    return 1;
+}

@@ -1,0 +1,446 @@
+/* fit, eval, predict, graph: the seed's keras/sklearn workflow (001 §1.4,
+ * §3.3) from the command line: read a table, standardise, split, fit,
+ * evaluate. */
+#define _POSIX_C_SOURCE 200809L
+#include "cli.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int fail(const char *what)
+{
+    fprintf(stderr, "tapegrad: %s%s\n", what ? what : "", what ? "" : tg_last_error());
+    return EXIT_DATA;
+}
+
+int cli_load(const char *spec, int label, tg_dataset *ds)
+{
+    memset(ds, 0, sizeof *ds);
+    tg_status s = strncmp(spec, "idx:", 4) == 0 ? tg_idx_load(spec + 4, ds)
+                                                : tg_csv_load(spec, label, ds);
+    if (s) fprintf(stderr, "tapegrad: %s\n", tg_last_error());
+    return s == TG_OK;
+}
+
+/* ---------------------------------------------------------------- batches */
+
+/* Input and target tensors for `rows` examples, made once and refilled. */
+typedef struct batch {
+    tg_tensor *x, *y;
+    double *labels; /* the batch's targets, for the metrics */
+    size_t rows;
+} batch;
+
+static void batch_free(batch *b)
+{
+    tg_tensor_free(b->x);
+    tg_tensor_free(b->y);
+    free(b->labels);
+    memset(b, 0, sizeof *b);
+}
+
+static tg_status batch_new(batch *b, const tg_mlp *m, size_t rows)
+{
+    memset(b, 0, sizeof *b);
+    b->rows = rows;
+    tg_status s = tg_tensor_new(&b->x, m->dtype, 2, (size_t[]){rows, m->n_in});
+    if (!s && m->loss == TG_LOSS_CE) s = tg_tensor_new(&b->y, m->dtype, 1, &rows);
+    else if (!s) s = tg_tensor_new(&b->y, m->dtype, 2, (size_t[]){rows, 1});
+    b->labels = malloc(rows * sizeof *b->labels);
+    if (!s && !b->labels) s = TG_ERR_NOMEM;
+    if (s) batch_free(b);
+    return s;
+}
+
+static tg_status batch_load(batch *b, const tg_dataset *ds, const size_t *idx, size_t start)
+{
+    for (size_t i = 0; i < b->rows; i++) b->labels[i] = ds->y[idx[start + i]];
+    return tg_batch_fill(ds, idx, start, b->rows, b->x, b->y);
+}
+
+/* Full-size batches plus one for the remainder (PyTorch keeps the last,
+ * smaller batch): both allocated before the loop. */
+typedef struct batches {
+    batch full, last;
+    size_t size;
+} batches;
+
+static tg_status batches_new(batches *bs, const tg_mlp *m, size_t n, size_t size)
+{
+    memset(bs, 0, sizeof *bs);
+    bs->size = size < n ? size : n;
+    tg_status s = batch_new(&bs->full, m, bs->size);
+    if (!s && n % bs->size) s = batch_new(&bs->last, m, n % bs->size);
+    return s;
+}
+
+static void batches_free(batches *bs)
+{
+    batch_free(&bs->full);
+    batch_free(&bs->last);
+}
+
+static batch *batch_at(batches *bs, size_t start, size_t n)
+{
+    return n - start >= bs->size ? &bs->full : &bs->last;
+}
+
+/* ---------------------------------------------------------------- evaluation */
+
+typedef struct scores {
+    double loss, acc;
+} scores;
+
+static size_t *identity(size_t n)
+{
+    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    for (size_t i = 0; idx && i < n; i++) idx[i] = i;
+    return idx;
+}
+
+/* Mean cost and accuracy over a whole dataset, in batches. */
+static tg_status evaluate(const tg_mlp *m, const tg_dataset *ds, size_t size, scores *out)
+{
+    tg_tape *t = NULL;
+    batches bs;
+    size_t *idx = identity(ds->n);
+    tg_status s = idx ? tg_tape_new(&t) : TG_ERR_NOMEM;
+    if (!s) s = batches_new(&bs, m, ds->n, size);
+    double loss = 0, right = 0;
+    for (size_t start = 0; !s && start < ds->n; start += bs.size) {
+        batch *b = batch_at(&bs, start, ds->n);
+        tg_tensor *logits, *cost;
+        s = batch_load(b, ds, idx, start);
+        if (!s) s = tg_mlp_forward(t, m, b->x, &logits);
+        if (!s) s = tg_mlp_cost(t, m, logits, b->y, &cost);
+        if (s) break;
+        loss += tg_get(cost, 0) * (double)b->rows;
+        right += tg_accuracy(logits, b->labels, b->rows) * (double)b->rows;
+        tg_tape_reset(t);
+    }
+    if (!s) {
+        out->loss = loss / (double)ds->n;
+        out->acc = m->loss == TG_LOSS_MSE ? NAN : right / (double)ds->n;
+    }
+    batches_free(&bs);
+    tg_tape_free(t);
+    free(idx);
+    return s;
+}
+
+static void print_scores(const char *name, const scores *s)
+{
+    if (isnan(s->acc)) printf("%s: loss=%.6f accuracy=n/a\n", name, s->loss);
+    else printf("%s: loss=%.6f accuracy=%.4f\n", name, s->loss, s->acc);
+}
+
+/* ---------------------------------------------------------------- fit */
+
+typedef struct fit_data {
+    tg_dataset all, extra_test, train, val, test;
+} fit_data;
+
+static void fit_data_free(fit_data *d)
+{
+    tg_dataset_free(&d->all);
+    tg_dataset_free(&d->extra_test);
+    tg_dataset_free(&d->train);
+    tg_dataset_free(&d->val);
+    tg_dataset_free(&d->test);
+}
+
+/* --loss auto: bce for two classes, ce for more, mse for non-integer labels. */
+static int choose_loss(const cli_opts *o, const fit_data *d, size_t *n_out)
+{
+    int classes = tg_dataset_classes(&d->all);
+    int test_classes = d->extra_test.n ? tg_dataset_classes(&d->extra_test) : classes;
+    if (test_classes > classes) classes = test_classes;
+    int loss = o->loss >= 0 ? o->loss : classes == 0 ? TG_LOSS_MSE
+                                      : classes <= 2 ? TG_LOSS_BCE : TG_LOSS_CE;
+    if (loss != TG_LOSS_MSE && classes == 0) {
+        fprintf(stderr, "tapegrad: --loss %s needs integer class labels; %s has other values\n",
+                tg_loss_name((tg_loss_kind)loss), o->data);
+        return -1;
+    }
+    if (loss == TG_LOSS_BCE && classes > 2) {
+        fprintf(stderr, "tapegrad: --loss bce needs labels 0/1; %s has %d classes\n", o->data,
+                classes);
+        return -1;
+    }
+    *n_out = loss == TG_LOSS_CE ? (size_t)(classes < 2 ? 2 : classes) : 1;
+    return loss;
+}
+
+/* Load, choose the loss from all labels, split (a --test-data file replaces
+ * the test split). */
+static int prepare(const cli_opts *o, fit_data *d, int *loss, size_t *n_out)
+{
+    memset(d, 0, sizeof *d);
+    if (!cli_load(o->data, o->label, &d->all)) return 0;
+    if (o->test_data && !cli_load(o->test_data, o->label, &d->extra_test)) return 0;
+    if (o->test_data && d->extra_test.d != d->all.d) {
+        fprintf(stderr, "tapegrad: %s has %zu features, %s has %zu\n", o->test_data,
+                d->extra_test.d, o->data, d->all.d);
+        return 0;
+    }
+    if ((*loss = choose_loss(o, d, n_out)) < 0) return 0;
+    tg_status s = tg_dataset_split(&d->all, o->val, o->test, o->seed, &d->train,
+                                   o->val > 0 ? &d->val : NULL, o->test > 0 ? &d->test : NULL);
+    if (s) return fail(NULL), 0;
+    if (o->test_data) {
+        tg_dataset_free(&d->test);
+        d->test = d->extra_test;
+        memset(&d->extra_test, 0, sizeof d->extra_test);
+    }
+    return 1;
+}
+
+static int standardize(tg_mlp *m, fit_data *d)
+{
+    m->mean = malloc(m->n_in * sizeof(double));
+    m->std = malloc(m->n_in * sizeof(double));
+    if (!m->mean || !m->std || tg_standardize_fit(&d->train, m->mean, m->std)) return 0;
+    tg_dataset *sets[] = {&d->train, &d->val, &d->test};
+    for (int i = 0; i < 3; i++)
+        if (sets[i]->n) tg_standardize_apply(sets[i], m->mean, m->std);
+    return 1;
+}
+
+/* One epoch of shuffled mini-batches; fills the training loss and accuracy. */
+static tg_status epoch(const cli_opts *o, int e, tg_mlp *m, tg_optimizer *opt, tg_tape *t,
+                       batches *bs, const tg_dataset *ds, size_t *idx, tg_rng *rng,
+                       epoch_row *row)
+{
+    tg_shuffle(idx, ds->n, rng);
+    double loss = 0, right = 0, t0 = now(), shown = 0;
+    tg_status s = TG_OK;
+    for (size_t start = 0; !s && start < ds->n; start += bs->size) {
+        batch *b = batch_at(bs, start, ds->n);
+        tg_tensor *logits, *cost;
+        s = batch_load(b, ds, idx, start);
+        if (!s) s = tg_mlp_forward(t, m, b->x, &logits);
+        if (!s) s = tg_mlp_cost(t, m, logits, b->y, &cost);
+        if (!s) s = tg_backward(t, cost);
+        if (!s) s = tg_optimizer_step(opt);
+        if (s) break;
+        loss += tg_get(cost, 0) * (double)b->rows;
+        right += tg_accuracy(logits, b->labels, b->rows) * (double)b->rows;
+        tg_tape_reset(t);
+        size_t done = start + b->rows;
+        if (now() - shown > 0.1 || done == ds->n) {
+            shown = now();
+            progress_update(e, o->epochs, done, ds->n, loss / (double)done,
+                            right / (double)done, (double)done / (shown - t0));
+        }
+    }
+    row->loss = loss / (double)ds->n;
+    row->acc = m->loss == TG_LOSS_MSE ? NAN : right / (double)ds->n;
+    row->seconds = now() - t0;
+    return s;
+}
+
+static int train(const cli_opts *o, tg_mlp *m, fit_data *d, epoch_row *rows)
+{
+    tg_tensor *params[64];
+    int np = tg_mlp_params(m, params, 64);
+    tg_opt_config cfg = tg_opt_defaults((tg_opt_kind)o->opt);
+    if (o->lr > 0) cfg.lr = o->lr;
+    tg_optimizer *opt = NULL;
+    tg_tape *t = NULL;
+    batches bs;
+    memset(&bs, 0, sizeof bs);
+    size_t *idx = identity(d->train.n);
+    tg_rng rng;
+    tg_rng_seed(&rng, o->seed ^ 0x5eed);
+    tg_status s = idx ? tg_optimizer_new(&opt, &cfg, np, params) : TG_ERR_NOMEM;
+    if (!s) s = tg_tape_new(&t);
+    if (!s) s = batches_new(&bs, m, d->train.n, o->batch);
+    for (int e = 0; !s && e < o->epochs; e++) {
+        s = epoch(o, e + 1, m, opt, t, &bs, &d->train, idx, &rng, &rows[e]);
+        scores v = {NAN, NAN};
+        if (!s && d->val.n) s = evaluate(m, &d->val, 1024, &v);
+        rows[e].val_loss = v.loss, rows[e].val_acc = v.acc;
+        if (!s) progress_epoch_end(e + 1, o->epochs, &rows[e], d->val.n > 0);
+    }
+    if (s) fail(NULL);
+    batches_free(&bs);
+    tg_tape_free(t);
+    tg_optimizer_free(opt);
+    free(idx);
+    return s == TG_OK;
+}
+
+static void set_threads(int n)
+{
+    if (n > 0) openblas_set_num_threads(n);
+}
+
+static int fit_report(const cli_opts *o, const tg_mlp *m, const fit_data *d, epoch_row *rows)
+{
+    scores sc;
+    const tg_dataset *final = d->test.n ? &d->test : d->val.n ? &d->val : &d->train;
+    if (evaluate(m, final, 1024, &sc)) return fail(NULL);
+    print_scores(d->test.n ? "test" : d->val.n ? "validation" : "train", &sc);
+    if (o->save && tg_mlp_save(m, o->save)) return fail(NULL);
+    if (o->plot && !report_svg(o->plot, rows, o->epochs, d->val.n > 0)) return EXIT_DATA;
+    if (o->log && !report_csv(o->log, rows, o->epochs)) return EXIT_DATA;
+    return 0;
+}
+
+int cmd_fit(const cli_opts *o)
+{
+    set_threads(o->threads);
+    fit_data d;
+    tg_mlp *m = NULL;
+    epoch_row *rows = calloc((size_t)o->epochs, sizeof *rows);
+    int rc = EXIT_DATA;
+    size_t n_out = 1;
+    int loss = -1;
+    memset(&d, 0, sizeof d);
+    if (rows && prepare(o, &d, &loss, &n_out)) {
+        tg_rng rng;
+        tg_rng_seed(&rng, o->seed);
+        printf("fit: %zu train, %zu validation, %zu test examples; %zu features; loss %s; "
+               "%zu outputs\n", d.train.n, d.val.n, d.test.n, d.all.d,
+               tg_loss_name((tg_loss_kind)loss), n_out);
+        if (tg_mlp_new(&m, o->dtype, d.all.d, o->n_hidden, o->hidden, (tg_act)o->act, n_out,
+                       (tg_loss_kind)loss) ||
+            tg_mlp_init(m, &rng) || (o->standardize && !standardize(m, &d)))
+            fail(NULL);
+        else if (train(o, m, &d, rows))
+            rc = fit_report(o, m, &d, rows);
+    }
+    tg_mlp_free(m);
+    fit_data_free(&d);
+    free(rows);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- eval, predict */
+
+/* Load MODEL and DATA; check they fit; standardise with the model's stats. */
+static int load_pair(const cli_opts *o, tg_mlp **m, tg_dataset *ds)
+{
+    memset(ds, 0, sizeof *ds);
+    if (tg_mlp_load(m, o->model)) return fail(NULL), 0;
+    if (!cli_load(o->data, o->label, ds)) return 0;
+    if (ds->d != (*m)->n_in) {
+        fprintf(stderr, "tapegrad: %s has %zu features, the model %s expects %zu\n", o->data,
+                ds->d, o->model, (*m)->n_in);
+        return 0;
+    }
+    if ((*m)->mean && (*m)->std) tg_standardize_apply(ds, (*m)->mean, (*m)->std);
+    return 1;
+}
+
+/* Labels the model cannot score (a class it does not have) are a data error. */
+static int labels_fit(const tg_mlp *m, const tg_dataset *ds, const char *path)
+{
+    if (m->loss == TG_LOSS_MSE) return 1;
+    for (size_t i = 0; i < ds->n; i++) {
+        double y = ds->y[i];
+        if (!(y >= 0 && y < m->n_classes && y == floor(y))) {
+            fprintf(stderr, "tapegrad: %s: example %zu has label %g, not a class of the model "
+                            "(0..%d)\n", path, i + 1, y, m->n_classes - 1);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int cmd_eval(const cli_opts *o)
+{
+    set_threads(o->threads);
+    tg_mlp *m = NULL;
+    tg_dataset ds;
+    scores sc;
+    int rc = EXIT_DATA;
+    if (load_pair(o, &m, &ds) && labels_fit(m, &ds, o->data)) {
+        if (evaluate(m, &ds, o->batch, &sc)) fail(NULL);
+        else print_scores("test", &sc), rc = 0;
+    }
+    tg_mlp_free(m);
+    tg_dataset_free(&ds);
+    return rc;
+}
+
+/* One line per example: the class (and for bce its probability) or the value. */
+static void print_predictions(const tg_mlp *m, const tg_tensor *logits)
+{
+    size_t rows = logits->shape[0], c = logits->shape[1];
+    for (size_t r = 0; r < rows; r++) {
+        if (m->loss == TG_LOSS_MSE) {
+            printf("%.9g\n", tg_get(logits, r));
+        } else if (m->loss == TG_LOSS_BCE) {
+            double z = tg_get(logits, r);
+            printf("%d %.6f\n", z > 0, 1 / (1 + exp(-z)));
+        } else {
+            size_t best = 0;
+            for (size_t j = 1; j < c; j++)
+                if (tg_get(logits, r * c + j) > tg_get(logits, r * c + best)) best = j;
+            printf("%zu\n", best);
+        }
+    }
+}
+
+int cmd_predict(const cli_opts *o)
+{
+    tg_mlp *m = NULL;
+    tg_dataset ds;
+    int rc = EXIT_DATA;
+    if (load_pair(o, &m, &ds)) {
+        tg_tape *t = NULL;
+        batches bs;
+        memset(&bs, 0, sizeof bs);
+        size_t *idx = identity(ds.n);
+        tg_status s = idx ? tg_tape_new(&t) : TG_ERR_NOMEM;
+        if (!s) s = batches_new(&bs, m, ds.n, o->batch);
+        for (size_t start = 0; !s && start < ds.n; start += bs.size) {
+            batch *b = batch_at(&bs, start, ds.n);
+            tg_tensor *logits;
+            s = batch_load(b, &ds, idx, start);
+            if (!s) s = tg_mlp_forward(t, m, b->x, &logits);
+            if (!s) print_predictions(m, logits);
+            tg_tape_reset(t);
+        }
+        rc = s ? fail(NULL) : 0;
+        batches_free(&bs);
+        tg_tape_free(t);
+        free(idx);
+    }
+    tg_mlp_free(m);
+    tg_dataset_free(&ds);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- graph */
+
+int cmd_graph(const cli_opts *o)
+{
+    tg_mlp *m = NULL;
+    if (tg_mlp_load(&m, o->model)) return fail(NULL);
+    tg_tape *t = NULL;
+    batch b;
+    memset(&b, 0, sizeof b);
+    tg_tensor *logits, *cost;
+    tg_status s = tg_tape_new(&t);
+    if (!s) s = batch_new(&b, m, 1); /* one zero example: the graph, not the numbers */
+    if (!s) s = tg_mlp_forward(t, m, b.x, &logits);
+    if (!s) s = tg_mlp_cost(t, m, logits, b.y, &cost);
+    if (!s) s = tg_tape_dot(t, stdout);
+    int rc = s ? fail(NULL) : 0;
+    batch_free(&b);
+    tg_tape_free(t);
+    tg_mlp_free(m);
+    return rc;
+}

@@ -1,0 +1,105 @@
+/* Graph export: the ops recorded on a tape as Graphviz DOT.
+ *
+ * Ops are nodes n0, n1, ... (their index on the tape); leaves (inputs that
+ * are not op results) are nodes l0, l1, ..., one per distinct tensor. Edges
+ * go from each input to the op that reads it, so the picture reads in the
+ * order the forward pass ran. */
+#include "../tape/internal.h"
+#include "tapegrad_io.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+/* An input is an earlier op's result on this tape; anything else (a
+ * parameter, a constant, or a node of another tape, which the tape would
+ * have refused) is drawn as a leaf. */
+static int is_op_result(const tg_tape *t, const tg_tensor *x, int i) {
+    return x->kind == TG_NODE && x->tape == t && x->node >= 0 && x->node < i;
+}
+
+static int cmp_ptr(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t) * (const tg_tensor *const *)a;
+    uintptr_t y = (uintptr_t) * (const tg_tensor *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The distinct leaves of the tape, sorted by address so that an input's
+ * leaf id is a binary search away (graphs can have thousands of ops). */
+static tg_status collect_leaves(const tg_tape *t, const tg_tensor ***out, size_t *count) {
+    int n = tg_tape_size(t);
+    const tg_tensor **v = tg_malloc(((size_t)n * TG_MAX_ARITY + 1) * sizeof *v);
+    if (!v) return tg_fail(TG_ERR_NOMEM, "dot: out of memory");
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        const tg_call *c = tg_tape_call(t, i);
+        for (int j = 0; c && j < c->n_in && j < TG_MAX_ARITY; j++)
+            if (c->in[j] && !is_op_result(t, c->in[j], i)) v[k++] = c->in[j];
+    }
+    qsort(v, k, sizeof *v, cmp_ptr);
+    size_t u = 0;
+    for (size_t i = 0; i < k; i++)
+        if (u == 0 || v[u - 1] != v[i]) v[u++] = v[i];
+    *out = v, *count = u;
+    return TG_OK;
+}
+
+static size_t leaf_id(const tg_tensor **leaves, size_t n, const tg_tensor *x) {
+    const tg_tensor **hit = bsearch(&x, leaves, n, sizeof *leaves, cmp_ptr);
+    return hit ? (size_t)(hit - leaves) : 0;
+}
+
+/* A DOT string body: quotes and backslashes escaped, so that any op name a
+ * user gives a custom op stays one valid string. */
+static void put_escaped(FILE *f, const char *s) {
+    for (; s && *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        fputc(*s, f);
+    }
+}
+
+static void put_leaf(FILE *f, size_t id, const tg_tensor *x) {
+    char shape[64];
+    tg_shape_str(x, shape, sizeof shape);
+    if (x->kind == TG_PARAM)
+        fprintf(f, "  l%zu [shape=box, style=filled, fillcolor=lightblue, label=\"param %s\"];\n",
+                id, shape);
+    else
+        fprintf(f, "  l%zu [shape=box, label=\"input %s\"];\n", id, shape);
+}
+
+/* Op i: its node, then one edge per input. */
+static void put_op(FILE *f, const tg_tape *t, int i, const tg_tensor **leaves, size_t n_leaves) {
+    const tg_call *c = tg_tape_call(t, i);
+    if (!c) return;
+    char shape[64];
+    tg_shape_str(c->out, shape, sizeof shape);
+    fprintf(f, "  n%d [shape=ellipse, label=\"", i);
+    put_escaped(f, c->op ? c->op->name : "?");
+    fprintf(f, "\\n%s\"];\n", shape);
+    for (int j = 0; j < c->n_in && j < TG_MAX_ARITY; j++) {
+        const tg_tensor *x = c->in[j];
+        if (!x) continue;
+        if (is_op_result(t, x, i))
+            fprintf(f, "  n%d -> n%d;\n", x->node, i);
+        else
+            fprintf(f, "  l%zu -> n%d;\n", leaf_id(leaves, n_leaves, x), i);
+    }
+}
+
+tg_status tg_tape_dot(const tg_tape *t, FILE *f) {
+    if (!t || !f) return tg_fail(TG_ERR_ARG, "dot: tape or file is NULL");
+    const tg_tensor **leaves = NULL;
+    size_t n_leaves = 0;
+    tg_status s = collect_leaves(t, &leaves, &n_leaves);
+    if (s) return s;
+    fprintf(f, "digraph tapegrad {\n  rankdir=TB;\n");
+    for (size_t i = 0; i < n_leaves; i++)
+        put_leaf(f, i, leaves[i]);
+    for (int i = 0; i < tg_tape_size(t); i++)
+        put_op(f, t, i, leaves, n_leaves);
+    fprintf(f, "}\n");
+    tg_free(leaves);
+    /* Check once at the end: stdio keeps the error flag sticky. */
+    if (fflush(f) != 0 || ferror(f)) return tg_fail(TG_ERR_IO, "dot: write error");
+    return TG_OK;
+}

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the tapegrad CLI on small generated CSV files:
+fit, eval, predict, graph, gradcheck, ops; bad arguments (exit 2) and bad
+data (exit 1, one line naming file, line and column); the SVG plot is
+well-formed XML and the DOT graph is accepted by `dot` when installed.
+Usage: test_cli.py PATH/TO/tapegrad"""
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+
+TG = sys.argv[1]
+passed = failed = 0
+
+
+def check(cond, what):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL:", what, file=sys.stderr)
+
+
+def run(*args):
+    p = subprocess.run([TG, *args], capture_output=True, text=True, timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+def write_blobs(path, n, classes, seed, header=True):
+    """Gaussian blobs, one per class, 4 features; the label is last."""
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        if header:
+            f.write("a,b,c,d,label\n")
+        for i in range(n):
+            c = i % classes
+            xs = [rng.gauss(3.0 if j == c else 0.0, 1.0) * 10 + 5 for j in range(4)]
+            f.write(",".join(f"{x:.6f}" for x in xs) + f",{c}\n")
+
+
+def write_regression(path, n, seed):
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for _ in range(n):
+            x = [rng.uniform(-1, 1) for _ in range(3)]
+            y = 2 * x[0] - x[1] + 0.5 * x[2] + 0.01 * rng.gauss(0, 1)
+            f.write(",".join(f"{v:.6f}" for v in x + [y]) + "\n")
+
+
+def final_line(out, name):
+    for line in out.splitlines():
+        if line.startswith(name + ": loss="):
+            parts = dict(kv.split("=") for kv in line.split(": ", 1)[1].split())
+            return float(parts["loss"]), parts["accuracy"]
+    return None
+
+
+def test_fit_eval_predict(d):
+    train, test = os.path.join(d, "train.csv"), os.path.join(d, "test.csv")
+    write_blobs(train, 600, 3, 1)
+    write_blobs(test, 150, 3, 2)
+    model, plot, log = (os.path.join(d, n) for n in ("m.tgm", "loss.svg", "log.csv"))
+    rc, out, err = run("fit", train, "--test-data", test, "--hidden", "16,8", "--epochs", "8",
+                       "--batch", "32", "--lr", "0.01", "--standardize", "--seed", "3", "--save", model,
+                       "--plot", plot, "--log", log)
+    check(rc == 0, f"fit exit {rc}: {err}")
+    check("loss ce" in out, "fit picks ce for 3 classes: " + out[:200])
+    check(out.count("epoch ") == 8, "one line per epoch when not on a terminal")
+    res = final_line(out, "test")
+    check(res is not None and float(res[1]) > 0.9, f"test accuracy on separable blobs: {res}")
+    # eval of the saved model on the same test file reproduces fit's final line
+    rc, out2, err = run("eval", model, test)
+    res2 = final_line(out2, "test")
+    check(rc == 0 and res2 is not None and res is not None and
+          abs(res2[0] - res[0]) < 1e-4 and res2[1] == res[1],
+          f"eval reproduces fit's test scores: {res} vs {res2} {err}")
+    rc, out3, err = run("predict", model, test)
+    preds = out3.split()
+    check(rc == 0 and len(preds) == 150, f"predict prints one class per row ({len(preds)})")
+    labels = [int(l.rsplit(",", 1)[1]) for l in open(test).read().split("\n")[1:] if l]
+    acc = sum(int(p) == y for p, y in zip(preds, labels)) / max(1, len(labels))
+    # the final line prints 4 decimals: agreement to half a unit in the last place
+    check(res is not None and abs(acc - float(res[1])) <= 5e-5 + 1e-12,
+          f"predict agrees with eval's accuracy: {acc} vs {res}")
+    try:
+        root = ET.parse(plot).getroot()
+        check(root.tag.endswith("svg") and len(root.findall(".//{*}polyline")) >= 1,
+              "SVG has a polyline")
+    except ET.ParseError as e:
+        check(False, f"SVG is not well-formed XML: {e}")
+    rows = open(log).read().splitlines()
+    check(rows[0].startswith("epoch,loss") and len(rows) == 9, f"CSV log has 8 epochs: {rows[:2]}")
+    rc, dot, err = run("graph", model)
+    check(rc == 0 and dot.startswith("digraph") and "matmul" in dot, f"graph prints DOT: {err}")
+    if shutil.which("dot"):
+        p = subprocess.run(["dot", "-Tsvg"], input=dot, capture_output=True, text=True)
+        check(p.returncode == 0 and "<svg" in p.stdout, "dot -Tsvg accepts the graph")
+    else:
+        print("note: graphviz not installed; dot check skipped")
+
+
+def test_binary_and_regression(d):
+    path = os.path.join(d, "bin.csv")
+    write_blobs(path, 300, 2, 4, header=False)
+    rc, out, err = run("fit", path, "--epochs", "5", "--label", "last", "--opt", "sgd",
+                       "--lr", "0.1", "--act", "tanh", "--dtype", "f64")
+    check(rc == 0 and "loss bce" in out, f"two classes pick bce: {err}")
+    check(final_line(out, "test") is not None, "test split by default")
+    reg = os.path.join(d, "reg.csv")
+    write_regression(reg, 400, 5)
+    rc, out, err = run("fit", reg, "--epochs", "30", "--test", "0", "--hidden", "none",
+                       "--opt", "adam", "--lr", "0.05")
+    res = final_line(out, "validation")
+    check(rc == 0 and "loss mse" in out and res is not None and res[1] == "n/a",
+          f"non-integer label picks mse, validation line: {out[-200:]} {err}")
+    check(res is not None and res[0] < 0.01, f"linear target learned: {res}")
+
+
+def test_bad_arguments(d):
+    for args in (["fit"], ["fit", "x.csv", "--epochs", "0"], ["fit", "x.csv", "--lr", "abc"],
+                 ["fit", "x.csv", "--act", "swish"], ["fit", "x.csv", "--bogus", "1"],
+                 ["fit", "x.csv", "--hidden", "12,,3"], ["fit", "x.csv", "--batch"],
+                 ["eval", "only-model"], ["frobnicate"], [], ["fit", "x.csv", "--val", "0.7",
+                                                               "--test", "0.5"]):
+        rc, out, err = run(*args)
+        first = err.splitlines()[0] if err else ""
+        check(rc == 2 and first.startswith("tapegrad") and "usage:" in err,
+              f"{args}: exit {rc}, stderr {err[:120]!r}")
+
+
+def test_bad_data(d):
+    bad = os.path.join(d, "bad.csv")
+    with open(bad, "w") as f:
+        f.write("a,b,label\n1,2,0\n3,x4,1\n")
+    rc, out, err = run("fit", bad)
+    check(rc == 1 and len(err.strip().splitlines()) == 1 and "bad.csv:3:2" in err,
+          f"malformed cell: exit {rc}, {err!r}")
+    with open(bad, "w") as f:
+        f.write("1,2,0\n3,4\n")
+    rc, out, err = run("fit", bad)
+    check(rc == 1 and "bad.csv:2" in err and len(err.strip().splitlines()) == 1,
+          f"ragged row: exit {rc}, {err!r}")
+    rc, out, err = run("fit", os.path.join(d, "missing.csv"))
+    check(rc == 1 and "missing.csv" in err, f"missing file: {rc} {err!r}")
+    junk = os.path.join(d, "junk.tgm")
+    with open(junk, "wb") as f:
+        f.write(b"not a model at all")
+    rc, out, err = run("eval", junk, bad)
+    check(rc == 1 and "junk.tgm" in err, f"corrupt model: {rc} {err!r}")
+    rc, out, err = run("fit", "idx:" + os.path.join(d, "nothing"))
+    check(rc == 1 and len(err.strip().splitlines()) == 1, f"missing idx: {rc} {err!r}")
+    # a model for 4 features against 2-feature data
+    good = os.path.join(d, "g.csv")
+    write_blobs(good, 60, 2, 9)
+    model = os.path.join(d, "g.tgm")
+    run("fit", good, "--epochs", "1", "--save", model)
+    with open(bad, "w") as f:
+        f.write("1,2,0\n3,4,1\n")
+    rc, out, err = run("eval", model, bad)
+    check(rc == 1 and "features" in err, f"feature count mismatch: {rc} {err!r}")
+
+
+def test_gradcheck_ops():
+    rc, out, err = run("gradcheck")
+    rows = [l for l in out.splitlines() if l.endswith("PASS") or l.endswith("FAIL")]
+    rc2, ops, _ = run("ops")
+    n_ops = len(ops.splitlines()) - 1
+    check(rc == 0 and len(rows) == n_ops and all(r.endswith("PASS") for r in rows),
+          f"gradcheck: every op passes ({len(rows)} rows, {n_ops} ops): {err}")
+    check(rc2 == 0 and "matmul" in ops and "softmax_ce" in ops, "ops lists the table")
+
+
+def main():
+    d = tempfile.mkdtemp(prefix="tapegrad-cli-")
+    try:
+        test_fit_eval_predict(d)
+        test_binary_and_regression(d)
+        test_bad_arguments(d)
+        test_bad_data(d)
+        test_gradcheck_ops()
+    finally:
+        shutil.rmtree(d)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
