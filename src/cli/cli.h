@@ -50,10 +50,11 @@ typedef struct epoch_row {
 
 void progress_update(int epoch, int epochs, size_t done, size_t total, double loss, double acc,
                      double ex_per_s);
-void progress_epoch_end(int epoch, int epochs, const epoch_row *r, int has_val);
+/* held: "val" or "test", the held-out set whose loss is shown; NULL: none. */
+void progress_epoch_end(int epoch, int epochs, const epoch_row *r, const char *held);
 /* Write the loss plot / the per-epoch CSV atomically; 0 on failure (printed). */
-int report_svg(const char *path, const epoch_row *rows, int n, int has_val);
-int report_csv(const char *path, const epoch_row *rows, int n);
+int report_svg(const char *path, const epoch_row *rows, int n, const char *held);
+int report_csv(const char *path, const epoch_row *rows, int n, const char *held);
 /* Write buf to path through a temporary file, fsync and rename. */
 int write_atomic(const char *path, const char *buf, size_t len);
 

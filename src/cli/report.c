@@ -28,11 +28,11 @@ void progress_update(int epoch, int epochs, size_t done, size_t total, double lo
     fflush(stdout);
 }
 
-void progress_epoch_end(int epoch, int epochs, const epoch_row *r, int has_val)
+void progress_epoch_end(int epoch, int epochs, const epoch_row *r, const char *held)
 {
     if (isatty(STDOUT_FILENO)) printf("\r\033[K");
     printf("epoch %d/%d loss=%.4f acc=%.4f", epoch, epochs, r->loss, r->acc);
-    if (has_val) printf(" val_loss=%.4f val_acc=%.4f", r->val_loss, r->val_acc);
+    if (held) printf(" %s_loss=%.4f %s_acc=%.4f", held, r->val_loss, held, r->val_acc);
     printf(" time=%.2fs\n", r->seconds);
     fflush(stdout);
 }
@@ -100,10 +100,11 @@ static int finish(text *t, const char *path)
     return ok;
 }
 
-int report_csv(const char *path, const epoch_row *r, int n)
+int report_csv(const char *path, const epoch_row *r, int n, const char *held)
 {
     text t = {0};
-    put(&t, "epoch,loss,accuracy,val_loss,val_accuracy,seconds\n");
+    const char *h = held ? held : "val";
+    put(&t, "epoch,loss,accuracy,%s_loss,%s_accuracy,seconds\n", h, h);
     for (int i = 0; i < n; i++)
         put(&t, "%d,%.9g,%.9g,%.9g,%.9g,%.6g\n", i + 1, r[i].loss, r[i].acc, r[i].val_loss,
             r[i].val_acc, r[i].seconds);
@@ -147,11 +148,11 @@ static void axes(text *t, int n, double lo, double hi)
         (L + W - R) / 2, H - 10);
 }
 
-int report_svg(const char *path, const epoch_row *r, int n, int has_val)
+int report_svg(const char *path, const epoch_row *r, int n, const char *held)
 {
     double lo = INFINITY, hi = -INFINITY;
     for (int i = 0; i < n; i++) {
-        double v[2] = {r[i].loss, has_val ? r[i].val_loss : r[i].loss};
+        double v[2] = {r[i].loss, held ? r[i].val_loss : r[i].loss};
         for (int k = 0; k < 2; k++)
             if (isfinite(v[k])) lo = fmin(lo, v[k]), hi = fmax(hi, v[k]);
     }
@@ -168,10 +169,10 @@ int report_svg(const char *path, const epoch_row *r, int n, int has_val)
     polyline(&t, r, n, 0, lo, hi, "#1f77b4");
     put(&t, "<text x=\"%d\" y=\"%d\" font-size=\"12\" fill=\"#1f77b4\">training</text>\n", W - 160,
         T + 12);
-    if (has_val) {
+    if (held) {
         polyline(&t, r, n, 1, lo, hi, "#d62728");
-        put(&t, "<text x=\"%d\" y=\"%d\" font-size=\"12\" fill=\"#d62728\">validation</text>\n",
-            W - 160, T + 28);
+        put(&t, "<text x=\"%d\" y=\"%d\" font-size=\"12\" fill=\"#d62728\">%s</text>\n",
+            W - 160, T + 28, strcmp(held, "val") ? "test" : "validation");
     }
     put(&t, "</svg>\n");
     return finish(&t, path);

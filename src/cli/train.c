@@ -249,6 +249,11 @@ static tg_status epoch(const cli_opts *o, int e, tg_mlp *m, tg_optimizer *opt, t
     return s;
 }
 
+static const char *held_name(const fit_data *d)
+{
+    return d->val.n ? "val" : d->test.n ? "test" : NULL;
+}
+
 static int train(const cli_opts *o, tg_mlp *m, fit_data *d, epoch_row *rows)
 {
     tg_tensor *params[64];
@@ -265,12 +270,15 @@ static int train(const cli_opts *o, tg_mlp *m, fit_data *d, epoch_row *rows)
     tg_status s = idx ? tg_optimizer_new(&opt, &cfg, np, params) : TG_ERR_NOMEM;
     if (!s) s = tg_tape_new(&t);
     if (!s) s = batches_new(&bs, m, d->train.n, o->batch);
+    /* The held-out curve: validation, or the test set when there is none
+     * (shown, never used to choose anything). */
+    const tg_dataset *held = d->val.n ? &d->val : d->test.n ? &d->test : NULL;
     for (int e = 0; !s && e < o->epochs; e++) {
         s = epoch(o, e + 1, m, opt, t, &bs, &d->train, idx, &rng, &rows[e]);
         scores v = {NAN, NAN};
-        if (!s && d->val.n) s = evaluate(m, &d->val, 1024, &v);
+        if (!s && held) s = evaluate(m, held, 1024, &v);
         rows[e].val_loss = v.loss, rows[e].val_acc = v.acc;
-        if (!s) progress_epoch_end(e + 1, o->epochs, &rows[e], d->val.n > 0);
+        if (!s) progress_epoch_end(e + 1, o->epochs, &rows[e], held_name(d));
     }
     if (s) fail(NULL);
     batches_free(&bs);
@@ -292,8 +300,8 @@ static int fit_report(const cli_opts *o, const tg_mlp *m, const fit_data *d, epo
     if (evaluate(m, final, 1024, &sc)) return fail(NULL);
     print_scores(d->test.n ? "test" : d->val.n ? "validation" : "train", &sc);
     if (o->save && tg_mlp_save(m, o->save)) return fail(NULL);
-    if (o->plot && !report_svg(o->plot, rows, o->epochs, d->val.n > 0)) return EXIT_DATA;
-    if (o->log && !report_csv(o->log, rows, o->epochs)) return EXIT_DATA;
+    if (o->plot && !report_svg(o->plot, rows, o->epochs, held_name(d))) return EXIT_DATA;
+    if (o->log && !report_csv(o->log, rows, o->epochs, held_name(d))) return EXIT_DATA;
     return 0;
 }
 

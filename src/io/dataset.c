@@ -137,6 +137,9 @@ tg_status tg_dataset_split(const tg_dataset *all, double val_frac, double test_f
     if (!all || !train) return tg_fail(TG_ERR_ARG, "split: data set or train is NULL");
     if ((val_frac != 0 && !val) || (test_frac != 0 && !test))
         return tg_fail(TG_ERR_ARG, "split: a nonzero fraction needs its output");
+    memset(train, 0, sizeof *train); /* outputs are empty unless the split succeeds */
+    if (val) memset(val, 0, sizeof *val);
+    if (test) memset(test, 0, sizeof *test);
     if (all->n && (!all->x || !all->y)) return tg_fail(TG_ERR_ARG, "split: data set has no data");
     size_t n = all->n, nv = 0, nt = 0;
     tg_status st = split_sizes(n, val_frac, test_frac, &nv, &nt);

@@ -17,35 +17,36 @@ static int is_op_result(const tg_tape *t, const tg_tensor *x, int i) {
     return x->kind == TG_NODE && x->tape == t && x->node >= 0 && x->node < i;
 }
 
-static int cmp_ptr(const void *a, const void *b) {
-    uintptr_t x = (uintptr_t) * (const tg_tensor *const *)a;
-    uintptr_t y = (uintptr_t) * (const tg_tensor *const *)b;
+/* A distinct leaf; id is given when it is first drawn, so the output
+ * numbers leaves in the order ops use them, the same on every run. */
+typedef struct leaf {
+    const tg_tensor *x;
+    size_t id; /* SIZE_MAX until drawn */
+} leaf;
+
+static int cmp_leaf(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t)((const leaf *)a)->x, y = (uintptr_t)((const leaf *)b)->x;
     return x < y ? -1 : x > y;
 }
 
-/* The distinct leaves of the tape, sorted by address so that an input's
- * leaf id is a binary search away (graphs can have thousands of ops). */
-static tg_status collect_leaves(const tg_tape *t, const tg_tensor ***out, size_t *count) {
+/* The distinct leaves of the tape, sorted by address so that finding an
+ * input's leaf is a binary search (graphs can have thousands of ops). */
+static tg_status collect_leaves(const tg_tape *t, leaf **out, size_t *count) {
     int n = tg_tape_size(t);
-    const tg_tensor **v = tg_malloc(((size_t)n * TG_MAX_ARITY + 1) * sizeof *v);
+    leaf *v = tg_malloc(((size_t)n * TG_MAX_ARITY + 1) * sizeof *v);
     if (!v) return tg_fail(TG_ERR_NOMEM, "dot: out of memory");
     size_t k = 0;
     for (int i = 0; i < n; i++) {
         const tg_call *c = tg_tape_call(t, i);
         for (int j = 0; c && j < c->n_in && j < TG_MAX_ARITY; j++)
-            if (c->in[j] && !is_op_result(t, c->in[j], i)) v[k++] = c->in[j];
+            if (c->in[j] && !is_op_result(t, c->in[j], i)) v[k++] = (leaf){c->in[j], SIZE_MAX};
     }
-    qsort(v, k, sizeof *v, cmp_ptr);
+    qsort(v, k, sizeof *v, cmp_leaf);
     size_t u = 0;
     for (size_t i = 0; i < k; i++)
-        if (u == 0 || v[u - 1] != v[i]) v[u++] = v[i];
+        if (u == 0 || v[u - 1].x != v[i].x) v[u++] = v[i];
     *out = v, *count = u;
     return TG_OK;
-}
-
-static size_t leaf_id(const tg_tensor **leaves, size_t n, const tg_tensor *x) {
-    const tg_tensor **hit = bsearch(&x, leaves, n, sizeof *leaves, cmp_ptr);
-    return hit ? (size_t)(hit - leaves) : 0;
 }
 
 /* A DOT string body: quotes and backslashes escaped, so that any op name a
@@ -67,8 +68,21 @@ static void put_leaf(FILE *f, size_t id, const tg_tensor *x) {
         fprintf(f, "  l%zu [shape=box, label=\"input %s\"];\n", id, shape);
 }
 
+/* The id of x's leaf node, declaring the node on first use. */
+static size_t use_leaf(FILE *f, leaf *leaves, size_t n, size_t *next_id, const tg_tensor *x) {
+    leaf key = {x, 0};
+    leaf *l = bsearch(&key, leaves, n, sizeof *leaves, cmp_leaf);
+    if (!l) return 0; /* cannot happen: every leaf input was collected */
+    if (l->id == SIZE_MAX) {
+        l->id = (*next_id)++;
+        put_leaf(f, l->id, x);
+    }
+    return l->id;
+}
+
 /* Op i: its node, then one edge per input. */
-static void put_op(FILE *f, const tg_tape *t, int i, const tg_tensor **leaves, size_t n_leaves) {
+static void put_op(FILE *f, const tg_tape *t, int i, leaf *leaves, size_t n_leaves,
+                   size_t *next_id) {
     const tg_call *c = tg_tape_call(t, i);
     if (!c) return;
     char shape[64];
@@ -82,21 +96,19 @@ static void put_op(FILE *f, const tg_tape *t, int i, const tg_tensor **leaves, s
         if (is_op_result(t, x, i))
             fprintf(f, "  n%d -> n%d;\n", x->node, i);
         else
-            fprintf(f, "  l%zu -> n%d;\n", leaf_id(leaves, n_leaves, x), i);
+            fprintf(f, "  l%zu -> n%d;\n", use_leaf(f, leaves, n_leaves, next_id, x), i);
     }
 }
 
 tg_status tg_tape_dot(const tg_tape *t, FILE *f) {
     if (!t || !f) return tg_fail(TG_ERR_ARG, "dot: tape or file is NULL");
-    const tg_tensor **leaves = NULL;
-    size_t n_leaves = 0;
+    leaf *leaves = NULL;
+    size_t n_leaves = 0, next_id = 0;
     tg_status s = collect_leaves(t, &leaves, &n_leaves);
     if (s) return s;
     fprintf(f, "digraph tapegrad {\n  rankdir=TB;\n");
-    for (size_t i = 0; i < n_leaves; i++)
-        put_leaf(f, i, leaves[i]);
     for (int i = 0; i < tg_tape_size(t); i++)
-        put_op(f, t, i, leaves, n_leaves);
+        put_op(f, t, i, leaves, n_leaves, &next_id);
     fprintf(f, "}\n");
     tg_free(leaves);
     /* Check once at the end: stdio keeps the error flag sticky. */

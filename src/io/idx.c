@@ -62,19 +62,27 @@ static uint32_t be32(const unsigned char *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Reads the header: the magic, then `ndims` sizes into dims[]. */
-static tg_status read_header(idx_file *F, uint32_t magic, int ndims, uint32_t *dims) {
-    unsigned char h[16];
-    size_t want = 4 + 4 * (size_t)ndims;
+static tg_status header_bytes(idx_file *F, unsigned char *h, size_t want, size_t before) {
     long long got = read_bytes(F, h, want);
     if (got < 0) return read_error(F);
     if ((size_t)got < want)
-        return tg_fail(TG_ERR_IO, "%s: truncated: expected a %zu-byte header, got %lld", F->path,
-                       want, got);
+        return tg_fail(TG_ERR_IO, "%s: truncated: expected a %zu-byte header, got %zu", F->path,
+                       before + want, before + (size_t)got);
+    return TG_OK;
+}
+
+/* Reads the header: the magic, then `ndims` sizes into dims[]. The magic
+ * is checked on its own first, so that a foreign file is named as such
+ * even when it is shorter than the header it was mistaken for. */
+static tg_status read_header(idx_file *F, uint32_t magic, int ndims, uint32_t *dims) {
+    unsigned char h[16];
+    tg_status st = header_bytes(F, h, 4, 0);
+    if (st) return st;
     uint32_t m = be32(h);
     if (m != magic)
         return tg_fail(TG_ERR_IO, "%s: bad magic 0x%08x, expected 0x%08x: not an IDX %s file",
                        F->path, m, magic, ndims == 3 ? "images" : "labels");
+    if ((st = header_bytes(F, h + 4, 4 * (size_t)ndims, 4))) return st;
     for (int i = 0; i < ndims; i++)
         dims[i] = be32(h + 4 + 4 * i);
     if (dims[0] == 0 || dims[0] > MAX_ITEMS)
@@ -82,9 +90,14 @@ static tg_status read_header(idx_file *F, uint32_t magic, int ndims, uint32_t *d
     return TG_OK;
 }
 
-/* Reads n bytes as doubles times `scale` into *out, growing the array with
- * the bytes that arrive rather than with what the header claims. */
-static tg_status read_values(idx_file *F, size_t n, double scale, const char *what, double **out) {
+/* Reads n bytes as doubles b / div into *out, growing the array with the
+ * bytes that arrive rather than with what the header claims. A table of
+ * the 256 quotients gives the correctly rounded b / 255 (b · (1/255) is
+ * off by an ulp for some b) at the cost of a lookup. */
+static tg_status read_values(idx_file *F, size_t n, double div, const char *what, double **out) {
+    double table[256];
+    for (int b = 0; b < 256; b++)
+        table[b] = b / div;
     unsigned char chunk[1 << 16];
     double *v = NULL;
     size_t got = 0, cap = 0;
@@ -107,7 +120,7 @@ static tg_status read_values(idx_file *F, size_t n, double scale, const char *wh
             return read_error(F);
         }
         for (long long i = 0; i < k; i++)
-            v[got + (size_t)i] = chunk[i] * scale;
+            v[got + (size_t)i] = table[chunk[i]];
         got += (size_t)k;
         if ((size_t)k < want) {
             tg_free(v);
@@ -138,7 +151,7 @@ static tg_status load(idx_file *img, idx_file *lab, tg_dataset *out) {
         return tg_fail(TG_ERR_NOMEM, "%s: %llu pixels do not fit in memory", img->path,
                        (unsigned long long)total);
     if ((st = read_values(lab, dl[0], 1.0, "labels", &out->y))) return st;
-    if ((st = read_values(img, (size_t)total, 1.0 / 255.0, "pixels", &out->x))) return st;
+    if ((st = read_values(img, (size_t)total, 255.0, "pixels", &out->x))) return st;
     out->n = di[0];
     out->d = (size_t)pixels;
     return TG_OK;

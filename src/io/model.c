@@ -20,11 +20,11 @@
 #include <zlib.h>
 
 #define FORMAT_VERSION 1u
-#define MAX_LAYERS     65            /* 64 hidden layers + the output layer */
-#define MAX_DIM        100000000ull  /* 1e8: any width or feature count */
-#define MAX_FILE       (1ull << 31)  /* 2 GiB: the largest file we read or write */
-#define FIXED_HEADER   48            /* magic .. n_out */
-#define TRAILER        12            /* u64 length + u32 crc */
+#define MAX_LAYERS     65           /* 64 hidden layers + the output layer */
+#define MAX_DIM        100000000ull /* 1e8: any width or feature count */
+#define MAX_FILE       (1ull << 31) /* 2 GiB: the largest file we read or write */
+#define FIXED_HEADER   48           /* magic .. n_out */
+#define TRAILER        12           /* u64 length + u32 crc */
 
 static const unsigned char magic[8] = {'T', 'G', 'M', 'O', 'D', 'E', 'L', '\0'};
 
@@ -145,8 +145,8 @@ static tg_status check_layout(const header *h, const char *path, tg_status err, 
     for (uint32_t i = 0; i < h->n_layers; i++) {
         uint64_t fi = h->fan[i][0], fo = h->fan[i][1];
         if (!dim_ok(fi) || !dim_ok(fo))
-            return tg_fail(err, "%s: layer %u has bad size %llux%llu (must be 1..1e8)", path,
-                           i + 1, (unsigned long long)fi, (unsigned long long)fo);
+            return tg_fail(err, "%s: layer %u has bad size %llux%llu (must be 1..1e8)", path, i + 1,
+                           (unsigned long long)fi, (unsigned long long)fo);
         params = add_sat(params, add_sat(mul_sat(fi, fo), fo));
     }
     uint64_t t = header_bytes(h->n_layers) + (h->has_std ? 16 * h->n_in : 0);
@@ -164,8 +164,7 @@ static int32_t classes_for(uint32_t loss, uint64_t n_out) {
  * written wrong, not one damaged since. */
 static tg_status check_meaning(const header *h, const char *path, tg_status err) {
     if (h->loss > TG_LOSS_MSE) return tg_fail(err, "%s: unknown loss %u", path, h->loss);
-    if (h->act > TG_ACT_LEAKY_RELU)
-        return tg_fail(err, "%s: unknown activation %u", path, h->act);
+    if (h->act > TG_ACT_LEAKY_RELU) return tg_fail(err, "%s: unknown activation %u", path, h->act);
     if ((h->loss == TG_LOSS_BCE && h->n_out != 1) || (h->loss == TG_LOSS_CE && h->n_out < 2))
         return tg_fail(err, "%s: loss %s does not fit %llu outputs", path,
                        tg_loss_name((tg_loss_kind)h->loss), (unsigned long long)h->n_out);
@@ -193,8 +192,8 @@ static tg_status check_stats(const double *mean, const double *std, size_t n, co
                              tg_status err) {
     for (size_t i = 0; i < n; i++)
         if (!isfinite(mean[i]) || !isfinite(std[i]) || !(std[i] > 0))
-            return tg_fail(err, "%s: bad standardisation for feature %zu: mean %g, std %g", path,
-                           i, mean[i], std[i]);
+            return tg_fail(err, "%s: bad standardisation for feature %zu: mean %g, std %g", path, i,
+                           mean[i], std[i]);
     return TG_OK;
 }
 
@@ -207,8 +206,15 @@ static tg_status header_of(const tg_mlp *m, const char *path, header *h) {
     if (m->n_layers < 1 || m->n_layers > MAX_LAYERS || !m->layers)
         return tg_fail(TG_ERR_ARG, "%s: model has %d layers (must be 1..%d)", path, m->n_layers,
                        MAX_LAYERS);
-    *h = (header){FORMAT_VERSION, (uint32_t)m->dtype, (uint32_t)m->loss, (uint32_t)m->act,
-                  (uint32_t)m->n_layers, m->n_classes, m->n_in, m->n_out, {{0}},
+    *h = (header){FORMAT_VERSION,
+                  (uint32_t)m->dtype,
+                  (uint32_t)m->loss,
+                  (uint32_t)m->act,
+                  (uint32_t)m->n_layers,
+                  m->n_classes,
+                  m->n_in,
+                  m->n_out,
+                  {{0}},
                   m->mean && m->std};
     for (int i = 0; i < m->n_layers; i++) {
         const tg_dense *l = &m->layers[i];
@@ -360,7 +366,8 @@ static tg_status replace_file(const char *path, const unsigned char *buf, size_t
         memcpy(tmp, path, n);
         memcpy(tmp + n, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
         int fd = mkstemp(tmp);
-        const char *step = fd < 0 ? "cannot create temporary file" : commit(fd, tmp, path, buf, len);
+        const char *step =
+            fd < 0 ? "cannot create temporary file" : commit(fd, tmp, path, buf, len);
         if (step) {
             int e = errno;
             if (fd >= 0) unlink(tmp); /* the target is untouched */
@@ -395,14 +402,18 @@ tg_status tg_mlp_save(const tg_mlp *m, const char *path) {
  * are bounded too. */
 static tg_status read_fd(int fd, const char *path, size_t cap, unsigned char **out, size_t *len) {
     unsigned char *buf = tg_malloc(cap);
+    if (!buf) return tg_fail(TG_ERR_NOMEM, "%s: out of memory", path);
     size_t n = 0;
     for (;;) {
-        if (!buf) return tg_fail(TG_ERR_NOMEM, "%s: out of memory", path);
         if (n == cap) {
             if (cap > MAX_FILE) break;
+            /* Stop growing one byte past the limit: enough to tell. */
             size_t grow = cap > MAX_FILE / 2 ? (size_t)MAX_FILE + 1 : 2 * cap;
             unsigned char *b = tg_realloc(buf, grow);
-            if (!b) tg_free(buf);
+            if (!b) {
+                tg_free(buf);
+                return tg_fail(TG_ERR_NOMEM, "%s: out of memory", path);
+            }
             buf = b, cap = grow;
             continue;
         }
@@ -457,8 +468,8 @@ static tg_status check_ident(const unsigned char *p, size_t n, const char *path)
     uint32_t v = get_u32(&r);
     if (v == 0) return tg_fail(TG_ERR_IO, "%s: not a tapegrad model file (version 0)", path);
     if (v > FORMAT_VERSION)
-        return tg_fail(TG_ERR_IO, "%s: format version %u is newer than this tapegrad (%u)", path,
-                       v, FORMAT_VERSION);
+        return tg_fail(TG_ERR_IO, "%s: format version %u is newer than this tapegrad (%u)", path, v,
+                       FORMAT_VERSION);
     return TG_OK;
 }
 
@@ -531,8 +542,8 @@ static tg_status build(reader *r, const header *h, const char *path, tg_mlp **ou
     for (uint32_t i = 0; i + 1 < h->n_layers; i++)
         widths[i] = (size_t)h->fan[i][1];
     tg_mlp *m = NULL;
-    tg_status s = tg_mlp_new(&m, (tg_dtype)h->dtype, (size_t)h->n_in, (int)h->n_layers - 1,
-                             widths, (tg_act)h->act, (size_t)h->n_out, (tg_loss_kind)h->loss);
+    tg_status s = tg_mlp_new(&m, (tg_dtype)h->dtype, (size_t)h->n_in, (int)h->n_layers - 1, widths,
+                             (tg_act)h->act, (size_t)h->n_out, (tg_loss_kind)h->loss);
     if (s == TG_ERR_NOMEM) return s;
     /* check_meaning accepted the header, so this should not happen; keep
      * tg_mlp_new's reason but say which file. */

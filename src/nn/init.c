@@ -34,26 +34,38 @@ static tg_status kind_scale(tg_init kind, size_t fan_in, size_t fan_out, draw *d
     int he = kind == TG_INIT_HE_NORMAL || kind == TG_INIT_HE_UNIFORM;
     if (xavier && (fan_in == 0 || fan_out == 0))
         return tg_fail(TG_ERR_VALUE, "init: %s needs fan_in and fan_out > 0, got %zu and %zu",
-                       kind == TG_INIT_XAVIER_UNIFORM ? "xavier_uniform" : "xavier_normal",
-                       fan_in, fan_out);
+                       kind == TG_INIT_XAVIER_UNIFORM ? "xavier_uniform" : "xavier_normal", fan_in,
+                       fan_out);
     if (he && fan_in == 0)
         return tg_fail(TG_ERR_VALUE, "init: %s needs fan_in > 0",
                        kind == TG_INIT_HE_NORMAL ? "he_normal" : "he_uniform");
     switch (kind) {
-    case TG_INIT_ZEROS: *d = DRAW_ZERO, *scale = 0.0; return TG_OK;
-    case TG_INIT_NORMAL_SMALL: *d = DRAW_NORMAL, *scale = 0.01; return TG_OK;
-    case TG_INIT_XAVIER_UNIFORM: *d = DRAW_UNIFORM, *scale = sqrt(6.0 / fans); return TG_OK;
-    case TG_INIT_XAVIER_NORMAL: *d = DRAW_NORMAL, *scale = sqrt(2.0 / fans); return TG_OK;
-    case TG_INIT_HE_NORMAL: *d = DRAW_NORMAL, *scale = sqrt(2.0 / (double)fan_in); return TG_OK;
-    case TG_INIT_HE_UNIFORM: *d = DRAW_UNIFORM, *scale = sqrt(6.0 / (double)fan_in); return TG_OK;
+    case TG_INIT_ZEROS:
+        *d = DRAW_ZERO, *scale = 0.0;
+        return TG_OK;
+    case TG_INIT_NORMAL_SMALL:
+        *d = DRAW_NORMAL, *scale = 0.01;
+        return TG_OK;
+    case TG_INIT_XAVIER_UNIFORM:
+        *d = DRAW_UNIFORM, *scale = sqrt(6.0 / fans);
+        return TG_OK;
+    case TG_INIT_XAVIER_NORMAL:
+        *d = DRAW_NORMAL, *scale = sqrt(2.0 / fans);
+        return TG_OK;
+    case TG_INIT_HE_NORMAL:
+        *d = DRAW_NORMAL, *scale = sqrt(2.0 / (double)fan_in);
+        return TG_OK;
+    case TG_INIT_HE_UNIFORM:
+        *d = DRAW_UNIFORM, *scale = sqrt(6.0 / (double)fan_in);
+        return TG_OK;
     }
     return tg_fail(TG_ERR_ARG, "init: unknown initialiser %d", (int)kind);
 }
 
 tg_status tg_init_fill(tg_tensor *w, tg_init kind, size_t fan_in, size_t fan_out, tg_rng *rng) {
     if (!w || !w->data) return tg_fail(TG_ERR_ARG, "init: tensor is NULL");
-    draw d;
-    double scale;
+    draw d = DRAW_ZERO;
+    double scale = 0.0;
     tg_status s = kind_scale(kind, fan_in, fan_out, &d, &scale);
     if (s) return s;
     /* zeros draws nothing, so it may go without a generator */

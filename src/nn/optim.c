@@ -72,7 +72,7 @@ tg_opt_config tg_opt_defaults(tg_opt_kind kind) {
  * factor, 1 when off; wd the coupled decay, 0 for adamw) and zeroes g. */
 
 #define OPT_KERNELS(real, sfx)                                                                     \
-    static void sgd_##sfx(size_t n, real *restrict p, real *restrict g, real lr, real c,          \
+    static void sgd_##sfx(size_t n, real *restrict p, real *restrict g, real lr, real c,           \
                           real wd) {                                                               \
         for (size_t i = 0; i < n; i++) {                                                           \
             const real gi = c * g[i] + wd * p[i];                                                  \
@@ -80,7 +80,7 @@ tg_opt_config tg_opt_defaults(tg_opt_kind kind) {
             g[i] = 0;                                                                              \
         }                                                                                          \
     }                                                                                              \
-    static void momentum_##sfx(size_t n, real *restrict p, real *restrict g, real *restrict v,    \
+    static void momentum_##sfx(size_t n, real *restrict p, real *restrict g, real *restrict v,     \
                                real lr, real c, real wd, real mu) {                                \
         for (size_t i = 0; i < n; i++) {                                                           \
             const real gi = c * g[i] + wd * p[i];                                                  \
@@ -90,7 +90,7 @@ tg_opt_config tg_opt_defaults(tg_opt_kind kind) {
             g[i] = 0;                                                                              \
         }                                                                                          \
     }                                                                                              \
-    static void nesterov_##sfx(size_t n, real *restrict p, real *restrict g, real *restrict v,    \
+    static void nesterov_##sfx(size_t n, real *restrict p, real *restrict g, real *restrict v,     \
                                real lr, real c, real wd, real mu) {                                \
         for (size_t i = 0; i < n; i++) {                                                           \
             const real gi = c * g[i] + wd * p[i];                                                  \
@@ -100,19 +100,19 @@ tg_opt_config tg_opt_defaults(tg_opt_kind kind) {
             g[i] = 0;                                                                              \
         }                                                                                          \
     }                                                                                              \
-    static void rmsprop_##sfx(size_t n, real *restrict p, real *restrict g, real *restrict s,     \
+    static void rmsprop_##sfx(size_t n, real *restrict p, real *restrict g, real *restrict s,      \
                               real lr, real c, real wd, real rho, real eps) {                      \
         const real one_rho = 1 - rho;                                                              \
         for (size_t i = 0; i < n; i++) {                                                           \
             const real gi = c * g[i] + wd * p[i];                                                  \
             const real si = rho * s[i] + one_rho * gi * gi;                                        \
             s[i] = si;                                                                             \
-            p[i] -= lr * (gi / (sqrt(si) + eps));                                                    \
+            p[i] -= lr * (gi / (sqrt(si) + eps));                                                  \
             g[i] = 0;                                                                              \
         }                                                                                          \
     }                                                                                              \
-    /* decay = 1 − α·wd for adamw, 1 for adam; step = α/bc1; bc2s = sqrt(bc2). */                  \
-    static void adam_##sfx(size_t n, real *restrict p, real *restrict g, real *restrict m,        \
+    /* decay = 1 − α·wd for adamw, 1 for adam; step = α/bc1; bc2s = sqrt(bc2). */             \
+    static void adam_##sfx(size_t n, real *restrict p, real *restrict g, real *restrict m,         \
                            real *restrict v, const adam_scalars *k) {                              \
         const real c = (real)k->c, wd = (real)k->wd, decay = (real)k->decay;                       \
         const real b1 = (real)k->b1, b2 = (real)k->b2, eps = (real)k->eps;                         \
@@ -123,7 +123,7 @@ tg_opt_config tg_opt_defaults(tg_opt_kind kind) {
             const real mi = b1 * m[i] + one_b1 * gi;                                               \
             const real vi = b2 * v[i] + one_b2 * gi * gi;                                          \
             m[i] = mi, v[i] = vi;                                                                  \
-            p[i] = p[i] * decay - step * (mi / (sqrt(vi) / bc2s + eps));                             \
+            p[i] = p[i] * decay - step * (mi / (sqrt(vi) / bc2s + eps));                           \
             g[i] = 0;                                                                              \
         }                                                                                          \
     }
@@ -321,14 +321,22 @@ static void step_f32(tg_optimizer *o, int i, double c, const adam_scalars *k) {
     float *w = p->data, *g = p->grad, *m = o->m ? o->m[i] : NULL, *v = o->v ? o->v[i] : NULL;
     float lr = (float)cf->lr, cc = (float)c, wd = (float)cf->weight_decay;
     switch (cf->kind) {
-    case TG_OPT_SGD: sgd_f32(n, w, g, lr, cc, wd); break;
-    case TG_OPT_MOMENTUM: momentum_f32(n, w, g, m, lr, cc, wd, (float)cf->momentum); break;
-    case TG_OPT_NESTEROV: nesterov_f32(n, w, g, m, lr, cc, wd, (float)cf->momentum); break;
+    case TG_OPT_SGD:
+        sgd_f32(n, w, g, lr, cc, wd);
+        break;
+    case TG_OPT_MOMENTUM:
+        momentum_f32(n, w, g, m, lr, cc, wd, (float)cf->momentum);
+        break;
+    case TG_OPT_NESTEROV:
+        nesterov_f32(n, w, g, m, lr, cc, wd, (float)cf->momentum);
+        break;
     case TG_OPT_RMSPROP:
         rmsprop_f32(n, w, g, m, lr, cc, wd, (float)cf->rho, (float)cf->eps);
         break;
     case TG_OPT_ADAM:
-    case TG_OPT_ADAMW: adam_f32(n, w, g, m, v, k); break;
+    case TG_OPT_ADAMW:
+        adam_f32(n, w, g, m, v, k);
+        break;
     }
 }
 
@@ -340,12 +348,22 @@ static void step_f64(tg_optimizer *o, int i, double c, const adam_scalars *k) {
     double *w = p->data, *g = p->grad, *m = o->m ? o->m[i] : NULL, *v = o->v ? o->v[i] : NULL;
     double lr = cf->lr, wd = cf->weight_decay;
     switch (cf->kind) {
-    case TG_OPT_SGD: sgd_f64(n, w, g, lr, c, wd); break;
-    case TG_OPT_MOMENTUM: momentum_f64(n, w, g, m, lr, c, wd, cf->momentum); break;
-    case TG_OPT_NESTEROV: nesterov_f64(n, w, g, m, lr, c, wd, cf->momentum); break;
-    case TG_OPT_RMSPROP: rmsprop_f64(n, w, g, m, lr, c, wd, cf->rho, cf->eps); break;
+    case TG_OPT_SGD:
+        sgd_f64(n, w, g, lr, c, wd);
+        break;
+    case TG_OPT_MOMENTUM:
+        momentum_f64(n, w, g, m, lr, c, wd, cf->momentum);
+        break;
+    case TG_OPT_NESTEROV:
+        nesterov_f64(n, w, g, m, lr, c, wd, cf->momentum);
+        break;
+    case TG_OPT_RMSPROP:
+        rmsprop_f64(n, w, g, m, lr, c, wd, cf->rho, cf->eps);
+        break;
     case TG_OPT_ADAM:
-    case TG_OPT_ADAMW: adam_f64(n, w, g, m, v, k); break;
+    case TG_OPT_ADAMW:
+        adam_f64(n, w, g, m, v, k);
+        break;
     }
 }
 

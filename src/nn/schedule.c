@@ -27,9 +27,12 @@ double tg_schedule_lr(const tg_schedule *s, int e) {
     if (!s) return 0.0;
     if (e < 0) e = 0;
     switch (s->kind) {
-    case TG_SCHED_STEP: return step_lr(s, e);
-    case TG_SCHED_COSINE: return cosine_lr(s, e);
-    case TG_SCHED_CONSTANT: break;
+    case TG_SCHED_STEP:
+        return step_lr(s, e);
+    case TG_SCHED_COSINE:
+        return cosine_lr(s, e);
+    case TG_SCHED_CONSTANT:
+        break;
     }
     return s->base_lr;
 }
