@@ -81,6 +81,11 @@ tg_status tg_mlp_save(const tg_mlp *m, const char *path);
  * the file and what is wrong. */
 tg_status tg_mlp_load(tg_mlp **out, const char *path);
 
+/* Replace the file at path with buf, atomically: a temporary file in the
+ * same folder, fsync, rename, fsync of the folder. A crash leaves the old
+ * file or the new one. TG_ERR_IO names the path and the failing step. */
+tg_status tg_write_file_atomic(const char *path, const void *buf, size_t len);
+
 /* ---------------------------------------------------------------- graph export */
 
 /* The ops recorded on a tape as Graphviz DOT: one node per op (name, output

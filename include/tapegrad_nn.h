@@ -128,17 +128,17 @@ const char *tg_loss_name(tg_loss_kind k); /* "bce", "ce", "mse" */
 typedef struct tg_mlp {
     tg_dtype dtype;
     size_t n_in, n_out;
-    int n_layers;      /* hidden layers + 1 */
-    tg_dense *layers;  /* layers[n_layers − 1] has TG_ACT_NONE */
-    tg_act act;        /* hidden activation */
+    int n_layers;     /* hidden layers + 1 */
+    tg_dense *layers; /* layers[n_layers − 1] has TG_ACT_NONE */
+    tg_act act;       /* hidden activation */
     tg_loss_kind loss;
-    int n_classes;     /* ce: C; bce: 2; mse: 0 */
+    int n_classes;      /* ce: C; bce: 2; mse: 0 */
     double *mean, *std; /* n_in each, or NULL: no standardisation */
 } tg_mlp;
 
 /* widths: n_hidden hidden widths. Parameters zeroed; see tg_mlp_init. */
-tg_status tg_mlp_new(tg_mlp **out, tg_dtype dtype, size_t n_in, int n_hidden,
-                     const size_t *widths, tg_act act, size_t n_out, tg_loss_kind loss);
+tg_status tg_mlp_new(tg_mlp **out, tg_dtype dtype, size_t n_in, int n_hidden, const size_t *widths,
+                     tg_act act, size_t n_out, tg_loss_kind loss);
 void tg_mlp_free(tg_mlp *m);
 /* He init for relu/leaky relu, Xavier for tanh/sigmoid; zero biases. */
 tg_status tg_mlp_init(tg_mlp *m, tg_rng *rng);
@@ -148,8 +148,8 @@ int tg_mlp_params(const tg_mlp *m, tg_tensor **params, int max);
 tg_status tg_mlp_forward(tg_tape *t, const tg_mlp *m, const tg_tensor *x, tg_tensor **out);
 /* The cost for logits and targets: for ce, class labels of size rows; for
  * bce (labels 0/1) and mse (values), a target shaped like the logits. */
-tg_status tg_mlp_cost(tg_tape *t, const tg_mlp *m, const tg_tensor *logits,
-                      const tg_tensor *target, tg_tensor **cost);
+tg_status tg_mlp_cost(tg_tape *t, const tg_mlp *m, const tg_tensor *logits, const tg_tensor *target,
+                      tg_tensor **cost);
 
 #ifdef __cplusplus
 }

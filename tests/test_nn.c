@@ -4,8 +4,7 @@
 #include "check.h"
 #include "tapegrad_nn.h"
 
-static void test_config_errors(void)
-{
+static void test_config_errors(void) {
     tg_mlp *m = (tg_mlp *)1;
     size_t w[2] = {4, 0};
     CHECK(tg_mlp_new(&m, TG_F32, 3, 2, w, TG_ACT_RELU, 2, TG_LOSS_CE) == TG_ERR_SHAPE,
@@ -21,8 +20,7 @@ static void test_config_errors(void)
 }
 
 /* Same seed → same bits; the MLP has 2 parameters per layer, right shapes. */
-static void test_shapes_and_init(void)
-{
+static void test_shapes_and_init(void) {
     size_t w[2] = {5, 4};
     tg_mlp *a, *b;
     tg_rng ra, rb;
@@ -38,7 +36,8 @@ static void test_shapes_and_init(void)
     int same = 1, nonzero = 0;
     for (int i = 0; i < n; i++) {
         same &= memcmp(pa[i]->data, pb[i]->data, pa[i]->size * sizeof(float)) == 0;
-        for (size_t e = 0; e < pa[i]->size; e++) nonzero += tg_get(pa[i], e) != 0;
+        for (size_t e = 0; e < pa[i]->size; e++)
+            nonzero += tg_get(pa[i], e) != 0;
     }
     CHECK(same, "same seed gave different parameters");
     CHECK(nonzero == 15 + 20 + 8, "weights random, biases zero: %d nonzero", nonzero);
@@ -46,8 +45,7 @@ static void test_shapes_and_init(void)
 }
 
 /* The dense layer is G(X·W + b): compare with the primitive ops. */
-static void test_dense_matches_ops(void)
-{
+static void test_dense_matches_ops(void) {
     tg_tape *t;
     tg_tensor *x, *w, *b, *y, *u, *v, *z;
     tg_rng g;
@@ -58,7 +56,8 @@ static void test_dense_matches_ops(void)
     CHECK_OK(tg_param_new(&b, TG_F64, 1, (size_t[]){2}));
     tg_tensor *all[] = {x, w, b};
     for (int i = 0; i < 3; i++)
-        for (size_t e = 0; e < all[i]->size; e++) tg_set(all[i], e, tg_rng_normal(&g));
+        for (size_t e = 0; e < all[i]->size; e++)
+            tg_set(all[i], e, tg_rng_normal(&g));
     tg_dense l = {w, b, TG_ACT_SIGMOID};
     CHECK_OK(tg_dense_forward(t, &l, x, &y));
     CHECK_OK(tg_matmul(t, x, w, &u));
@@ -70,8 +69,7 @@ static void test_dense_matches_ops(void)
 }
 
 /* Every parameter of a small MLP, each loss: gradcheck and adjoint check. */
-static void test_mlp_gradients(tg_loss_kind loss, size_t n_out)
-{
+static void test_mlp_gradients(tg_loss_kind loss, size_t n_out) {
     size_t w[1] = {4};
     tg_mlp *m;
     tg_rng g;
@@ -80,10 +78,14 @@ static void test_mlp_gradients(tg_loss_kind loss, size_t n_out)
     CHECK_OK(tg_mlp_init(m, &g));
     tg_tensor *x, *y, *logits, *cost, *params[4];
     CHECK_OK(tg_tensor_new(&x, TG_F64, 2, (size_t[]){5, 3}));
-    if (loss == TG_LOSS_CE) CHECK_OK(tg_tensor_new(&y, TG_F64, 1, (size_t[]){5}));
-    else CHECK_OK(tg_tensor_new(&y, TG_F64, 2, (size_t[]){5, 1}));
-    for (size_t e = 0; e < x->size; e++) tg_set(x, e, tg_rng_normal(&g));
-    for (size_t e = 0; e < y->size; e++) tg_set(y, e, (double)(e % (n_out > 1 ? n_out : 2)));
+    if (loss == TG_LOSS_CE)
+        CHECK_OK(tg_tensor_new(&y, TG_F64, 1, (size_t[]){5}));
+    else
+        CHECK_OK(tg_tensor_new(&y, TG_F64, 2, (size_t[]){5, 1}));
+    for (size_t e = 0; e < x->size; e++)
+        tg_set(x, e, tg_rng_normal(&g));
+    for (size_t e = 0; e < y->size; e++)
+        tg_set(y, e, (double)(e % (n_out > 1 ? n_out : 2)));
     int np = tg_mlp_params(m, params, 4);
     for (int i = 0; i < np; i++) /* biases off zero so their gradients are generic */
         for (size_t e = 0; e < params[i]->size; e++)
@@ -101,8 +103,7 @@ static void test_mlp_gradients(tg_loss_kind loss, size_t n_out)
     tg_mlp_free(m);
 }
 
-int main(void)
-{
+int main(void) {
     test_config_errors();
     test_shapes_and_init();
     test_dense_matches_ops();

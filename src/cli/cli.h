@@ -13,16 +13,16 @@ enum { EXIT_DATA = 1, EXIT_USAGE = 2 };
 
 typedef struct cli_opts {
     const char *data, *test_data, *model, *save, *plot, *log;
-    int label;          /* column, −1 = last */
+    int label; /* column, −1 = last */
     size_t hidden[16];
     int n_hidden;
-    int act;            /* tg_act */
-    int loss;           /* tg_loss_kind, or −1 for auto */
-    int opt;            /* tg_opt_kind */
-    double lr;          /* 0: the optimizer's default */
+    int act;   /* tg_act */
+    int loss;  /* tg_loss_kind, or −1 for auto */
+    int opt;   /* tg_opt_kind */
+    double lr; /* 0: the optimizer's default */
     int epochs;
     size_t batch;
-    double val, test;   /* fractions; test < 0: default */
+    double val, test; /* fractions; test < 0: default */
     int standardize;
     unsigned long long seed;
     tg_dtype dtype;
@@ -55,7 +55,5 @@ void progress_epoch_end(int epoch, int epochs, const epoch_row *r, const char *h
 /* Write the loss plot / the per-epoch CSV atomically; 0 on failure (printed). */
 int report_svg(const char *path, const epoch_row *rows, int n, const char *held);
 int report_csv(const char *path, const epoch_row *rows, int n, const char *held);
-/* Write buf to path through a temporary file, fsync and rename. */
-int write_atomic(const char *path, const char *buf, size_t len);
 
 #endif

@@ -4,8 +4,7 @@
 
 #include <string.h>
 
-int cmd_ops(void)
-{
+int cmd_ops(void) {
     int n;
     const tg_op *const *ops = tg_op_table(&n);
     printf("%-18s %5s  %s\n", "op", "arity", "inputs without derivative");
@@ -20,8 +19,7 @@ int cmd_ops(void)
 }
 
 /* gradcheck and the adjoint check of one op on random float64 inputs. */
-static int check_one(const tg_op *op, tg_rng *rng)
-{
+static int check_one(const tg_op *op, tg_rng *rng) {
     size_t m = 1 + tg_rng_next(rng) % 5, k = 1 + tg_rng_next(rng) % 5, n = 1 + tg_rng_next(rng) % 5;
     tg_tensor *in[TG_MAX_ARITY], *params[TG_MAX_ARITY], *out;
     tg_attr attr;
@@ -37,7 +35,8 @@ static int check_one(const tg_op *op, tg_rng *rng)
         tg_status sg = s ? s : tg_gradcheck(t, out, np, params, NULL, &g);
         tg_status sa = s ? s : tg_adjoint_check(t, out, np, params, NULL, &a);
         ok = !sg && !sa;
-        for (int i = 0; i < op->arity; i++) tg_tensor_free(in[i]);
+        for (int i = 0; i < op->arity; i++)
+            tg_tensor_free(in[i]);
     }
     printf("%-18s %zux%zux%zu %12.3e %12.3e %12.3e  %s\n", op->name, m, k, n, g.abs_err, g.rel_err,
            a.adjoint_err, ok ? "PASS" : "FAIL");
@@ -46,21 +45,20 @@ static int check_one(const tg_op *op, tg_rng *rng)
     return ok;
 }
 
-int cmd_gradcheck(const cli_opts *o)
-{
+int cmd_gradcheck(const cli_opts *o) {
     int n, failed = 0;
     const tg_op *const *ops = tg_op_table(&n);
     tg_rng rng;
     tg_rng_seed(&rng, o->seed);
     printf("%-18s %-7s %12s %12s %12s  %s\n", "op", "sizes", "max abs err", "max rel err",
            "adjoint err", "result");
-    for (int i = 0; i < n; i++) failed += !check_one(ops[i], &rng);
+    for (int i = 0; i < n; i++)
+        failed += !check_one(ops[i], &rng);
     printf("gradcheck: %d passed, %d failed\n", n - failed, failed);
     return failed ? EXIT_DATA : 0;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "tapegrad: missing command\n");
         cli_usage(stderr);
@@ -73,7 +71,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     static const char *const known[] = {"fit", "eval", "predict", "graph", "gradcheck", "ops"};
     int found = 0;
-    for (size_t i = 0; i < sizeof known / sizeof *known; i++) found |= !strcmp(cmd, known[i]);
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        found |= !strcmp(cmd, known[i]);
     if (!found) {
         fprintf(stderr, "tapegrad: unknown command '%s'\n", cmd);
         cli_usage(stderr);

@@ -6,8 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cli_usage(FILE *f)
-{
+void cli_usage(FILE *f) {
     fputs("usage:\n"
           "  tapegrad fit DATA [--test-data DATA] [--label last|first|N] [--hidden 256,128]\n"
           "               [--act relu|tanh|sigmoid|leaky_relu] [--loss auto|bce|ce|mse]\n"
@@ -26,16 +25,14 @@ void cli_usage(FILE *f)
           f);
 }
 
-static int bad(const char *cmd, const char *what, const char *value)
-{
+static int bad(const char *cmd, const char *what, const char *value) {
     fprintf(stderr, "tapegrad %s: %s '%s'\n", cmd, what, value ? value : "");
     cli_usage(stderr);
     return 0;
 }
 
 /* Strict numbers: the whole text, in range. */
-static int to_long(const char *s, long lo, long hi, long *out)
-{
+static int to_long(const char *s, long lo, long hi, long *out) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -44,8 +41,7 @@ static int to_long(const char *s, long lo, long hi, long *out)
     return 1;
 }
 
-static int to_double(const char *s, double lo, double hi, double *out)
-{
+static int to_double(const char *s, double lo, double hi, double *out) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
@@ -55,8 +51,7 @@ static int to_double(const char *s, double lo, double hi, double *out)
 }
 
 /* "256,128": widths in 1..2^20, no empty item; "none": no hidden layer. */
-static int parse_hidden(const char *s, cli_opts *o)
-{
+static int parse_hidden(const char *s, cli_opts *o) {
     o->n_hidden = 0;
     if (strcmp(s, "none") == 0) return 1; /* a linear model */
     for (const char *p = s;; p++) {
@@ -73,18 +68,20 @@ static int parse_hidden(const char *s, cli_opts *o)
     }
 }
 
-static int parse_label(const char *s, int *label)
-{
+static int parse_label(const char *s, int *label) {
     long v;
-    if (strcmp(s, "last") == 0) *label = -1;
-    else if (strcmp(s, "first") == 0) *label = 0;
-    else if (to_long(s, 0, 1 << 20, &v)) *label = (int)v;
-    else return 0;
+    if (strcmp(s, "last") == 0)
+        *label = -1;
+    else if (strcmp(s, "first") == 0)
+        *label = 0;
+    else if (to_long(s, 0, 1 << 20, &v))
+        *label = (int)v;
+    else
+        return 0;
     return 1;
 }
 
-static void defaults(cli_opts *o)
-{
+static void defaults(cli_opts *o) {
     memset(o, 0, sizeof *o);
     o->label = -1;
     o->hidden[0] = 64;
@@ -102,32 +99,43 @@ static void defaults(cli_opts *o)
 }
 
 /* One option with a value; returns 0 on a bad value. */
-static int option(const char *cmd, const char *name, const char *v, cli_opts *o)
-{
+static int option(const char *cmd, const char *name, const char *v, cli_opts *o) {
     long n;
-    if (!strcmp(name, "--test-data")) o->test_data = v;
-    else if (!strcmp(name, "--save")) o->save = v;
-    else if (!strcmp(name, "--plot")) o->plot = v;
-    else if (!strcmp(name, "--log")) o->log = v;
-    else if (!strcmp(name, "--label")) return parse_label(v, &o->label) || bad(cmd, "bad --label", v);
-    else if (!strcmp(name, "--hidden")) return parse_hidden(v, o) || bad(cmd, "bad --hidden", v);
+    if (!strcmp(name, "--test-data"))
+        o->test_data = v;
+    else if (!strcmp(name, "--save"))
+        o->save = v;
+    else if (!strcmp(name, "--plot"))
+        o->plot = v;
+    else if (!strcmp(name, "--log"))
+        o->log = v;
+    else if (!strcmp(name, "--label"))
+        return parse_label(v, &o->label) || bad(cmd, "bad --label", v);
+    else if (!strcmp(name, "--hidden"))
+        return parse_hidden(v, o) || bad(cmd, "bad --hidden", v);
     else if (!strcmp(name, "--act")) {
         if ((o->act = tg_act_parse(v)) <= 0) return bad(cmd, "unknown activation", v);
     } else if (!strcmp(name, "--loss")) {
-        o->loss = !strcmp(v, "auto") ? -1 : !strcmp(v, "bce") ? 0 : !strcmp(v, "ce") ? 1
-                : !strcmp(v, "mse") ? 2 : -2;
+        o->loss = !strcmp(v, "auto")  ? -1
+                  : !strcmp(v, "bce") ? 0
+                  : !strcmp(v, "ce")  ? 1
+                  : !strcmp(v, "mse") ? 2
+                                      : -2;
         if (o->loss == -2) return bad(cmd, "unknown loss", v);
     } else if (!strcmp(name, "--opt")) {
         if ((o->opt = tg_opt_parse(v)) < 0) return bad(cmd, "unknown optimizer", v);
-    } else if (!strcmp(name, "--lr")) return to_double(v, 1e-12, 1e3, &o->lr) || bad(cmd, "bad --lr", v);
+    } else if (!strcmp(name, "--lr"))
+        return to_double(v, 1e-12, 1e3, &o->lr) || bad(cmd, "bad --lr", v);
     else if (!strcmp(name, "--epochs")) {
         if (!to_long(v, 1, 1000000, &n)) return bad(cmd, "bad --epochs", v);
         o->epochs = (int)n;
     } else if (!strcmp(name, "--batch")) {
         if (!to_long(v, 1, 1 << 20, &n)) return bad(cmd, "bad --batch", v);
         o->batch = (size_t)n;
-    } else if (!strcmp(name, "--val")) return to_double(v, 0, 0.9, &o->val) || bad(cmd, "bad --val", v);
-    else if (!strcmp(name, "--test")) return to_double(v, 0, 0.9, &o->test) || bad(cmd, "bad --test", v);
+    } else if (!strcmp(name, "--val"))
+        return to_double(v, 0, 0.9, &o->val) || bad(cmd, "bad --val", v);
+    else if (!strcmp(name, "--test"))
+        return to_double(v, 0, 0.9, &o->test) || bad(cmd, "bad --test", v);
     else if (!strcmp(name, "--seed")) {
         if (!to_long(v, 0, 2147483647L, &n)) return bad(cmd, "bad --seed", v);
         o->seed = (unsigned long long)n;
@@ -137,23 +145,25 @@ static int option(const char *cmd, const char *name, const char *v, cli_opts *o)
     } else if (!strcmp(name, "--threads")) {
         if (!to_long(v, 1, 256, &n)) return bad(cmd, "bad --threads", v);
         o->threads = (int)n;
-    } else return bad(cmd, "unknown option", name);
+    } else
+        return bad(cmd, "unknown option", name);
     return 1;
 }
 
 /* Positional arguments: fit DATA; eval/predict MODEL DATA; graph MODEL. */
-static int positional(const char *cmd, const char *arg, int *k, cli_opts *o)
-{
+static int positional(const char *cmd, const char *arg, int *k, cli_opts *o) {
     int want_model = !strcmp(cmd, "eval") || !strcmp(cmd, "predict") || !strcmp(cmd, "graph");
-    if (want_model && *k == 0) o->model = arg;
-    else if (strcmp(cmd, "graph") && strcmp(cmd, "gradcheck") && !o->data) o->data = arg;
-    else return bad(cmd, "unexpected argument", arg);
+    if (want_model && *k == 0)
+        o->model = arg;
+    else if (strcmp(cmd, "graph") && strcmp(cmd, "gradcheck") && !o->data)
+        o->data = arg;
+    else
+        return bad(cmd, "unexpected argument", arg);
     (*k)++;
     return 1;
 }
 
-int cli_parse(int argc, char **argv, int first, const char *cmd, cli_opts *o)
-{
+int cli_parse(int argc, char **argv, int first, const char *cmd, cli_opts *o) {
     defaults(o);
     int k = 0;
     for (int i = first; i < argc; i++) {

@@ -4,8 +4,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <math.h>
 #include <stdlib.h>
@@ -15,21 +13,20 @@
 /* ---------------------------------------------------------------- progress */
 
 void progress_update(int epoch, int epochs, size_t done, size_t total, double loss, double acc,
-                     double ex_per_s)
-{
+                     double ex_per_s) {
     if (!isatty(STDOUT_FILENO)) return;
     enum { WIDTH = 30 };
     int filled = total ? (int)(WIDTH * done / total) : WIDTH;
     char bar[WIDTH + 1];
-    for (int i = 0; i < WIDTH; i++) bar[i] = i < filled ? '#' : '.';
+    for (int i = 0; i < WIDTH; i++)
+        bar[i] = i < filled ? '#' : '.';
     bar[WIDTH] = 0;
     printf("\repoch %d/%d [%s] %zu/%zu loss=%.4f acc=%.4f %.0f ex/s ", epoch, epochs, bar, done,
            total, loss, acc, ex_per_s);
     fflush(stdout);
 }
 
-void progress_epoch_end(int epoch, int epochs, const epoch_row *r, const char *held)
-{
+void progress_epoch_end(int epoch, int epochs, const epoch_row *r, const char *held) {
     if (isatty(STDOUT_FILENO)) printf("\r\033[K");
     printf("epoch %d/%d loss=%.4f acc=%.4f", epoch, epochs, r->loss, r->acc);
     if (held) printf(" %s_loss=%.4f %s_acc=%.4f", held, r->val_loss, held, r->val_acc);
@@ -39,31 +36,6 @@ void progress_epoch_end(int epoch, int epochs, const epoch_row *r, const char *h
 
 /* ---------------------------------------------------------------- files */
 
-int write_atomic(const char *path, const char *buf, size_t len)
-{
-    size_t n = strlen(path);
-    char *tmp = malloc(n + 16);
-    if (!tmp) return 0;
-    snprintf(tmp, n + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    int ok = fd >= 0;
-    for (size_t off = 0; ok && off < len;) {
-        ssize_t w = write(fd, buf + off, len - off);
-        if (w < 0 && errno == EINTR) continue;
-        ok = w > 0;
-        off += ok ? (size_t)w : 0;
-    }
-    ok = ok && fsync(fd) == 0;
-    if (fd >= 0 && close(fd) != 0) ok = 0;
-    ok = ok && rename(tmp, path) == 0;
-    if (!ok) {
-        fprintf(stderr, "tapegrad: cannot write %s: %s\n", path, strerror(errno));
-        if (fd >= 0) unlink(tmp);
-    }
-    free(tmp);
-    return ok;
-}
-
 /* A growing text buffer for building a file in memory. */
 typedef struct text {
     char *s;
@@ -72,36 +44,39 @@ typedef struct text {
 } text;
 
 static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(text *t, const char *fmt, ...)
-{
+static void put(text *t, const char *fmt, ...) {
     va_list ap;
     for (int pass = 0; pass < 2 && !t->failed; pass++) {
         va_start(ap, fmt);
         int k = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? t->cap - t->len : 0, fmt, ap);
         va_end(ap);
-        if (k < 0) t->failed = 1;
+        if (k < 0)
+            t->failed = 1;
         else if (t->s && t->len + (size_t)k < t->cap) {
             t->len += (size_t)k;
             return;
         } else {
             size_t cap = (t->cap + (size_t)k + 1) * 2;
             char *s = realloc(t->s, cap);
-            if (!s) t->failed = 1;
-            else t->s = s, t->cap = cap;
+            if (!s)
+                t->failed = 1;
+            else
+                t->s = s, t->cap = cap;
         }
     }
 }
 
-static int finish(text *t, const char *path)
-{
-    int ok = !t->failed && write_atomic(path, t->s, t->len);
-    if (t->failed) fprintf(stderr, "tapegrad: out of memory writing %s\n", path);
+static int finish(text *t, const char *path) {
+    int ok = !t->failed && tg_write_file_atomic(path, t->s, t->len) == TG_OK;
+    if (t->failed)
+        fprintf(stderr, "tapegrad: out of memory writing %s\n", path);
+    else if (!ok)
+        fprintf(stderr, "tapegrad: %s\n", tg_last_error());
     free(t->s);
     return ok;
 }
 
-int report_csv(const char *path, const epoch_row *r, int n, const char *held)
-{
+int report_csv(const char *path, const epoch_row *r, int n, const char *held) {
     text t = {0};
     const char *h = held ? held : "val";
     put(&t, "epoch,loss,accuracy,%s_loss,%s_accuracy,seconds\n", h, h);
@@ -115,12 +90,15 @@ int report_csv(const char *path, const epoch_row *r, int n, const char *held)
 
 enum { W = 640, H = 400, L = 70, R = 20, T = 40, B = 50 };
 
-static double px(int i, int n) { return L + (n > 1 ? (double)i / (n - 1) : 0.5) * (W - L - R); }
-static double py(double v, double lo, double hi) { return T + (hi - v) / (hi - lo) * (H - T - B); }
+static double px(int i, int n) {
+    return L + (n > 1 ? (double)i / (n - 1) : 0.5) * (W - L - R);
+}
+static double py(double v, double lo, double hi) {
+    return T + (hi - v) / (hi - lo) * (H - T - B);
+}
 
 static void polyline(text *t, const epoch_row *r, int n, int val, double lo, double hi,
-                     const char *color)
-{
+                     const char *color) {
     put(t, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
     for (int i = 0; i < n; i++)
         put(t, "%.1f,%.1f ", px(i, n), py(val ? r[i].val_loss : r[i].loss, lo, hi));
@@ -130,8 +108,7 @@ static void polyline(text *t, const epoch_row *r, int n, int val, double lo, dou
             py(val ? r[i].val_loss : r[i].loss, lo, hi), color);
 }
 
-static void axes(text *t, int n, double lo, double hi)
-{
+static void axes(text *t, int n, double lo, double hi) {
     put(t, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n", L, H - B, W - R,
         H - B);
     put(t, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"black\"/>\n", L, T, L, H - B);
@@ -148,8 +125,7 @@ static void axes(text *t, int n, double lo, double hi)
         (L + W - R) / 2, H - 10);
 }
 
-int report_svg(const char *path, const epoch_row *r, int n, const char *held)
-{
+int report_svg(const char *path, const epoch_row *r, int n, const char *held) {
     double lo = INFINITY, hi = -INFINITY;
     for (int i = 0; i < n; i++) {
         double v[2] = {r[i].loss, held ? r[i].val_loss : r[i].loss};
@@ -160,10 +136,13 @@ int report_svg(const char *path, const epoch_row *r, int n, const char *held)
     if (hi - lo < 1e-12) hi = lo + 1e-3;
     text t = {0};
     put(&t, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    put(&t, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-            "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\">\n", W, H, W, H);
+    put(&t,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+        "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\">\n",
+        W, H, W, H);
     put(&t, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", W, H);
-    put(&t, "<text x=\"%d\" y=\"24\" font-size=\"15\" text-anchor=\"middle\">loss per epoch</text>\n",
+    put(&t,
+        "<text x=\"%d\" y=\"24\" font-size=\"15\" text-anchor=\"middle\">loss per epoch</text>\n",
         W / 2);
     axes(&t, n, lo, hi);
     polyline(&t, r, n, 0, lo, hi, "#1f77b4");
@@ -171,8 +150,8 @@ int report_svg(const char *path, const epoch_row *r, int n, const char *held)
         T + 12);
     if (held) {
         polyline(&t, r, n, 1, lo, hi, "#d62728");
-        put(&t, "<text x=\"%d\" y=\"%d\" font-size=\"12\" fill=\"#d62728\">%s</text>\n",
-            W - 160, T + 28, strcmp(held, "val") ? "test" : "validation");
+        put(&t, "<text x=\"%d\" y=\"%d\" font-size=\"12\" fill=\"#d62728\">%s</text>\n", W - 160,
+            T + 28, strcmp(held, "val") ? "test" : "validation");
     }
     put(&t, "</svg>\n");
     return finish(&t, path);

@@ -10,24 +10,21 @@
 #include <string.h>
 #include <time.h>
 
-static double now(void)
-{
+static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int fail(const char *what)
-{
+static int fail(const char *what) {
     fprintf(stderr, "tapegrad: %s%s\n", what ? what : "", what ? "" : tg_last_error());
     return EXIT_DATA;
 }
 
-int cli_load(const char *spec, int label, tg_dataset *ds)
-{
+int cli_load(const char *spec, int label, tg_dataset *ds) {
     memset(ds, 0, sizeof *ds);
-    tg_status s = strncmp(spec, "idx:", 4) == 0 ? tg_idx_load(spec + 4, ds)
-                                                : tg_csv_load(spec, label, ds);
+    tg_status s =
+        strncmp(spec, "idx:", 4) == 0 ? tg_idx_load(spec + 4, ds) : tg_csv_load(spec, label, ds);
     if (s) fprintf(stderr, "tapegrad: %s\n", tg_last_error());
     return s == TG_OK;
 }
@@ -41,30 +38,30 @@ typedef struct batch {
     size_t rows;
 } batch;
 
-static void batch_free(batch *b)
-{
+static void batch_free(batch *b) {
     tg_tensor_free(b->x);
     tg_tensor_free(b->y);
     free(b->labels);
     memset(b, 0, sizeof *b);
 }
 
-static tg_status batch_new(batch *b, const tg_mlp *m, size_t rows)
-{
+static tg_status batch_new(batch *b, const tg_mlp *m, size_t rows) {
     memset(b, 0, sizeof *b);
     b->rows = rows;
     tg_status s = tg_tensor_new(&b->x, m->dtype, 2, (size_t[]){rows, m->n_in});
-    if (!s && m->loss == TG_LOSS_CE) s = tg_tensor_new(&b->y, m->dtype, 1, &rows);
-    else if (!s) s = tg_tensor_new(&b->y, m->dtype, 2, (size_t[]){rows, 1});
+    if (!s && m->loss == TG_LOSS_CE)
+        s = tg_tensor_new(&b->y, m->dtype, 1, &rows);
+    else if (!s)
+        s = tg_tensor_new(&b->y, m->dtype, 2, (size_t[]){rows, 1});
     b->labels = malloc(rows * sizeof *b->labels);
     if (!s && !b->labels) s = TG_ERR_NOMEM;
     if (s) batch_free(b);
     return s;
 }
 
-static tg_status batch_load(batch *b, const tg_dataset *ds, const size_t *idx, size_t start)
-{
-    for (size_t i = 0; i < b->rows; i++) b->labels[i] = ds->y[idx[start + i]];
+static tg_status batch_load(batch *b, const tg_dataset *ds, const size_t *idx, size_t start) {
+    for (size_t i = 0; i < b->rows; i++)
+        b->labels[i] = ds->y[idx[start + i]];
     return tg_batch_fill(ds, idx, start, b->rows, b->x, b->y);
 }
 
@@ -75,8 +72,7 @@ typedef struct batches {
     size_t size;
 } batches;
 
-static tg_status batches_new(batches *bs, const tg_mlp *m, size_t n, size_t size)
-{
+static tg_status batches_new(batches *bs, const tg_mlp *m, size_t n, size_t size) {
     memset(bs, 0, sizeof *bs);
     bs->size = size < n ? size : n;
     tg_status s = batch_new(&bs->full, m, bs->size);
@@ -84,14 +80,12 @@ static tg_status batches_new(batches *bs, const tg_mlp *m, size_t n, size_t size
     return s;
 }
 
-static void batches_free(batches *bs)
-{
+static void batches_free(batches *bs) {
     batch_free(&bs->full);
     batch_free(&bs->last);
 }
 
-static batch *batch_at(batches *bs, size_t start, size_t n)
-{
+static batch *batch_at(batches *bs, size_t start, size_t n) {
     return n - start >= bs->size ? &bs->full : &bs->last;
 }
 
@@ -101,16 +95,15 @@ typedef struct scores {
     double loss, acc;
 } scores;
 
-static size_t *identity(size_t n)
-{
+static size_t *identity(size_t n) {
     size_t *idx = malloc((n ? n : 1) * sizeof *idx);
-    for (size_t i = 0; idx && i < n; i++) idx[i] = i;
+    for (size_t i = 0; idx && i < n; i++)
+        idx[i] = i;
     return idx;
 }
 
 /* Mean cost and accuracy over a whole dataset, in batches. */
-static tg_status evaluate(const tg_mlp *m, const tg_dataset *ds, size_t size, scores *out)
-{
+static tg_status evaluate(const tg_mlp *m, const tg_dataset *ds, size_t size, scores *out) {
     tg_tape *t = NULL;
     batches bs;
     size_t *idx = identity(ds->n);
@@ -138,10 +131,11 @@ static tg_status evaluate(const tg_mlp *m, const tg_dataset *ds, size_t size, sc
     return s;
 }
 
-static void print_scores(const char *name, const scores *s)
-{
-    if (isnan(s->acc)) printf("%s: loss=%.6f accuracy=n/a\n", name, s->loss);
-    else printf("%s: loss=%.6f accuracy=%.4f\n", name, s->loss, s->acc);
+static void print_scores(const char *name, const scores *s) {
+    if (isnan(s->acc))
+        printf("%s: loss=%.6f accuracy=n/a\n", name, s->loss);
+    else
+        printf("%s: loss=%.6f accuracy=%.4f\n", name, s->loss, s->acc);
 }
 
 /* ---------------------------------------------------------------- fit */
@@ -150,8 +144,7 @@ typedef struct fit_data {
     tg_dataset all, extra_test, train, val, test;
 } fit_data;
 
-static void fit_data_free(fit_data *d)
-{
+static void fit_data_free(fit_data *d) {
     tg_dataset_free(&d->all);
     tg_dataset_free(&d->extra_test);
     tg_dataset_free(&d->train);
@@ -160,13 +153,14 @@ static void fit_data_free(fit_data *d)
 }
 
 /* --loss auto: bce for two classes, ce for more, mse for non-integer labels. */
-static int choose_loss(const cli_opts *o, const fit_data *d, size_t *n_out)
-{
+static int choose_loss(const cli_opts *o, const fit_data *d, size_t *n_out) {
     int classes = tg_dataset_classes(&d->all);
     int test_classes = d->extra_test.n ? tg_dataset_classes(&d->extra_test) : classes;
     if (test_classes > classes) classes = test_classes;
-    int loss = o->loss >= 0 ? o->loss : classes == 0 ? TG_LOSS_MSE
-                                      : classes <= 2 ? TG_LOSS_BCE : TG_LOSS_CE;
+    int loss = o->loss >= 0   ? o->loss
+               : classes == 0 ? TG_LOSS_MSE
+               : classes <= 2 ? TG_LOSS_BCE
+                              : TG_LOSS_CE;
     if (loss != TG_LOSS_MSE && classes == 0) {
         fprintf(stderr, "tapegrad: --loss %s needs integer class labels; %s has other values\n",
                 tg_loss_name((tg_loss_kind)loss), o->data);
@@ -183,8 +177,7 @@ static int choose_loss(const cli_opts *o, const fit_data *d, size_t *n_out)
 
 /* Load, choose the loss from all labels, split (a --test-data file replaces
  * the test split). */
-static int prepare(const cli_opts *o, fit_data *d, int *loss, size_t *n_out)
-{
+static int prepare(const cli_opts *o, fit_data *d, int *loss, size_t *n_out) {
     memset(d, 0, sizeof *d);
     if (!cli_load(o->data, o->label, &d->all)) return 0;
     if (o->test_data && !cli_load(o->test_data, o->label, &d->extra_test)) return 0;
@@ -205,8 +198,7 @@ static int prepare(const cli_opts *o, fit_data *d, int *loss, size_t *n_out)
     return 1;
 }
 
-static int standardize(tg_mlp *m, fit_data *d)
-{
+static int standardize(tg_mlp *m, fit_data *d) {
     m->mean = malloc(m->n_in * sizeof(double));
     m->std = malloc(m->n_in * sizeof(double));
     if (!m->mean || !m->std || tg_standardize_fit(&d->train, m->mean, m->std)) return 0;
@@ -219,8 +211,7 @@ static int standardize(tg_mlp *m, fit_data *d)
 /* One epoch of shuffled mini-batches; fills the training loss and accuracy. */
 static tg_status epoch(const cli_opts *o, int e, tg_mlp *m, tg_optimizer *opt, tg_tape *t,
                        batches *bs, const tg_dataset *ds, size_t *idx, tg_rng *rng,
-                       epoch_row *row)
-{
+                       epoch_row *row) {
     tg_shuffle(idx, ds->n, rng);
     double loss = 0, right = 0, t0 = now(), shown = 0;
     tg_status s = TG_OK;
@@ -239,8 +230,8 @@ static tg_status epoch(const cli_opts *o, int e, tg_mlp *m, tg_optimizer *opt, t
         size_t done = start + b->rows;
         if (now() - shown > 0.1 || done == ds->n) {
             shown = now();
-            progress_update(e, o->epochs, done, ds->n, loss / (double)done,
-                            right / (double)done, (double)done / (shown - t0));
+            progress_update(e, o->epochs, done, ds->n, loss / (double)done, right / (double)done,
+                            (double)done / (shown - t0));
         }
     }
     row->loss = loss / (double)ds->n;
@@ -249,13 +240,11 @@ static tg_status epoch(const cli_opts *o, int e, tg_mlp *m, tg_optimizer *opt, t
     return s;
 }
 
-static const char *held_name(const fit_data *d)
-{
+static const char *held_name(const fit_data *d) {
     return d->val.n ? "val" : d->test.n ? "test" : NULL;
 }
 
-static int train(const cli_opts *o, tg_mlp *m, fit_data *d, epoch_row *rows)
-{
+static int train(const cli_opts *o, tg_mlp *m, fit_data *d, epoch_row *rows) {
     tg_tensor *params[64];
     int np = tg_mlp_params(m, params, 64);
     tg_opt_config cfg = tg_opt_defaults((tg_opt_kind)o->opt);
@@ -288,13 +277,11 @@ static int train(const cli_opts *o, tg_mlp *m, fit_data *d, epoch_row *rows)
     return s == TG_OK;
 }
 
-static void set_threads(int n)
-{
+static void set_threads(int n) {
     if (n > 0) openblas_set_num_threads(n);
 }
 
-static int fit_report(const cli_opts *o, const tg_mlp *m, const fit_data *d, epoch_row *rows)
-{
+static int fit_report(const cli_opts *o, const tg_mlp *m, const fit_data *d, epoch_row *rows) {
     scores sc;
     const tg_dataset *final = d->test.n ? &d->test : d->val.n ? &d->val : &d->train;
     if (evaluate(m, final, 1024, &sc)) return fail(NULL);
@@ -305,8 +292,7 @@ static int fit_report(const cli_opts *o, const tg_mlp *m, const fit_data *d, epo
     return 0;
 }
 
-int cmd_fit(const cli_opts *o)
-{
+int cmd_fit(const cli_opts *o) {
     set_threads(o->threads);
     fit_data d;
     tg_mlp *m = NULL;
@@ -319,8 +305,8 @@ int cmd_fit(const cli_opts *o)
         tg_rng rng;
         tg_rng_seed(&rng, o->seed);
         printf("fit: %zu train, %zu validation, %zu test examples; %zu features; loss %s; "
-               "%zu outputs\n", d.train.n, d.val.n, d.test.n, d.all.d,
-               tg_loss_name((tg_loss_kind)loss), n_out);
+               "%zu outputs\n",
+               d.train.n, d.val.n, d.test.n, d.all.d, tg_loss_name((tg_loss_kind)loss), n_out);
         if (tg_mlp_new(&m, o->dtype, d.all.d, o->n_hidden, o->hidden, (tg_act)o->act, n_out,
                        (tg_loss_kind)loss) ||
             tg_mlp_init(m, &rng) || (o->standardize && !standardize(m, &d)))
@@ -337,14 +323,13 @@ int cmd_fit(const cli_opts *o)
 /* ---------------------------------------------------------------- eval, predict */
 
 /* Load MODEL and DATA; check they fit; standardise with the model's stats. */
-static int load_pair(const cli_opts *o, tg_mlp **m, tg_dataset *ds)
-{
+static int load_pair(const cli_opts *o, tg_mlp **m, tg_dataset *ds) {
     memset(ds, 0, sizeof *ds);
     if (tg_mlp_load(m, o->model)) return fail(NULL), 0;
     if (!cli_load(o->data, o->label, ds)) return 0;
     if (ds->d != (*m)->n_in) {
-        fprintf(stderr, "tapegrad: %s has %zu features, the model %s expects %zu\n", o->data,
-                ds->d, o->model, (*m)->n_in);
+        fprintf(stderr, "tapegrad: %s has %zu features, the model %s expects %zu\n", o->data, ds->d,
+                o->model, (*m)->n_in);
         return 0;
     }
     if ((*m)->mean && (*m)->std) tg_standardize_apply(ds, (*m)->mean, (*m)->std);
@@ -352,30 +337,32 @@ static int load_pair(const cli_opts *o, tg_mlp **m, tg_dataset *ds)
 }
 
 /* Labels the model cannot score (a class it does not have) are a data error. */
-static int labels_fit(const tg_mlp *m, const tg_dataset *ds, const char *path)
-{
+static int labels_fit(const tg_mlp *m, const tg_dataset *ds, const char *path) {
     if (m->loss == TG_LOSS_MSE) return 1;
     for (size_t i = 0; i < ds->n; i++) {
         double y = ds->y[i];
         if (!(y >= 0 && y < m->n_classes && y == floor(y))) {
-            fprintf(stderr, "tapegrad: %s: example %zu has label %g, not a class of the model "
-                            "(0..%d)\n", path, i + 1, y, m->n_classes - 1);
+            fprintf(stderr,
+                    "tapegrad: %s: example %zu has label %g, not a class of the model "
+                    "(0..%d)\n",
+                    path, i + 1, y, m->n_classes - 1);
             return 0;
         }
     }
     return 1;
 }
 
-int cmd_eval(const cli_opts *o)
-{
+int cmd_eval(const cli_opts *o) {
     set_threads(o->threads);
     tg_mlp *m = NULL;
     tg_dataset ds;
     scores sc;
     int rc = EXIT_DATA;
     if (load_pair(o, &m, &ds) && labels_fit(m, &ds, o->data)) {
-        if (evaluate(m, &ds, o->batch, &sc)) fail(NULL);
-        else print_scores("test", &sc), rc = 0;
+        if (evaluate(m, &ds, o->batch, &sc))
+            fail(NULL);
+        else
+            print_scores("test", &sc), rc = 0;
     }
     tg_mlp_free(m);
     tg_dataset_free(&ds);
@@ -383,8 +370,7 @@ int cmd_eval(const cli_opts *o)
 }
 
 /* One line per example: the class (and for bce its probability) or the value. */
-static void print_predictions(const tg_mlp *m, const tg_tensor *logits)
-{
+static void print_predictions(const tg_mlp *m, const tg_tensor *logits) {
     size_t rows = logits->shape[0], c = logits->shape[1];
     for (size_t r = 0; r < rows; r++) {
         if (m->loss == TG_LOSS_MSE) {
@@ -401,8 +387,7 @@ static void print_predictions(const tg_mlp *m, const tg_tensor *logits)
     }
 }
 
-int cmd_predict(const cli_opts *o)
-{
+int cmd_predict(const cli_opts *o) {
     tg_mlp *m = NULL;
     tg_dataset ds;
     int rc = EXIT_DATA;
@@ -433,8 +418,7 @@ int cmd_predict(const cli_opts *o)
 
 /* ---------------------------------------------------------------- graph */
 
-int cmd_graph(const cli_opts *o)
-{
+int cmd_graph(const cli_opts *o) {
     tg_mlp *m = NULL;
     if (tg_mlp_load(&m, o->model)) return fail(NULL);
     tg_tape *t = NULL;

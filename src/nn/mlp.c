@@ -9,41 +9,40 @@
 static const char *const act_names[] = {"none", "relu", "tanh", "sigmoid", "leaky_relu"};
 static const char *const loss_names[] = {"bce", "ce", "mse"};
 
-int tg_act_parse(const char *name)
-{
+int tg_act_parse(const char *name) {
     for (int i = 0; name && i < (int)(sizeof act_names / sizeof *act_names); i++)
         if (strcmp(name, act_names[i]) == 0) return i;
     return -1;
 }
 
-const char *tg_act_name(tg_act a)
-{
+const char *tg_act_name(tg_act a) {
     return (unsigned)a < sizeof act_names / sizeof *act_names ? act_names[a] : "?";
 }
 
-const char *tg_loss_name(tg_loss_kind k)
-{
+const char *tg_loss_name(tg_loss_kind k) {
     return (unsigned)k < sizeof loss_names / sizeof *loss_names ? loss_names[k] : "?";
 }
 
-tg_status tg_activate(tg_tape *t, tg_act act, const tg_tensor *x, tg_tensor **out)
-{
+tg_status tg_activate(tg_tape *t, tg_act act, const tg_tensor *x, tg_tensor **out) {
     switch (act) {
     case TG_ACT_NONE:
         if (!out) return tg_fail(TG_ERR_ARG, "activate: out is NULL");
         *out = (tg_tensor *)x;
         return TG_OK;
-    case TG_ACT_RELU: return tg_relu(t, x, out);
-    case TG_ACT_TANH: return tg_tanh(t, x, out);
-    case TG_ACT_SIGMOID: return tg_sigmoid(t, x, out);
-    case TG_ACT_LEAKY_RELU: return tg_leaky_relu(t, x, 0.01, out);
+    case TG_ACT_RELU:
+        return tg_relu(t, x, out);
+    case TG_ACT_TANH:
+        return tg_tanh(t, x, out);
+    case TG_ACT_SIGMOID:
+        return tg_sigmoid(t, x, out);
+    case TG_ACT_LEAKY_RELU:
+        return tg_leaky_relu(t, x, 0.01, out);
     }
     return tg_fail(TG_ERR_ARG, "activate: unknown activation %d", (int)act);
 }
 
 /* G(ψ(b, φ(X, W))) */
-tg_status tg_dense_forward(tg_tape *t, const tg_dense *l, const tg_tensor *x, tg_tensor **out)
-{
+tg_status tg_dense_forward(tg_tape *t, const tg_dense *l, const tg_tensor *x, tg_tensor **out) {
     if (!l) return tg_fail(TG_ERR_ARG, "dense: layer is NULL");
     tg_tensor *u, *v;
     tg_status s = tg_matmul(t, x, l->w, &u);
@@ -54,8 +53,7 @@ tg_status tg_dense_forward(tg_tape *t, const tg_dense *l, const tg_tensor *x, tg
 
 /* ---------------------------------------------------------------- MLP */
 
-void tg_mlp_free(tg_mlp *m)
-{
+void tg_mlp_free(tg_mlp *m) {
     if (!m) return;
     for (int i = 0; m->layers && i < m->n_layers; i++) {
         tg_tensor_free(m->layers[i].w);
@@ -68,8 +66,7 @@ void tg_mlp_free(tg_mlp *m)
 }
 
 static tg_status check_config(tg_dtype dtype, size_t n_in, int n_hidden, const size_t *widths,
-                              tg_act act, size_t n_out, tg_loss_kind loss)
-{
+                              tg_act act, size_t n_out, tg_loss_kind loss) {
     if (dtype != TG_F32 && dtype != TG_F64) return tg_fail(TG_ERR_ARG, "mlp: unknown dtype");
     if (n_in == 0 || n_out == 0) return tg_fail(TG_ERR_SHAPE, "mlp: zero inputs or outputs");
     if (n_hidden < 0 || n_hidden > 64 || (n_hidden > 0 && !widths))
@@ -85,9 +82,8 @@ static tg_status check_config(tg_dtype dtype, size_t n_in, int n_hidden, const s
     return TG_OK;
 }
 
-tg_status tg_mlp_new(tg_mlp **out, tg_dtype dtype, size_t n_in, int n_hidden,
-                     const size_t *widths, tg_act act, size_t n_out, tg_loss_kind loss)
-{
+tg_status tg_mlp_new(tg_mlp **out, tg_dtype dtype, size_t n_in, int n_hidden, const size_t *widths,
+                     tg_act act, size_t n_out, tg_loss_kind loss) {
     if (!out) return tg_fail(TG_ERR_ARG, "mlp: out is NULL");
     *out = NULL;
     tg_status s = check_config(dtype, n_in, n_hidden, widths, act, n_out, loss);
@@ -115,8 +111,7 @@ tg_status tg_mlp_new(tg_mlp **out, tg_dtype dtype, size_t n_in, int n_hidden,
 
 /* He for the relu family (keeps activations' variance through layers),
  * Xavier for tanh and sigmoid; the linear last layer gets Xavier. */
-tg_status tg_mlp_init(tg_mlp *m, tg_rng *rng)
-{
+tg_status tg_mlp_init(tg_mlp *m, tg_rng *rng) {
     if (!m || !rng) return tg_fail(TG_ERR_ARG, "mlp init: NULL argument");
     for (int i = 0; i < m->n_layers; i++) {
         tg_dense *l = &m->layers[i];
@@ -129,8 +124,7 @@ tg_status tg_mlp_init(tg_mlp *m, tg_rng *rng)
     return TG_OK;
 }
 
-int tg_mlp_params(const tg_mlp *m, tg_tensor **params, int max)
-{
+int tg_mlp_params(const tg_mlp *m, tg_tensor **params, int max) {
     int n = 0;
     for (int i = 0; m && i < m->n_layers; i++) {
         if (n < max) params[n] = m->layers[i].w;
@@ -141,8 +135,7 @@ int tg_mlp_params(const tg_mlp *m, tg_tensor **params, int max)
     return n;
 }
 
-tg_status tg_mlp_forward(tg_tape *t, const tg_mlp *m, const tg_tensor *x, tg_tensor **out)
-{
+tg_status tg_mlp_forward(tg_tape *t, const tg_mlp *m, const tg_tensor *x, tg_tensor **out) {
     if (!m || !x || !out) return tg_fail(TG_ERR_ARG, "mlp: NULL argument");
     const tg_tensor *a = x;
     tg_tensor *next = NULL;
@@ -155,14 +148,16 @@ tg_status tg_mlp_forward(tg_tape *t, const tg_mlp *m, const tg_tensor *x, tg_ten
     return TG_OK;
 }
 
-tg_status tg_mlp_cost(tg_tape *t, const tg_mlp *m, const tg_tensor *logits,
-                      const tg_tensor *target, tg_tensor **cost)
-{
+tg_status tg_mlp_cost(tg_tape *t, const tg_mlp *m, const tg_tensor *logits, const tg_tensor *target,
+                      tg_tensor **cost) {
     if (!m) return tg_fail(TG_ERR_ARG, "mlp: NULL model");
     switch (m->loss) {
-    case TG_LOSS_CE: return tg_softmax_ce(t, logits, target, cost);
-    case TG_LOSS_BCE: return tg_bce_logits(t, logits, target, cost);
-    case TG_LOSS_MSE: return tg_mse(t, logits, target, cost);
+    case TG_LOSS_CE:
+        return tg_softmax_ce(t, logits, target, cost);
+    case TG_LOSS_BCE:
+        return tg_bce_logits(t, logits, target, cost);
+    case TG_LOSS_MSE:
+        return tg_mse(t, logits, target, cost);
     }
     return tg_fail(TG_ERR_ARG, "mlp: unknown loss %d", (int)m->loss);
 }

@@ -40,10 +40,11 @@ void tg_tape_reset(tg_tape *t) {
     tg_arena_reset(&t->arena);
 }
 
-int tg_tape_size(const tg_tape *t) { return t ? t->n : 0; }
+int tg_tape_size(const tg_tape *t) {
+    return t ? t->n : 0;
+}
 
-const tg_call *tg_tape_call(const tg_tape *t, int i)
-{
+const tg_call *tg_tape_call(const tg_tape *t, int i) {
     return t && i >= 0 && i < t->n ? &t->nodes[i].call : NULL;
 }
 
