@@ -114,6 +114,12 @@ void tg_tape_free(tg_tape *t);
 /* Forget every recorded op; keep the memory for the next step. After one
  * step of the same shape, record/backward/reset allocate nothing. */
 void tg_tape_reset(tg_tape *t);
+/* Anomaly mode (off by default): every op's output and every adjoint an
+ * r-map produces is checked for NaN and Inf; the first one found stops the
+ * call with TG_ERR_NUMERIC and a message naming the op, its position on the
+ * tape and its inputs' min and max. Off, it costs one branch per op. */
+void tg_tape_detect_anomaly(tg_tape *t, int on);
+
 /* Number of ops recorded since the last reset. */
 int tg_tape_size(const tg_tape *t);
 

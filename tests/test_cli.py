@@ -165,6 +165,21 @@ def test_bad_data(d):
     check(rc == 1 and "features" in err, f"feature count mismatch: {rc} {err!r}")
 
 
+def test_detect_anomaly(d):
+    """Features of 1e30 and a huge learning rate overflow float32 within a
+    few steps: --detect-anomaly stops at the first op with a NaN/Inf."""
+    path = os.path.join(d, "huge.csv")
+    with open(path, "w") as f:
+        for i in range(64):
+            f.write(f"{1e30 * (1 + i % 7)},{-3e29 * (i % 5)},{i % 2}\n")
+    args = ["fit", path, "--opt", "sgd", "--lr", "1000", "--epochs", "3", "--batch", "8"]
+    rc, out, err = run(*args, "--detect-anomaly")
+    check(rc == 1 and err.startswith("tapegrad: anomaly: ") and len(err.strip().splitlines()) == 1,
+          f"anomaly reported: exit {rc}, {err!r}")
+    rc, out, err = run(*args)
+    check(rc == 0, f"without the flag the run completes: exit {rc} {err!r}")
+
+
 def test_gradcheck_ops():
     rc, out, err = run("gradcheck")
     rows = [l for l in out.splitlines() if l.endswith("PASS") or l.endswith("FAIL")]
@@ -183,6 +198,7 @@ def main():
         test_bad_arguments(d)
         test_bad_data(d)
         test_gradcheck_ops()
+        test_detect_anomaly(d)
     finally:
         shutil.rmtree(d)
     print(f"{passed} passed, {failed} failed")

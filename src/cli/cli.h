@@ -24,6 +24,7 @@ typedef struct cli_opts {
     size_t batch;
     double val, test; /* fractions; test < 0: default */
     int standardize;
+    int detect_anomaly; /* stop at the first op producing NaN/Inf */
     unsigned long long seed;
     tg_dtype dtype;
     int threads;

@@ -13,7 +13,7 @@ void cli_usage(FILE *f) {
           "               [--opt sgd|momentum|nesterov|rmsprop|adam|adamw] [--lr X] [--epochs N]\n"
           "               [--batch N] [--val FRACTION] [--test FRACTION] [--standardize]\n"
           "               [--seed N] [--dtype f32|f64] [--threads N] [--save MODEL]\n"
-          "               [--plot FILE.svg] [--log FILE.csv]\n"
+          "               [--plot FILE.svg] [--log FILE.csv] [--detect-anomaly]\n"
           "  tapegrad eval MODEL DATA [--label ...] [--batch N] [--threads N]\n"
           "  tapegrad predict MODEL DATA [--label ...] [--batch N]\n"
           "  tapegrad graph MODEL            (Graphviz DOT on stdout)\n"
@@ -172,6 +172,8 @@ int cli_parse(int argc, char **argv, int first, const char *cmd, cli_opts *o) {
             if (!positional(cmd, a, &k, o)) return 0;
         } else if (!strcmp(a, "--standardize")) {
             o->standardize = 1;
+        } else if (!strcmp(a, "--detect-anomaly")) {
+            o->detect_anomaly = 1;
         } else if (i + 1 >= argc) {
             return bad(cmd, "missing value for", a);
         } else if (!option(cmd, a, argv[++i], o)) {

@@ -258,6 +258,7 @@ static int train(const cli_opts *o, tg_mlp *m, fit_data *d, epoch_row *rows) {
     tg_rng_seed(&rng, o->seed ^ 0x5eed);
     tg_status s = idx ? tg_optimizer_new(&opt, &cfg, np, params) : TG_ERR_NOMEM;
     if (!s) s = tg_tape_new(&t);
+    if (!s) tg_tape_detect_anomaly(t, o->detect_anomaly);
     if (!s) s = batches_new(&bs, m, d->train.n, o->batch);
     /* The held-out curve: validation, or the test set when there is none
      * (shown, never used to choose anything). */

@@ -40,4 +40,9 @@ void *tg_arena_alloc(tg_arena *a, size_t bytes); /* 64-byte aligned; NULL on fai
 void tg_arena_reset(tg_arena *a);
 void tg_arena_free(tg_arena *a);
 
+/* Anomaly mode (anomaly.c): TG_ERR_NUMERIC naming the op at tape position
+ * pos whose output, or whose r-map's results gin, hold a NaN or an Inf. */
+tg_status tg_anomaly_forward(const tg_call *c, int pos);
+tg_status tg_anomaly_backward(const tg_call *c, int pos, void *const *gin);
+
 #endif

@@ -17,7 +17,12 @@ struct tg_tape {
     tg_node *nodes;
     int n, cap;
     unsigned gen; /* bumped by each backward/jvp: marks adjoints/tangents stale */
+    int anomaly;  /* check every output and adjoint for NaN/Inf */
 };
+
+void tg_tape_detect_anomaly(tg_tape *t, int on) {
+    if (t) t->anomaly = on != 0;
+}
 
 tg_status tg_tape_new(tg_tape **out) {
     if (!out) return tg_fail(TG_ERR_ARG, "tape: out is NULL");
@@ -145,6 +150,7 @@ tg_status tg_apply(tg_tape *t, const tg_op *op, int n_in, const tg_tensor *const
     c.out = o;
     c.saved = saved;
     op->forward(&c);
+    if (t->anomaly && (s = tg_anomaly_forward(&c, t->n))) return s;
 
     tg_node *nd = &t->nodes[t->n++];
     memset(nd, 0, sizeof *nd);
@@ -155,8 +161,11 @@ tg_status tg_apply(tg_tape *t, const tg_op *op, int n_in, const tg_tensor *const
 
 tg_status tg_replay(tg_tape *t) {
     if (!t) return tg_fail(TG_ERR_ARG, "replay: tape is NULL");
-    for (int i = 0; i < t->n; i++)
+    for (int i = 0; i < t->n; i++) {
         t->nodes[i].call.op->forward(&t->nodes[i].call);
+        tg_status s = t->anomaly ? tg_anomaly_forward(&t->nodes[i].call, i) : TG_OK;
+        if (s) return s;
+    }
     return TG_OK;
 }
 
@@ -216,9 +225,10 @@ tg_status tg_backward_seed(tg_tape *t, const tg_tensor *out, const void *seed) {
             if ((s = input_adjoint(t, &nd->call, i, &gin[i]))) return s;
             any |= gin[i] != NULL;
         }
-        if (any && nd->call.op->vjp)
+        if (any && nd->call.op->vjp) {
             nd->call.op->vjp(&nd->call, nd->adj, gin);
-        else if (any)
+            if (t->anomaly && (s = tg_anomaly_backward(&nd->call, k, gin))) return s;
+        } else if (any)
             return tg_fail(TG_ERR_STATE, "backward: op %s has no r-map", nd->call.op->name);
     }
     return TG_OK;
