@@ -1,0 +1,25 @@
+#!/bin/sh
+# Fashion-MNIST accuracy of the demo recipe (issue 3): 784-256-128-10 ReLU,
+# Adam lr 1e-3, batch 128, 5 epochs, seeds 1 2 3 -> the median test
+# accuracy; then one longer run (EPOCHS_LONG, default 20 epochs, seed 1)
+# with the per-epoch test accuracy in its log.
+# Usage: sh benches/fashion_accuracy.sh [BUILD_DIR]   (a release build)
+set -eu
+cd "$(dirname "$0")/.."
+build=${1:-build-release}
+[ -d "$build" ] || meson setup "$build" --buildtype=release >/dev/null
+ninja -C "$build" >/dev/null
+data=/usr/share/datasets/fashion-mnist
+recipe="--hidden 256,128 --act relu --opt adam --lr 1e-3 --batch 128 --val 0 --threads 2"
+accs=""
+for seed in 1 2 3; do
+    line=$("$build/src/cli/tapegrad" fit "idx:$data/train" --test-data "idx:$data/t10k" $recipe \
+        --epochs 5 --seed "$seed" | tail -n 1)
+    echo "seed $seed: $line"
+    accs="$accs ${line##*accuracy=}"
+done
+echo "$accs" | tr ' ' '\n' | sed '/^$/d' | sort -n | sed -n 2p | sed 's/^/median test accuracy (5 epochs, 3 seeds): /'
+long=${EPOCHS_LONG:-20}
+"$build/src/cli/tapegrad" fit "idx:$data/train" --test-data "idx:$data/t10k" $recipe \
+    --epochs "$long" --seed 1 --log "$build/fashion-long.csv" | tail -n 1 | sed "s/^/$long epochs, seed 1: /"
+echo "per-epoch test accuracy of the long run: $build/fashion-long.csv (column test_accuracy)"
