@@ -8,7 +8,9 @@
 
 #include <stdlib.h>
 
-static const size_t sizes[][3] = {{1, 1, 1}, {1, 4, 3}, {3, 4, 2}, {5, 3, 4}};
+/* 1×1, a batch of 1, and each of m, k, n = 1 alone (matmul then takes its
+ * gemv/ger paths), and general shapes. */
+static const size_t sizes[][3] = {{1, 1, 1}, {1, 4, 3}, {4, 1, 3}, {3, 4, 1}, {3, 4, 2}, {5, 3, 4}};
 #define N_SIZES (sizeof sizes / sizeof sizes[0])
 
 /* Parameters among the inputs (the ones that carry a derivative). */

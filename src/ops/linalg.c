@@ -8,16 +8,53 @@
 
 #include <cblas.h>
 
-/* C = alpha·op(A)·op(B) + beta·C, row-major, for either dtype. */
+/* y = beta·y + op(M)·x: M rows × cols row-major with leading dimension ld. */
+static void gemv(tg_dtype dt, int trans, size_t rows, size_t cols, const void *m, size_t ld,
+                 const void *x, size_t incx, double beta, void *y, size_t incy) {
+    enum CBLAS_TRANSPOSE T = trans ? CblasTrans : CblasNoTrans;
+    if (dt == TG_F32)
+        cblas_sgemv(CblasRowMajor, T, (int)rows, (int)cols, 1.0f, m, (int)ld, x, (int)incx,
+                    (float)beta, y, (int)incy);
+    else
+        cblas_dgemv(CblasRowMajor, T, (int)rows, (int)cols, 1.0, m, (int)ld, x, (int)incx, beta,
+                    y, (int)incy);
+}
+
+/* C (m×n, ldc) = beta·C + a·bᵀ with strided vectors a (m) and b (n). */
+static void ger(tg_dtype dt, size_t m, size_t n, const void *a, size_t inca, const void *b,
+                size_t incb, double beta, void *c, size_t ldc) {
+    size_t es = tg_dtype_size(dt);
+    if (beta == 0.0) /* ger only accumulates: clear the rows first */
+        for (size_t i = 0; i < m; i++) memset((char *)c + i * ldc * es, 0, n * es);
+    if (dt == TG_F32)
+        cblas_sger(CblasRowMajor, (int)m, (int)n, 1.0f, a, (int)inca, b, (int)incb, c, (int)ldc);
+    else
+        cblas_dger(CblasRowMajor, (int)m, (int)n, 1.0, a, (int)inca, b, (int)incb, c, (int)ldc);
+}
+
+/* C = op(A)·op(B) + beta·C, row-major, for either dtype. When a dimension
+ * is 1 the product is a matrix-vector product or an outer product, and
+ * OpenBLAS's gemm does not switch by itself: gemv/ger are 2x faster there
+ * (batch 1). Strides of the vector operands follow from the transposes:
+ * a 1×k row is contiguous; a k×1 column steps by its leading dimension. */
 static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
                  size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc) {
-    enum CBLAS_TRANSPOSE A = ta ? CblasTrans : CblasNoTrans, B = tb ? CblasTrans : CblasNoTrans;
-    if (dt == TG_F32)
-        cblas_sgemm(CblasRowMajor, A, B, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb,
-                    (float)beta, c, (int)ldc);
-    else
-        cblas_dgemm(CblasRowMajor, A, B, (int)m, (int)n, (int)k, 1.0, a, (int)lda, b, (int)ldb,
-                    beta, c, (int)ldc);
+    if (m == 1) /* c (1×n) = op(B)ᵀ·a */
+        gemv(dt, !tb, tb ? n : k, tb ? k : n, b, ldb, a, ta ? lda : 1, beta, c, 1);
+    else if (n == 1) /* c (m×1) = op(A)·b */
+        gemv(dt, ta, ta ? k : m, ta ? m : k, a, lda, b, tb ? 1 : ldb, beta, c, ldc);
+    else if (k == 1) /* C = a·bᵀ */
+        ger(dt, m, n, a, ta ? 1 : lda, b, tb ? ldb : 1, beta, c, ldc);
+    else {
+        enum CBLAS_TRANSPOSE A = ta ? CblasTrans : CblasNoTrans;
+        enum CBLAS_TRANSPOSE B = tb ? CblasTrans : CblasNoTrans;
+        if (dt == TG_F32)
+            cblas_sgemm(CblasRowMajor, A, B, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b,
+                        (int)ldb, (float)beta, c, (int)ldc);
+        else
+            cblas_dgemm(CblasRowMajor, A, B, (int)m, (int)n, (int)k, 1.0, a, (int)lda, b,
+                        (int)ldb, beta, c, (int)ldc);
+    }
 }
 
 /* ---------------------------------------------------------------- matmul φ */
