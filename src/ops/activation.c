@@ -4,10 +4,11 @@
  * Softmax acts on each row (last axis); its Jacobian S(δ − S) is symmetric:
  *   dS(ξ) = rS(ξ) = S ⊙ (ξ − ⟨S, ξ⟩). */
 #include "ops.h"
+#include "fastmath.h"
 
 /* G'(x) is computed from x and from y = G(x), whichever is cheaper. */
 #define ACTIVATION(NAME, FWD, DERIV)                                                               \
-    static void NAME##_forward(tg_call *c) {                                                       \
+    TG_SIMD_CLONES static void NAME##_forward(tg_call *c) {                                        \
         size_t n = c->out->size;                                                                   \
         TG_DISPATCH(                                                                               \
             c->out->dtype, const real *xs = c->in[0]->data; real *ys = c->out->data;               \
@@ -29,7 +30,7 @@
             });                                                                                    \
     }                                                                                              \
     /* r-map: G'(x) ⊙ ζ, accumulated */                                                         \
-    static void NAME##_vjp(const tg_call *c, const void *gout, void *const *gin) {                 \
+    TG_SIMD_CLONES static void NAME##_vjp(const tg_call *c, const void *gout, void *const *gin) {  \
         size_t n = c->out->size;                                                                   \
         TG_DISPATCH(                                                                               \
             c->out->dtype, const real *xs = c->in[0]->data; const real *ys = c->out->data;         \
@@ -68,9 +69,9 @@ static void real_sample(size_t m, size_t k, size_t n, tg_sample *s) {
 }
 
 /* σ(x) = 1/(1+e^{−x}); σ' = σ(1−σ). */
-ACTIVATION(sigmoid, (real)1 / ((real)1 + exp(-x)), y *((real)1 - y))
+ACTIVATION(sigmoid, (real)1 / ((real)1 + TG_EXP(-x)), y *((real)1 - y))
 /* tanh' = 1 − tanh². */
-ACTIVATION(tanh, tanh(x), (real)1 - y * y)
+ACTIVATION(tanh, TG_TANH(x), (real)1 - y * y)
 /* relu' = [x > 0] (0 at the kink, as PyTorch). */
 ACTIVATION(relu, x > 0 ? x : (real)0, (real)(x > 0))
 /* leaky relu with slope β for x ≤ 0. */
@@ -114,7 +115,7 @@ static void softmax_forward(tg_call *c) {
             for (size_t j = 1; j < d; j++)
                 m = x[j] > m ? x[j] : m;
             for (size_t j = 0; j < d; j++)
-                s += (y[j] = exp(x[j] - m));
+                s += (y[j] = TG_EXP(x[j] - m));
             for (size_t j = 0; j < d; j++)
                 y[j] /= s;
         });

@@ -16,8 +16,8 @@ static void gemv(tg_dtype dt, int trans, size_t rows, size_t cols, const void *m
         cblas_sgemv(CblasRowMajor, T, (int)rows, (int)cols, 1.0f, m, (int)ld, x, (int)incx,
                     (float)beta, y, (int)incy);
     else
-        cblas_dgemv(CblasRowMajor, T, (int)rows, (int)cols, 1.0, m, (int)ld, x, (int)incx, beta,
-                    y, (int)incy);
+        cblas_dgemv(CblasRowMajor, T, (int)rows, (int)cols, 1.0, m, (int)ld, x, (int)incx, beta, y,
+                    (int)incy);
 }
 
 /* C (m×n, ldc) = beta·C + a·bᵀ with strided vectors a (m) and b (n). */
@@ -25,7 +25,8 @@ static void ger(tg_dtype dt, size_t m, size_t n, const void *a, size_t inca, con
                 size_t incb, double beta, void *c, size_t ldc) {
     size_t es = tg_dtype_size(dt);
     if (beta == 0.0) /* ger only accumulates: clear the rows first */
-        for (size_t i = 0; i < m; i++) memset((char *)c + i * ldc * es, 0, n * es);
+        for (size_t i = 0; i < m; i++)
+            memset((char *)c + i * ldc * es, 0, n * es);
     if (dt == TG_F32)
         cblas_sger(CblasRowMajor, (int)m, (int)n, 1.0f, a, (int)inca, b, (int)incb, c, (int)ldc);
     else
@@ -49,11 +50,11 @@ static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, cons
         enum CBLAS_TRANSPOSE A = ta ? CblasTrans : CblasNoTrans;
         enum CBLAS_TRANSPOSE B = tb ? CblasTrans : CblasNoTrans;
         if (dt == TG_F32)
-            cblas_sgemm(CblasRowMajor, A, B, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b,
-                        (int)ldb, (float)beta, c, (int)ldc);
+            cblas_sgemm(CblasRowMajor, A, B, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb,
+                        (float)beta, c, (int)ldc);
         else
-            cblas_dgemm(CblasRowMajor, A, B, (int)m, (int)n, (int)k, 1.0, a, (int)lda, b,
-                        (int)ldb, beta, c, (int)ldc);
+            cblas_dgemm(CblasRowMajor, A, B, (int)m, (int)n, (int)k, 1.0, a, (int)lda, b, (int)ldb,
+                        beta, c, (int)ldc);
     }
 }
 

@@ -112,49 +112,43 @@ tg_status tg_apply(tg_tape *t, const tg_op *op, int n_in, const tg_tensor *const
     tg_status s = check_inputs(t, op, n_in, in);
     if (s) return s;
 
-    tg_call c;
-    memset(&c, 0, sizeof c);
-    c.op = op;
-    c.n_in = n_in;
+    /* The call is built in its node's slot; it counts only once n moves. */
+    if ((s = grow_nodes(t))) return s;
+    tg_node *nd = &t->nodes[t->n];
+    memset(nd, 0, sizeof *nd);
+    tg_call *c = &nd->call;
+    c->op = op;
+    c->n_in = n_in;
     for (int i = 0; i < n_in; i++)
-        c.in[i] = in[i];
-    if (attr) c.attr = *attr;
-    tg_tensor shape;
-    memset(&shape, 0, sizeof shape);
-    shape.dtype = in[0]->dtype;
-    for (int i = 0; i < TG_MAX_RANK; i++)
-        shape.shape[i] = 1;
-    c.out = &shape;
-    char msg[400] = "";
-    s = op->check(&c, msg, sizeof msg);
+        c->in[i] = in[i];
+    if (attr) c->attr = *attr;
+    tg_tensor shape = {.dtype = in[0]->dtype, .shape = {1, 1, 1, 1}};
+    c->out = &shape;
+    char msg[400];
+    msg[0] = '\0';
+    s = op->check(c, msg, sizeof msg);
     if (s) return tg_fail(s, "%s: %s", op->name, msg);
     shape.size = 1;
-    for (int i = 0; i < TG_MAX_RANK; i++)
-        shape.size *= i < shape.rank ? shape.shape[i] : 1;
+    for (int i = 0; i < shape.rank; i++)
+        shape.size *= shape.shape[i];
 
-    if ((s = grow_nodes(t))) return s;
-    tg_tensor *o = tg_arena_alloc(&t->arena, sizeof *o);
-    void *data = o ? tg_arena_alloc(&t->arena, bytes_of(&shape)) : NULL;
-    void *saved = data && c.saved_bytes ? tg_arena_alloc(&t->arena, c.saved_bytes) : NULL;
-    if (!data || (c.saved_bytes && !saved))
-        return tg_fail(TG_ERR_NOMEM, "%s: out of memory for the result", op->name);
+    /* One arena block: the tensor header, its data, the saved scratch. */
+    size_t head = (sizeof shape + 63) & ~(size_t)63, bytes = (bytes_of(&shape) + 63) & ~(size_t)63;
+    unsigned char *mem = tg_arena_alloc(&t->arena, head + bytes + c->saved_bytes);
+    if (!mem) return tg_fail(TG_ERR_NOMEM, "%s: out of memory for the result", op->name);
+    tg_tensor *o = (tg_tensor *)mem;
     *o = shape;
     o->kind = TG_NODE;
-    o->data = data;
-    o->grad = NULL;
+    o->data = mem + head;
     o->tape = t;
     o->node = t->n;
-    o->requires_grad = 0;
     for (int i = 0; i < n_in; i++)
         if (!(op->nondiff >> i & 1u)) o->requires_grad |= in[i]->requires_grad;
-    c.out = o;
-    c.saved = saved;
-    op->forward(&c);
-    if (t->anomaly && (s = tg_anomaly_forward(&c, t->n))) return s;
-
-    tg_node *nd = &t->nodes[t->n++];
-    memset(nd, 0, sizeof *nd);
-    nd->call = c;
+    c->out = o;
+    c->saved = c->saved_bytes ? mem + head + bytes : NULL;
+    op->forward(c);
+    if (t->anomaly && (s = tg_anomaly_forward(c, t->n))) return s;
+    t->n++;
     *out = o;
     return TG_OK;
 }
