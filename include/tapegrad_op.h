@@ -70,6 +70,10 @@ typedef struct tg_op {
     void (*vjp)(const tg_call *c, const void *gout, void *const *gin);
     /* Optional: valid random-input shapes and domains for sizes m, k, n. */
     void (*sample)(size_t m, size_t k, size_t n, tg_sample *s);
+    /* Bit i set: the r-map w.r.t. input i is the identity and input i has
+     * the output's size (bias-add's X, add). The tape may then give input i
+     * the output's adjoint buffer itself and leave gin[i] NULL. Optional. */
+    unsigned identity_r;
 } tg_op;
 
 /* Record op on the tape: checks NULLs, arity, dtypes, then op->check, then

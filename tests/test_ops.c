@@ -168,6 +168,35 @@ static void check_fanout_and_accumulation(void) {
     tg_tape_free(t);
 }
 
+/* Diamonds through ops whose r-map is the identity (add, bias_add), where
+ * the tape hands the output's adjoint buffer to one input: the other inputs
+ * and later fan-out must still get their own, correct adjoints. */
+static void check_identity_handover(void) {
+    tg_tape *t;
+    tg_tensor *x, *b, *u, *v, *w, *z, *p, *q, *s;
+    size_t shape[2] = {3, 2}, bs[1] = {2};
+    CHECK_OK(tg_tape_new(&t));
+    CHECK_OK(tg_param_new(&x, TG_F64, 2, shape));
+    CHECK_OK(tg_param_new(&b, TG_F64, 1, bs));
+    for (size_t i = 0; i < 6; i++)
+        tg_set(x, i, 0.4 * (double)i - 1.1);
+    tg_set(b, 0, 0.3), tg_set(b, 1, -0.2);
+    CHECK_OK(tg_tanh(t, x, &u));
+    CHECK_OK(tg_sigmoid(t, x, &v));
+    CHECK_OK(tg_add(t, u, v, &w));      /* u and v both handed candidates */
+    CHECK_OK(tg_mul(t, w, u, &z));      /* u fans out past the add */
+    CHECK_OK(tg_bias_add(t, z, b, &p)); /* p hands its buffer to z */
+    CHECK_OK(tg_sub(t, p, v, &q));      /* and v once more, with a minus */
+    CHECK_OK(tg_add(t, q, q, &q));      /* the same input twice: no hand-over */
+    CHECK_OK(tg_sum(t, q, &s));
+    tg_tensor *ps[2] = {x, b};
+    tg_check_report r;
+    CHECK_OK(tg_gradcheck(t, s, 2, ps, NULL, &r));
+    CHECK_OK(tg_adjoint_check(t, s, 2, ps, NULL, &r));
+    tg_tensor_free(x), tg_tensor_free(b);
+    tg_tape_free(t);
+}
+
 /* Ops that lead to no parameter are not visited: a constant branch gets no
  * adjoint and the parameter's gradient is unaffected by it. */
 static void check_constant_branch(void) {
@@ -207,6 +236,7 @@ int main(void) {
     }
     CHECK(tg_op_find("no_such_op") == NULL, "lookup of an unknown op");
     check_fanout_and_accumulation();
+    check_identity_handover();
     check_constant_branch();
     return check_summary();
 }

@@ -78,7 +78,13 @@ ACTIVATION(relu, x > 0 ? x : (real)0, (real)(x > 0))
 ACTIVATION(leaky, x > 0 ? x : beta * x, x > 0 ? (real)1 : beta)
 
 #define UNARY_OP(VAR, NAME, FN, CHECK, SAMPLE)                                                     \
-    const tg_op VAR = {NAME, 1, 0, CHECK, FN##_forward, FN##_jvp, FN##_vjp, SAMPLE};
+    const tg_op VAR = {.name = NAME,                                                               \
+                       .arity = 1,                                                                 \
+                       .check = CHECK,                                                             \
+                       .forward = FN##_forward,                                                    \
+                       .jvp = FN##_jvp,                                                            \
+                       .vjp = FN##_vjp,                                                            \
+                       .sample = SAMPLE};
 
 UNARY_OP(tg_op_sigmoid, "sigmoid", sigmoid, unary_check, real_sample)
 UNARY_OP(tg_op_tanh, "tanh", tanh, unary_check, real_sample)
@@ -153,8 +159,13 @@ static tg_status softmax_check(tg_call *c, char *msg, size_t len) {
     return unary_check(c, msg, len);
 }
 
-const tg_op tg_op_softmax = {"softmax",       1,           0,           softmax_check,
-                             softmax_forward, softmax_jvp, softmax_vjp, real_sample};
+const tg_op tg_op_softmax = {.name = "softmax",
+                             .arity = 1,
+                             .check = softmax_check,
+                             .forward = softmax_forward,
+                             .jvp = softmax_jvp,
+                             .vjp = softmax_vjp,
+                             .sample = real_sample};
 
 tg_status tg_softmax(tg_tape *t, const tg_tensor *x, tg_tensor **out) {
     return tg_apply1(t, &tg_op_softmax, x, NULL, out);

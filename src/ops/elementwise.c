@@ -61,8 +61,23 @@ static void sub_vjp(const tg_call *c, const void *g, void *const *o) {
     addsub_vjp(c, g, o, -1);
 }
 
-const tg_op tg_op_add = {"add", 2, 0, same_check, add_forward, add_jvp, add_vjp, two_sample};
-const tg_op tg_op_sub = {"sub", 2, 0, same_check, sub_forward, sub_jvp, sub_vjp, two_sample};
+/* r = identity for both inputs of add, for the first of sub (identity_r). */
+const tg_op tg_op_add = {.name = "add",
+                         .arity = 2,
+                         .check = same_check,
+                         .forward = add_forward,
+                         .jvp = add_jvp,
+                         .vjp = add_vjp,
+                         .sample = two_sample,
+                         .identity_r = 3u};
+const tg_op tg_op_sub = {.name = "sub",
+                         .arity = 2,
+                         .check = same_check,
+                         .forward = sub_forward,
+                         .jvp = sub_jvp,
+                         .vjp = sub_vjp,
+                         .sample = two_sample,
+                         .identity_r = 1u};
 
 tg_status tg_add(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out) {
     return tg_apply2(t, &tg_op_add, a, b, NULL, out);
@@ -98,7 +113,13 @@ static void mul_vjp(const tg_call *c, const void *gout, void *const *gin) {
                 if (gb) for (size_t i = 0; i < n; i++) gb[i] += g[i] * a[i];);
 }
 
-const tg_op tg_op_mul = {"mul", 2, 0, same_check, mul_forward, mul_jvp, mul_vjp, two_sample};
+const tg_op tg_op_mul = {.name = "mul",
+                         .arity = 2,
+                         .check = same_check,
+                         .forward = mul_forward,
+                         .jvp = mul_jvp,
+                         .vjp = mul_vjp,
+                         .sample = two_sample};
 
 tg_status tg_mul(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out) {
     return tg_apply2(t, &tg_op_mul, a, b, NULL, out);
@@ -138,8 +159,13 @@ static void scale_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     s->attr.f[0] = -1.5;
 }
 
-const tg_op tg_op_scale = {"scale",       1,         0,         scale_check,
-                           scale_forward, scale_jvp, scale_vjp, scale_sample};
+const tg_op tg_op_scale = {.name = "scale",
+                           .arity = 1,
+                           .check = scale_check,
+                           .forward = scale_forward,
+                           .jvp = scale_jvp,
+                           .vjp = scale_vjp,
+                           .sample = scale_sample};
 
 tg_status tg_scale(tg_tape *t, const tg_tensor *a, double c, tg_tensor **out) {
     tg_attr at = {{c, 0}, {0, 0}};

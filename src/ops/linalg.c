@@ -112,8 +112,13 @@ static void matmul_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     tg_sample_2d(s, 1, k, n, TG_DOM_REAL);
 }
 
-const tg_op tg_op_matmul = {"matmul",       2,          0,          matmul_check,
-                            matmul_forward, matmul_jvp, matmul_vjp, matmul_sample};
+const tg_op tg_op_matmul = {.name = "matmul",
+                            .arity = 2,
+                            .check = matmul_check,
+                            .forward = matmul_forward,
+                            .jvp = matmul_jvp,
+                            .vjp = matmul_vjp,
+                            .sample = matmul_sample};
 
 tg_status tg_matmul(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out) {
     return tg_apply2(t, &tg_op_matmul, a, b, NULL, out);
@@ -179,8 +184,15 @@ static void bias_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     s->domain[1] = TG_DOM_REAL;
 }
 
-const tg_op tg_op_bias_add = {"bias_add",   2,        0,        bias_check,
-                              bias_forward, bias_jvp, bias_vjp, bias_sample};
+/* rψ w.r.t. X is the identity (identity_r bit 0): X's adjoint is handed over. */
+const tg_op tg_op_bias_add = {.name = "bias_add",
+                              .arity = 2,
+                              .check = bias_check,
+                              .forward = bias_forward,
+                              .jvp = bias_jvp,
+                              .vjp = bias_vjp,
+                              .sample = bias_sample,
+                              .identity_r = 1u};
 
 tg_status tg_bias_add(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_tensor **out) {
     return tg_apply2(t, &tg_op_bias_add, x, b, NULL, out);

@@ -68,8 +68,13 @@ static void scalar_out(tg_dtype dt, void *p, double v) {
                 if (gb) gb[i] += k * pb;                                                           \
             });                                                                                    \
     }                                                                                              \
-    const tg_op tg_op_##NAME = {OPNAME,         2,          0,          CHECK,                     \
-                                NAME##_forward, NAME##_jvp, NAME##_vjp, SAMPLE};                   \
+    const tg_op tg_op_##NAME = {.name = OPNAME,                                                    \
+                                .arity = 2,                                                        \
+                                .check = CHECK,                                                    \
+                                .forward = NAME##_forward,                                         \
+                                .jvp = NAME##_jvp,                                                 \
+                                .vjp = NAME##_vjp,                                                 \
+                                .sample = SAMPLE};                                                 \
     tg_status tg_##NAME(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out) {     \
         return tg_apply2(t, &tg_op_##NAME, a, b, NULL, out);                                       \
     }
@@ -264,8 +269,14 @@ static void sce_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     s->domain[1] = TG_DOM_LABEL;
 }
 
-const tg_op tg_op_softmax_ce = {"softmax_ce", 2,       2u,      sce_check,
-                                sce_forward,  sce_jvp, sce_vjp, sce_sample};
+const tg_op tg_op_softmax_ce = {.name = "softmax_ce",
+                                .arity = 2,
+                                .nondiff = 2u,
+                                .check = sce_check,
+                                .forward = sce_forward,
+                                .jvp = sce_jvp,
+                                .vjp = sce_vjp,
+                                .sample = sce_sample};
 
 tg_status tg_softmax_ce(tg_tape *t, const tg_tensor *logits, const tg_tensor *labels,
                         tg_tensor **out) {
@@ -351,8 +362,13 @@ static void sceo_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     sample_2d_pair(m, k, s, TG_DOM_REAL, TG_DOM_SIMPLEX);
 }
 
-const tg_op tg_op_softmax_ce_onehot = {"softmax_ce_onehot", 2,        0,        sceo_check,
-                                       sceo_forward,        sceo_jvp, sceo_vjp, sceo_sample};
+const tg_op tg_op_softmax_ce_onehot = {.name = "softmax_ce_onehot",
+                                       .arity = 2,
+                                       .check = sceo_check,
+                                       .forward = sceo_forward,
+                                       .jvp = sceo_jvp,
+                                       .vjp = sceo_vjp,
+                                       .sample = sceo_sample};
 
 tg_status tg_softmax_ce_onehot(tg_tape *t, const tg_tensor *logits, const tg_tensor *targets,
                                tg_tensor **out) {

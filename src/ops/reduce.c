@@ -98,7 +98,13 @@ static void axis_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     static void FN##_vjp(const tg_call *c, const void *gout, void *const *gin) {                   \
         reduce_adjoint(c, ALL, MEAN, gout, gin[0]);                                                \
     }                                                                                              \
-    const tg_op VAR = {NAME, 1, 0, CHECK, FN##_forward, FN##_jvp, FN##_vjp, SAMPLE};
+    const tg_op VAR = {.name = NAME,                                                               \
+                       .arity = 1,                                                                 \
+                       .check = CHECK,                                                             \
+                       .forward = FN##_forward,                                                    \
+                       .jvp = FN##_jvp,                                                            \
+                       .vjp = FN##_vjp,                                                            \
+                       .sample = SAMPLE};
 
 REDUCTION(tg_op_sum, "sum", sum, 1, 0, all_check, all_sample)
 REDUCTION(tg_op_mean, "mean", mean, 1, 1, all_check, all_sample)

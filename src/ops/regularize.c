@@ -91,8 +91,20 @@ static void l1_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     reg_sample(m, k, s, TG_DOM_AWAY0);
 }
 
-const tg_op tg_op_l2 = {"l2", 1, 0, reg_check, l2_forward, l2_jvp, l2_vjp, l2_sample};
-const tg_op tg_op_l1 = {"l1", 1, 0, reg_check, l1_forward, l1_jvp, l1_vjp, l1_sample};
+const tg_op tg_op_l2 = {.name = "l2",
+                        .arity = 1,
+                        .check = reg_check,
+                        .forward = l2_forward,
+                        .jvp = l2_jvp,
+                        .vjp = l2_vjp,
+                        .sample = l2_sample};
+const tg_op tg_op_l1 = {.name = "l1",
+                        .arity = 1,
+                        .check = reg_check,
+                        .forward = l1_forward,
+                        .jvp = l1_jvp,
+                        .vjp = l1_vjp,
+                        .sample = l1_sample};
 
 tg_status tg_l2(tg_tape *t, const tg_tensor *w, double lambda, double n, tg_tensor **out) {
     tg_attr at = {{lambda, n}, {0, 0}};

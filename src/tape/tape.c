@@ -7,7 +7,8 @@
 
 typedef struct tg_node {
     tg_call call;
-    void *adj; /* adjoint ζ of the output (arena), valid if adj_gen == gen */
+    void *adj; /* adjoint ζ of the output, valid if adj_gen == gen: own, or a consumer's */
+    void *own; /* this node's adjoint buffer in the arena, made on first need */
     void *tan; /* tangent dF(ξ) of the output (arena), valid if tan_gen == gen */
     unsigned adj_gen, tan_gen;
 } tg_node;
@@ -167,14 +168,34 @@ tg_status tg_replay(tg_tape *t) {
 
 /* The node's adjoint buffer, zeroed on first use in this backward pass. */
 static void *adjoint_of(tg_tape *t, tg_node *nd) {
+    if (nd->adj_gen == t->gen) return nd->adj;
     size_t b = bytes_of(nd->call.out);
-    if (!nd->adj) nd->adj = tg_arena_alloc(&t->arena, b);
-    if (!nd->adj) return NULL;
-    if (nd->adj_gen != t->gen) {
-        memset(nd->adj, 0, b);
-        nd->adj_gen = t->gen;
-    }
+    if (!nd->own) nd->own = tg_arena_alloc(&t->arena, b);
+    if (!nd->own) return NULL;
+    memset(nd->own, 0, b);
+    nd->adj = nd->own;
+    nd->adj_gen = t->gen;
     return nd->adj;
+}
+
+/* Where an op's r-map w.r.t. input i is the identity (bias-add's rψ(ζ) = ζ,
+ * add), input i's adjoint IS the output's adjoint when nothing else has
+ * contributed to it yet: hand over the buffer instead of zeroing one and
+ * adding ζ into it. The consumer is done with its adjoint after its r-map,
+ * so later contributions to the input may accumulate into the shared
+ * buffer. Once per call (two inputs must not share one buffer), and not
+ * when input i also appears as another input of the call. */
+static int hand_over(tg_tape *t, tg_node *nd, int i) {
+    const tg_call *c = &nd->call;
+    const tg_tensor *x = c->in[i];
+    if (!(c->op->identity_r >> i & 1u) || x->kind != TG_NODE || !x->requires_grad) return 0;
+    tg_node *src = &t->nodes[x->node];
+    if (src->adj_gen == t->gen || x->size != c->out->size) return 0;
+    for (int j = 0; j < c->n_in; j++)
+        if (j != i && c->in[j] == x) return 0;
+    src->adj = nd->adj;
+    src->adj_gen = t->gen;
+    return 1;
 }
 
 static tg_status check_output(const tg_tape *t, const tg_tensor *out, const char *who) {
@@ -214,8 +235,12 @@ tg_status tg_backward_seed(tg_tape *t, const tg_tensor *out, const void *seed) {
         tg_node *nd = &t->nodes[k];
         if (!nd->call.out->requires_grad || nd->adj_gen != t->gen) continue;
         void *gin[TG_MAX_ARITY] = {NULL, NULL, NULL};
-        int any = 0;
+        int any = 0, handed = 0; /* one buffer can be handed to one input only */
         for (int i = 0; i < nd->call.n_in; i++) {
+            if (!handed && hand_over(t, nd, i)) {
+                handed = 1;
+                continue;
+            }
             if ((s = input_adjoint(t, &nd->call, i, &gin[i]))) return s;
             any |= gin[i] != NULL;
         }
