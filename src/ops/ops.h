@@ -21,16 +21,6 @@
         }                                                                                          \
     } while (0)
 
-/* Hot elementwise loops get an AVX2 clone chosen at load time (ifunc), so
- * one binary runs everywhere and uses 8-wide vectors where the CPU has
- * them. GCC and clang on x86-64 with glibc; elsewhere a no-op. */
-#if defined(__x86_64__) && defined(__gnu_linux__) && defined(__GNUC__) &&                          \
-    !defined(__SANITIZE_ADDRESS__) && !defined(TG_NO_CLONES)
-#define TG_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define TG_SIMD_CLONES
-#endif
-
 /* Shape text for messages: SHP(x) uses a buffer local to the caller. */
 #define SHP(buf, x) tg_shape_str((x), (buf), sizeof(buf))
 
