@@ -234,7 +234,7 @@ tg_status tg_gradcheck(tg_tape *t, const tg_tensor *out, int nparams, tg_tensor 
 
 /* The adjoint identity ⟨rF(ζ), ξ⟩ = ⟨ζ, dF(ξ)⟩ for random ξ (over the
  * params) and ζ (over out), F the graph from params to out: the seeds'
- * definition of r. Relative error against Σ|terms|; float64 graphs. */
+ * definition of r. Relative error against max(Σ|terms|, ‖ζ‖·‖ξ‖); float64. */
 tg_status tg_adjoint_check(tg_tape *t, const tg_tensor *out, int nparams, tg_tensor *const *params,
                            const tg_check_opts *opts, tg_check_report *report);
 

@@ -178,15 +178,22 @@ static void fill_normal(tg_rng *g, double *v, size_t n) {
         v[i] = tg_rng_normal(g);
 }
 
-/* Both sides of ⟨rF(ζ), ξ⟩ = ⟨ζ, dF(ξ)⟩, and the sum of |terms| as a scale
- * for the relative error (so cancellation cannot hide an error). */
+/* Both sides of ⟨rF(ζ), ξ⟩ = ⟨ζ, dF(ξ)⟩, and the scale of the relative
+ * error: the sum of |terms| (so cancellation cannot hide an error), but at
+ * least ‖ζ‖·‖ξ‖. The floor matters where dF is zero in exact arithmetic
+ * (sum of a softmax is constant): both sides are then rounding noise and
+ * Σ|terms| is noise too; against ‖ζ‖·‖ξ‖ the noise is ~1e-16, while a
+ * wrong map with an O(1) Jacobian still errs by O(1). */
 static tg_status adjoint_sides(tg_tape *t, const tg_tensor *out, int np, tg_tensor *const *params,
                                double **xi, const double *zeta, double side[2], double *scale) {
     tg_status s = tg_jvp(t, np, (const tg_tensor *const *)params, (const void *const *)xi);
     if (s) return s;
     const double *dF = tg_tangent(t, out); /* NULL: out does not depend on params */
     side[0] = side[1] = *scale = 0;
-    for (size_t k = 0; dF && k < out->size; k++) {
+    double zz = 0, xx = 0;
+    for (size_t k = 0; k < out->size; k++) {
+        zz += zeta[k] * zeta[k];
+        if (!dF) continue;
         side[1] += zeta[k] * dF[k];
         *scale += fabs(zeta[k] * dF[k]);
     }
@@ -198,8 +205,10 @@ static tg_status adjoint_sides(tg_tape *t, const tg_tensor *out, int np, tg_tens
         for (size_t e = 0; e < params[i]->size; e++) {
             side[0] += g[e] * xi[i][e];
             *scale += fabs(g[e] * xi[i][e]);
+            xx += xi[i][e] * xi[i][e];
         }
     }
+    *scale = fmax(*scale, sqrt(zz * xx));
     return TG_OK;
 }
 
