@@ -73,9 +73,33 @@ static void test_replay(void) {
     tg_tape_free(t);
 }
 
+/* float32 activations use their own exp/tanh: NaN must come out as NaN
+ * (fuzz_model found the NaN reaching an integer conversion: UB), so that
+ * anomaly mode names the op; ±Inf and huge inputs saturate. */
+static void test_f32_activations(void) {
+    float v[4] = {NAN, INFINITY, -INFINITY, 1e30f};
+    tg_tensor *x, *y;
+    tg_tape *t;
+    CHECK_OK(tg_tape_new(&t));
+    CHECK_OK(tg_tensor_new(&x, TG_F32, 1, (size_t[]){4}));
+    memcpy(x->data, v, sizeof v);
+    CHECK_OK(tg_tanh(t, x, &y));
+    CHECK(isnan(tg_get(y, 0)) && tg_get(y, 1) == 1 && tg_get(y, 2) == -1 && tg_get(y, 3) == 1,
+          "tanh: %g %g %g %g", tg_get(y, 0), tg_get(y, 1), tg_get(y, 2), tg_get(y, 3));
+    CHECK_OK(tg_sigmoid(t, x, &y));
+    CHECK(isnan(tg_get(y, 0)) && tg_get(y, 1) == 1 && tg_get(y, 2) < 1e-30 && tg_get(y, 3) == 1,
+          "sigmoid: %g %g %g %g", tg_get(y, 0), tg_get(y, 1), tg_get(y, 2), tg_get(y, 3));
+    tg_tape_detect_anomaly(t, 1);
+    CHECK(tg_tanh(t, x, &y) == TG_ERR_NUMERIC && strstr(tg_last_error(), "(tanh) produced NaN"),
+          "%s", tg_last_error());
+    tg_tensor_free(x);
+    tg_tape_free(t);
+}
+
 int main(void) {
     test_forward();
     test_backward();
     test_replay();
+    test_f32_activations();
     return check_summary();
 }

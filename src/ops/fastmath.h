@@ -5,7 +5,8 @@
  * exp: x = n·ln2 + r with |r| <= ln2/2 (ln2 split in two for an exact
  * n·ln2, Cody–Waite), e^r by a degree-7 polynomial (Cephes expf's
  * coefficients), 2^n put into the exponent bits. Max error about 1 ulp on
- * [−87, 88]; inputs are clamped there (callers only need exp to saturate).
+ * [−87, 88]; inputs are clamped there (callers only need exp to saturate);
+ * NaN in, NaN out, so anomaly mode still sees it.
  * tanh: an odd polynomial below 0.625 (Cephes tanhf), 1 − 2/(e^{2|x|} + 1)
  * above, where no cancellation occurs; both computed, one selected, so the
  * loop has no branch. */
@@ -16,10 +17,12 @@
 #include <string.h>
 
 static inline float tg_expf(float x) {
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    /* Clamp with comparisons that send NaN to −87 (the integer conversion
+     * below must never see NaN), then give NaN back at the end. */
+    float xc = x > 88.0f ? 88.0f : x >= -87.0f ? x : -87.0f;
     const float magic = 12582912.0f; /* 1.5·2^23: adding it rounds to an integer */
-    float n = (x * 1.44269504088896341f + magic) - magic;
-    float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+    float n = (xc * 1.44269504088896341f + magic) - magic;
+    float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
@@ -30,7 +33,7 @@ static inline float tg_expf(float x) {
     int32_t bits = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return x == x ? p * scale : x;
 }
 
 static inline float tg_tanhf(float x) {
