@@ -38,8 +38,8 @@ static void ger(tg_dtype dt, size_t m, size_t n, const void *a, size_t inca, con
  * OpenBLAS's gemm does not switch by itself: gemv/ger are 2x faster there
  * (batch 1). Strides of the vector operands follow from the transposes:
  * a 1×k row is contiguous; a k×1 column steps by its leading dimension. */
-static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
-                 size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc) {
+static void gemm_any(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
+                     size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc) {
     if (m == 1) /* c (1×n) = op(B)ᵀ·a */
         gemv(dt, !tb, tb ? n : k, tb ? k : n, b, ldb, a, ta ? lda : 1, beta, c, 1);
     else if (n == 1) /* c (m×1) = op(A)·b */
@@ -56,6 +56,19 @@ static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, cons
             cblas_dgemm(CblasRowMajor, A, B, (int)m, (int)n, (int)k, 1.0, a, (int)lda, b, (int)ldb,
                         beta, c, (int)ldc);
     }
+}
+
+/* Small products (a dimension of 1, or under ~2 MFLOP) run on one OpenBLAS
+ * thread: waking and joining the pool costs more than they do, and the
+ * pool's second thread then spins beside the tape's own work. The thread
+ * count the user set is restored after the call. */
+static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
+                 size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc) {
+    int th = openblas_get_num_threads();
+    int one = th > 1 && (m == 1 || n == 1 || k == 1 || (double)m * (double)n * (double)k < 1e6);
+    if (one) openblas_set_num_threads(1);
+    gemm_any(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    if (one) openblas_set_num_threads(th);
 }
 
 /* ---------------------------------------------------------------- matmul φ */
