@@ -36,6 +36,7 @@ int main(int argc, char **argv) {
     size_t len = 16;
     tg_dtype dt = TG_F32;
     double seconds = 1.0;
+    int anomaly = 0; /* --anomaly: the same chain with anomaly mode on */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--ops") == 0) {
@@ -44,17 +45,20 @@ int main(int argc, char **argv) {
             len = (size_t)bench_parse_pos("bench_overhead", a, v), i++;
         } else if (strcmp(a, "--seconds") == 0) {
             seconds = bench_parse_seconds("bench_overhead", a, v), i++;
+        } else if (strcmp(a, "--anomaly") == 0) {
+            anomaly = 1;
         } else if (strcmp(a, "--dtype") == 0 && v && bench_parse_dtype(v, &dt)) {
             i++;
         } else {
             fprintf(stderr, "usage: bench_overhead [--ops N] [--len N] [--dtype f32|f64] "
-                            "[--seconds S]\n");
+                            "[--seconds S] [--anomaly]\n");
             return strcmp(a, "--help") == 0 ? 0 : 1;
         }
     }
     bench_check_build("bench_overhead");
     chain c = {NULL, NULL, ops};
     BENCH_OK(tg_tape_new(&c.tape));
+    tg_tape_detect_anomaly(c.tape, anomaly);
     BENCH_OK(tg_param_new(&c.p, dt, 1, &len));
     tg_rng rng;
     tg_rng_seed(&rng, 7);
@@ -79,8 +83,8 @@ int main(int argc, char **argv) {
         samples[i] = bench_now() - s;
     }
     double step_us = 1e6 * bench_median(samples, n);
-    printf("overhead us_per_op=%.4f step_us=%.2f ops=%d len=%zu dtype=%s\n", step_us / ops, step_us,
-           ops, len, bench_dtype_name(dt));
+    printf("overhead us_per_op=%.4f step_us=%.2f ops=%d len=%zu dtype=%s anomaly=%s\n",
+           step_us / ops, step_us, ops, len, bench_dtype_name(dt), anomaly ? "on" : "off");
     free(samples);
     tg_tensor_free(c.p);
     tg_tape_free(c.tape);

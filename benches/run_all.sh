@@ -20,6 +20,7 @@ ninja -C "$BUILD" >/dev/null
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 "./$BUILD/benches/bench_step"
 "./$BUILD/benches/bench_overhead"
+"./$BUILD/benches/bench_overhead" --anomaly
 "./$BUILD/benches/bench_alloc"
 "./$BUILD/benches/bench_alloc" --threads 1
 
