@@ -40,6 +40,16 @@ static int check_passed, check_failed;
               check_b_, (double)(tol));                                                            \
     } while (0)
 
+/* Call must fail with status `want` and a message containing `text`. */
+#define EXPECT_ERR(call, want, text)                                                               \
+    do {                                                                                           \
+        tg_status s_ = (call);                                                                     \
+        CHECK(s_ == (want), "%s returned %s, want %s (%s)", #call, tg_status_name(s_),             \
+              tg_status_name(want), tg_last_error());                                              \
+        CHECK(strstr(tg_last_error(), (text)) != NULL, "message '%s' lacks '%s'", tg_last_error(), \
+              (text));                                                                             \
+    } while (0)
+
 static inline int check_summary(void) {
     printf("%d passed, %d failed\n", check_passed, check_failed);
     return check_failed ? 1 : 0;

@@ -12,15 +12,6 @@
 #include <unistd.h>
 #include <zlib.h>
 
-/* Call must fail with status `want` and a message containing `text`. */
-#define EXPECT_ERR(call, want, text)                                                               \
-    do {                                                                                           \
-        tg_status s_ = (call);                                                                     \
-        CHECK(s_ == (want), "%s returned %s, want %s (%s)", #call, tg_status_name(s_),             \
-              tg_status_name(want), tg_last_error());                                              \
-        CHECK(strstr(tg_last_error(), (text)) != NULL, "message '%s' lacks '%s'", tg_last_error(), \
-              (text));                                                                             \
-    } while (0)
 
 /* ---------------------------------------------------------------- temp files */
 

@@ -2,15 +2,6 @@
  * shapes), and a tape left as it was (nothing recorded). */
 #include "check.h"
 
-/* Call must fail with status `want` and a message containing `text`. */
-#define EXPECT_ERR(call, want, text)                                                               \
-    do {                                                                                           \
-        tg_status s_ = (call);                                                                     \
-        CHECK(s_ == (want), "%s returned %s, want %s (%s)", #call, tg_status_name(s_),             \
-              tg_status_name(want), tg_last_error());                                              \
-        CHECK(strstr(tg_last_error(), (text)) != NULL, "message '%s' lacks '%s'", tg_last_error(), \
-              (text));                                                                             \
-    } while (0)
 
 static tg_tensor *mk(tg_dtype dt, int param, size_t d0, size_t d1) {
     size_t shape[2] = {d0, d1};
