@@ -106,13 +106,26 @@ static void ger(tg_dtype dt, size_t rows, size_t cols, const void *x, const void
 }
 
 /* The step's 8 products. */
-static void floor_run(floor_bufs *f) {
+/* The forward's 3 products. */
+static void floor_forward(floor_bufs *f) {
     const tg_dtype dt = f->dtype;
     const size_t n = f->n, d0 = BENCH_D0, d1 = BENCH_D1, d2 = BENCH_D2, d3 = BENCH_D3;
-    if (f->gemv) {                                      /* batch 1: rows are vectors */
-        gemv(dt, 1, d0, d1, f->w1, f->x, 0.0, f->z1);   /* z1 = x·W1 = W1ᵀx */
-        gemv(dt, 1, d1, d2, f->w2, f->z1, 0.0, f->z2);  /* z2 = a1·W2 */
-        gemv(dt, 1, d2, d3, f->w3, f->z2, 0.0, f->z3);  /* z3 = a2·W3 */
+    if (f->gemv) {                                     /* batch 1: rows are vectors */
+        gemv(dt, 1, d0, d1, f->w1, f->x, 0.0, f->z1);  /* z1 = x·W1 = W1ᵀx */
+        gemv(dt, 1, d1, d2, f->w2, f->z1, 0.0, f->z2); /* z2 = a1·W2 */
+        gemv(dt, 1, d2, d3, f->w3, f->z2, 0.0, f->z3); /* z3 = a2·W3 */
+        return;
+    }
+    gemm(dt, 0, 0, n, d1, d0, f->x, d0, f->w1, d1, 0.0, f->z1, d1);  /* Z1 = X·W1 */
+    gemm(dt, 0, 0, n, d2, d1, f->z1, d1, f->w2, d2, 0.0, f->z2, d2); /* Z2 = A1·W2 */
+    gemm(dt, 0, 0, n, d3, d2, f->z2, d2, f->w3, d3, 0.0, f->z3, d3); /* Z3 = A2·W3 */
+}
+
+/* The backward's 5 products. */
+static void floor_backward(floor_bufs *f) {
+    const tg_dtype dt = f->dtype;
+    const size_t n = f->n, d0 = BENCH_D0, d1 = BENCH_D1, d2 = BENCH_D2, d3 = BENCH_D3;
+    if (f->gemv) {
         ger(dt, d2, d3, f->z2, f->g3, f->dw3);          /* dW3 += a2ᵀ·g3 */
         gemv(dt, 0, d2, d3, f->w3, f->g3, 1.0, f->da2); /* da2 += g3·W3ᵀ = W3·g3 */
         ger(dt, d1, d2, f->z1, f->g2, f->dw2);          /* dW2 += a1ᵀ·g2 */
@@ -120,14 +133,17 @@ static void floor_run(floor_bufs *f) {
         ger(dt, d0, d1, f->x, f->g1, f->dw1);           /* dW1 += xᵀ·g1 */
         return;
     }
-    gemm(dt, 0, 0, n, d1, d0, f->x, d0, f->w1, d1, 0.0, f->z1, d1);   /* Z1 = X·W1 */
-    gemm(dt, 0, 0, n, d2, d1, f->z1, d1, f->w2, d2, 0.0, f->z2, d2);  /* Z2 = A1·W2 */
-    gemm(dt, 0, 0, n, d3, d2, f->z2, d2, f->w3, d3, 0.0, f->z3, d3);  /* Z3 = A2·W3 */
     gemm(dt, 1, 0, d2, d3, n, f->z2, d2, f->g3, d3, 1.0, f->dw3, d3); /* dW3 += A2ᵀ·G3 */
     gemm(dt, 0, 1, n, d2, d3, f->g3, d3, f->w3, d3, 1.0, f->da2, d2); /* dA2 += G3·W3ᵀ */
     gemm(dt, 1, 0, d1, d2, n, f->z1, d1, f->g2, d2, 1.0, f->dw2, d2); /* dW2 += A1ᵀ·G2 */
     gemm(dt, 0, 1, n, d1, d2, f->g2, d2, f->w2, d2, 1.0, f->da1, d1); /* dA1 += G2·W2ᵀ */
     gemm(dt, 1, 0, d0, d1, n, f->x, d0, f->g1, d1, 1.0, f->dw1, d1);  /* dW1 += Xᵀ·G1 */
+}
+
+/* The step's 8 products. */
+static void floor_run(floor_bufs *f) {
+    floor_forward(f);
+    floor_backward(f);
 }
 
 #endif

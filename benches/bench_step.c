@@ -2,7 +2,7 @@
  * against its GEMM floor, measured in the same process on the same threads.
  *
  *   bench_step [--batch N] [--dtype f32|f64] [--threads N] [--seconds S]
- *              [--floor auto|gemm|gemv] [--step-only]
+ *              [--floor auto|gemm|gemv] [--step-only] [--phases]
  *
  * With no --batch/--dtype/--threads it runs every combination of batch
  * {1, 32, 128, 1024}, dtype {f32, f64}, threads {1, 2}; each given option
@@ -24,7 +24,15 @@
  * Timing: a warm-up of each (>= 0.1 s), then --seconds (default 0.5) of
  * steps and as long of floors, in 10 alternating rounds so that a burst of
  * load from elsewhere on the machine hits both; every repetition is timed
- * on its own and the medians are reported. At least 15 repetitions each. */
+ * on its own and the medians are reported. At least 15 repetitions each.
+ *
+ * --step-only times the step alone (for perf). --phases prints instead
+ *   phases batch=.. dtype=.. threads=.. forward_us backward_us update_us
+ *          reset_us floor_fwd_us floor_bwd_us step_us floor_us
+ * (medians of each part timed on its own; step_us and floor_us: medians of
+ * the whole step and floor in this interleaved loop, where every step
+ * follows a floor): the non-GEMM cost of the forward is
+ * forward_us − floor_fwd_us, and so on. */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_floor.h"
 #include "bench_mlp.h"
@@ -68,6 +76,54 @@ static void time_runs(void (*fn)(void *), void *ctx, double *samples, size_t fro
         fn(ctx);
         samples[i] = bench_now() - t0;
     }
+}
+
+/* --phases: the step cut in its parts, each timed on its own (medians),
+ * beside the floor's forward (3 products) and backward (5 products):
+ * forward = tg_mlp_forward + tg_mlp_cost, backward = tg_backward, update =
+ * tg_optimizer_step (SGD, zeroes the gradients), reset = tg_tape_reset. */
+static void run_phases(const config *c, double seconds, int gemv) {
+    openblas_set_num_threads(c->threads);
+    bench_mlp net;
+    floor_bufs fl;
+    bench_mlp_new(&net, c->dtype, c->batch, 42);
+    floor_new(&fl, c->dtype, c->batch, gemv, 43);
+    double per = warm_up(do_step, &net, 0.1);
+    warm_up(do_floor, &fl, 0.1);
+    size_t n = reps_for(per, seconds);
+    double *t = malloc(8 * n * sizeof *t);
+    if (!t) exit(2);
+    for (size_t i = 0; i < n; i++) {
+        tg_tensor *logits, *cost;
+        double t0 = bench_now();
+        BENCH_OK(tg_mlp_forward(net.tape, net.m, net.x, &logits));
+        BENCH_OK(tg_mlp_cost(net.tape, net.m, logits, net.y, &cost));
+        double t1 = bench_now();
+        BENCH_OK(tg_backward(net.tape, cost));
+        double t2 = bench_now();
+        BENCH_OK(tg_optimizer_step(net.opt));
+        double t3 = bench_now();
+        tg_tape_reset(net.tape);
+        double t4 = bench_now();
+        floor_forward(&fl);
+        double t5 = bench_now();
+        floor_backward(&fl);
+        double t6 = bench_now();
+        t[i] = t1 - t0, t[n + i] = t2 - t1, t[2 * n + i] = t3 - t2, t[3 * n + i] = t4 - t3;
+        t[4 * n + i] = t5 - t4, t[5 * n + i] = t6 - t5;
+        t[6 * n + i] = t4 - t0, t[7 * n + i] = t6 - t4;
+    }
+    double m[8];
+    for (int k = 0; k < 8; k++)
+        m[k] = 1e6 * bench_median(t + (size_t)k * n, n);
+    printf("phases batch=%zu dtype=%s threads=%d forward_us=%.1f backward_us=%.1f update_us=%.1f "
+           "reset_us=%.2f floor_fwd_us=%.1f floor_bwd_us=%.1f step_us=%.1f floor_us=%.1f\n",
+           c->batch, bench_dtype_name(c->dtype), c->threads, m[0], m[1], m[2], m[3], m[4], m[5],
+           m[6], m[7]);
+    fflush(stdout);
+    free(t);
+    floor_free(&fl);
+    bench_mlp_free(&net);
 }
 
 static int run_config(const config *c, double seconds, int floor_mode, int step_only) {
@@ -119,10 +175,12 @@ static int run_config(const config *c, double seconds, int floor_mode, int step_
 static void usage(FILE *to) {
     fprintf(to, "usage: bench_step [--batch N] [--dtype f32|f64] [--threads N] [--seconds S]\n"
                 "                  [--floor auto|gemm|gemv] [--step-only]\n"
+                "                  [--phases]\n"
                 "Without --batch/--dtype/--threads: batch {1,32,128,1024} x dtype {f32,f64}\n"
                 "x threads {1,2}. --seconds: timed seconds for the step, and again for the\n"
                 "floor, per configuration (default 0.5). --step-only: time the step alone\n"
-                "(no floor, no ratio), for profilers.\n");
+                "(no floor, no ratio), for profilers. --phases: forward, backward, update\n"
+                "and reset timed apart, beside the floor's forward and backward.\n");
 }
 
 int main(int argc, char **argv) {
@@ -131,7 +189,7 @@ int main(int argc, char **argv) {
     int threads[] = {1, 2};
     size_t nb = 4, nd = 2, nt = 2;
     double seconds = 0.5;
-    int floor_mode = FLOOR_AUTO, step_only = 0;
+    int floor_mode = FLOOR_AUTO, step_only = 0, phases = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -149,6 +207,8 @@ int main(int argc, char **argv) {
             nd = 1, i++;
         } else if (strcmp(a, "--seconds") == 0) {
             seconds = bench_parse_seconds("bench_step", a, v), i++;
+        } else if (strcmp(a, "--phases") == 0) {
+            phases = 1;
         } else if (strcmp(a, "--step-only") == 0) {
             step_only = 1;
         } else if (strcmp(a, "--floor") == 0) {
@@ -180,7 +240,12 @@ int main(int argc, char **argv) {
         for (size_t d = 0; d < nd; d++)
             for (size_t t = 0; t < nt; t++) {
                 config c = {batches[b], dtypes[d], threads[t]};
-                ok &= run_config(&c, seconds, floor_mode, step_only);
+                if (phases)
+                    run_phases(&c, seconds,
+                               floor_mode == FLOOR_GEMV ||
+                                   (floor_mode == FLOOR_AUTO && c.batch == 1));
+                else
+                    ok &= run_config(&c, seconds, floor_mode, step_only);
             }
     return ok ? 0 : 1;
 }
