@@ -236,7 +236,11 @@ static int oracle(const tg_op *op, const tg_tensor *const *in, const tg_attr *a,
         *rank = x->rank - 1;
         return 1;
     }
-    if (IS("bce")) return same_shape(x, y) && all_probabilities(x);
+    if (IS("bce")) {
+        for (size_t i = 0; i < x->size; i++)
+            if (isnan(tg_get(x, i))) return -1; /* not documented either way */
+        return same_shape(x, y) && all_probabilities(x);
+    }
     if (IS("bce_logits") || IS("sse") || IS("mse")) return same_shape(x, y);
     if (IS("softmax_ce"))
         return x->rank == 2 && y->size == x->shape[0] && all_labels(y, x->shape[1]);
@@ -280,8 +284,8 @@ static int f64_params(ctx *c, tg_tensor **p) {
 }
 
 /* A recorded result: float64 → adjoint check; float32 → the r-maps run. */
-static void check_result(ctx *c, const tg_tensor *out) {
-    if (out->dtype == TG_F64) {
+static void check_result(ctx *c, const tg_tensor *out, int checkable) {
+    if (out->dtype == TG_F64 && checkable) {
         tg_tensor *p[MAX_LEAVES];
         int np = f64_params(c, p);
         tg_check_opts o = tg_check_defaults();
@@ -308,12 +312,17 @@ static void check_result(ctx *c, const tg_tensor *out) {
             FUZZ_ASSERT(s == TG_OK && r.ok);
             counts.gradchecked++;
         }
-    } else {
-        size_t bytes = out->size * sizeof(float);
-        float *seed = malloc(bytes);
+    } else { /* the r-maps run (float32, or values outside the domains) */
+        size_t es = out->dtype == TG_F32 ? sizeof(float) : sizeof(double);
+        void *seed = malloc(out->size * es);
         FUZZ_ASSERT(seed);
-        for (size_t i = 0; i < out->size; i++)
-            seed[i] = (float)tg_rng_normal(&c->rng);
+        for (size_t i = 0; i < out->size; i++) {
+            double v = tg_rng_normal(&c->rng);
+            if (es == sizeof(float))
+                ((float *)seed)[i] = (float)v;
+            else
+                ((double *)seed)[i] = v;
+        }
         FUZZ_ASSERT(tg_backward_seed(c->t, out, seed) == TG_OK);
         free(seed);
         zero_grads(c);
@@ -322,8 +331,8 @@ static void check_result(ctx *c, const tg_tensor *out) {
 
 /* tg_apply with the properties above. expect: from the way the call was
  * built; the oracle decides when it is EXPECT_ANY. Returns the result. */
-static tg_tensor *apply(ctx *c, const tg_op *op, int n_in, const tg_tensor *const *in,
-                        const tg_attr *attr, int expect) {
+static tg_tensor *apply_checked(ctx *c, const tg_op *op, int n_in, const tg_tensor *const *in,
+                                const tg_attr *attr, int expect, int checkable) {
     int prank = 0, valid = -1;
     size_t pshape[TG_MAX_RANK] = {0};
     if (expect == EXPECT_ANY) {
@@ -368,8 +377,13 @@ static tg_tensor *apply(ctx *c, const tg_op *op, int n_in, const tg_tensor *cons
     for (int i = 0; i < n_in; i++)
         if (!(op->nondiff >> i & 1u)) rg |= in[i]->requires_grad;
     FUZZ_ASSERT(out->requires_grad == rg);
-    check_result(c, out);
+    check_result(c, out, checkable);
     return out;
+}
+
+static tg_tensor *apply(ctx *c, const tg_op *op, int n_in, const tg_tensor *const *in,
+                        const tg_attr *attr, int expect) {
+    return apply_checked(c, op, n_in, in, attr, expect, 1);
 }
 
 /* A result becomes a candidate input for later ops if its values are sane.
@@ -454,7 +468,7 @@ static void act_random(ctx *c) {
     tg_sample smp = sample_of(op);
     tg_dtype dt = pick_dtype(c);
     uint8_t flags = fb_u8(&c->b);
-    int mixed = 0, nondiff_param = 0;
+    int mixed = 0, nondiff_param = 0, tame = 1;
     tg_tensor *in[TG_MAX_ARITY] = {NULL, NULL, NULL};
     for (int i = 0; i < op->arity; i++) {
         size_t shape[TG_MAX_RANK];
@@ -468,10 +482,17 @@ static void act_random(ctx *c) {
         in[i] = new_leaf(c, di, rank, shape, param);
         size_t classes = last_dim(in[0]);
         fill(c, in[i], smp.domain[i], classes, (flags & 0xc0) == 0x40);
+        if ((flags & 0xc0) == 0x80 && fb_u8(&c->b) % 2) { /* a wild value: NaN, Inf, huge, tiny */
+            static const double wild[] = {NAN, INFINITY, -INFINITY, 1e30, -1e30, 89.0, -88.0, 1e-40};
+            tg_set(in[i], fb_u8(&c->b) % in[i]->size, wild[fb_u8(&c->b) % 8]);
+            tame = 0;
+        }
     }
     tg_attr a = pick_attr(c, &smp);
-    apply(c, op, op->arity, (const tg_tensor *const *)in, &a,
-          mixed || nondiff_param ? EXPECT_FAIL : EXPECT_ANY);
+    /* Wild values: no crash, no undefined behaviour, the r-maps run; the
+     * derivative checks need sane values, and the result is not chained. */
+    apply_checked(c, op, op->arity, (const tg_tensor *const *)in, &a,
+                  mixed || nondiff_param ? EXPECT_FAIL : EXPECT_ANY, tame);
 }
 
 /* A kept result as an input of another op, where its values lie in that
@@ -647,7 +668,7 @@ static void act_backward(ctx *c) {
     } else {
         sentinel();
         expect_failed(tg_backward(c->t, x), "backward");
-        check_result(c, x);
+        check_result(c, x, 1);
     }
     zero_grads(c);
     sentinel(); /* an output that is not on this tape */

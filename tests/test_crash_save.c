@@ -3,9 +3,13 @@
  * file on disk must load and be, bit for bit, either the model that was
  * there before or the one being written, never a mixture or a truncation.
  *
- * A child process saves two models in turn, A (small) and B (a few MB, so
- * that a save takes a while), over one path, forever; the parent sleeps a
- * random time up to 2.5 saves of B, kills it, and checks the file. A second round starts each
+ * A child process saves two models in turn, B (4 MB) and A (2 MB), over
+ * one path, forever; the parent sleeps a random time, kills it, and checks
+ * the file. B is on disk while A is being written and the other way round,
+ * so both models are large: a small A would leave B on disk for only a
+ * moment. The sleep is drawn from 0-20 ms, or from 0 to twice one B-then-A
+ * cycle as timed on this machine if that is longer (sanitizers, MALLOC_PERTURB_,
+ * a slow disk's fsync), capped at 500 ms. A second round starts each
  * time from no file at all: after the kill there is either still no file or
  * a complete model. A kill during a save leaves the temporary file
  * PATH.tmp.XXXXXX behind (nothing can remove it after SIGKILL); the test
@@ -115,22 +119,18 @@ int main(void) {
     char path[512], fresh[512];
     snprintf(path, sizeof path, "%s/model.tgm", dir);
     snprintf(fresh, sizeof fresh, "%s/fresh.tgm", dir);
-    /* A: 30 → 20 → 3, float64, with statistics (~6 KB). B: 1000 → 1000 → 2,
-     * float32 (~4 MB). */
-    tg_mlp *a = make_model(TG_F64, 30, 20, 3, 1, 1);
+    /* A: 500 → 500 → 3, float64, with statistics (~2 MB). B: 1000 → 1000 →
+     * 2, float32 (~4 MB). */
+    tg_mlp *a = make_model(TG_F64, 500, 500, 3, 1, 1);
     tg_mlp *b = make_model(TG_F32, 1000, 1000, 2, 2, 0);
-    CHECK_OK(tg_mlp_save(a, path));
-    /* Kill times are drawn from [0, 2.5 × one save of B]: a save's length
-     * depends on the disk (fsync), and a window shorter than one save would
-     * only ever see the old model. Capped at 400 ms to bound the test. */
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    CHECK_OK(tg_mlp_save(b, fresh));
+    CHECK_OK(tg_mlp_save(b, path));
+    CHECK_OK(tg_mlp_save(a, path)); /* A is the model on disk to start with */
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    unlink(fresh);
-    double save_us =
+    double cycle_us =
         (double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3;
-    double window = fmin(2.5 * save_us + 1000, 400000);
+    double window = fmin(fmax(2 * cycle_us, 20000), 500000);
     tg_rng g;
     tg_rng_seed(&g, 20240611);
     int saw_a = 0, saw_b = 0, temps = 0, bad = 0;
@@ -169,6 +169,8 @@ int main(void) {
         }
         temps += clean_temporaries("fresh.tgm");
     }
+    printf("a save cycle (B then A) takes %.1f ms; kills after 0-%.1f ms\n", cycle_us / 1e3,
+           window / 1e3);
     printf("%d kills while replacing: the old/new model %d times A, %d times B, %d bad; "
            "%d kills while creating: %d no file yet, %d complete; %d temporary files "
            "left by kills (removed); %lds\n",
