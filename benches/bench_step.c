@@ -2,7 +2,8 @@
  * against its GEMM floor, measured in the same process on the same threads.
  *
  *   bench_step [--batch N] [--dtype f32|f64] [--threads N] [--seconds S]
- *              [--floor auto|gemm|gemv] [--step-only] [--phases]
+ *              [--floor auto|gemm|gemv] [--pool tapegrad|openblas]
+ *              [--step-only] [--phases]
  *
  * With no --batch/--dtype/--threads it runs every combination of batch
  * {1, 32, 128, 1024}, dtype {f32, f64}, threads {1, 2}; each given option
@@ -22,7 +23,9 @@
  * calls there too.
  *
  * Timing: a warm-up of each (>= 0.1 s), then --seconds (default 0.5) of
- * steps and as long of floors, in 10 alternating rounds so that a burst of
+ * steps and as long of floors, in 10 alternating rounds (0.2 s of sleep
+ * between rounds, so that one pool's idle threads do not spin beside the
+ * other's; see quiet()) so that a burst of
  * load from elsewhere on the machine hits both; every repetition is timed
  * on its own and the medians are reported. At least 15 repetitions each.
  *
@@ -43,7 +46,33 @@ typedef struct config {
     size_t batch;
     tg_dtype dtype;
     int threads;
+    int openblas_pool; /* --pool openblas: the step on OpenBLAS's threads, as before */
 } config;
+
+/* Between blocks, 0.2 s of sleep: the pool that ran last (OpenBLAS's
+ * workers spin for ~0.1 s after their last job, tapegrad's for 2 ms) goes
+ * to sleep, so that it does not spin beside the other's threads. */
+static void quiet(void) {
+    struct timespec ts = {0, 200000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* The step runs on tapegrad's pool (OpenBLAS on one thread) unless
+ * --pool openblas; the floor always calls OpenBLAS on c->threads threads.
+ * Switched before each round, outside the timed runs. */
+static void threads_for_step(const config *c) {
+    quiet();
+    if (c->openblas_pool)
+        openblas_set_num_threads(c->threads);
+    else {
+        BENCH_OK(tg_set_threads(c->threads));
+        openblas_set_num_threads(1);
+    }
+}
+static void threads_for_floor(const config *c) {
+    quiet();
+    openblas_set_num_threads(c->threads);
+}
 
 static void do_step(void *p) {
     bench_mlp_step(p);
@@ -83,16 +112,18 @@ static void time_runs(void (*fn)(void *), void *ctx, double *samples, size_t fro
  * forward = tg_mlp_forward + tg_mlp_cost, backward = tg_backward, update =
  * tg_optimizer_step (SGD, zeroes the gradients), reset = tg_tape_reset. */
 static void run_phases(const config *c, double seconds, int gemv) {
-    openblas_set_num_threads(c->threads);
+    threads_for_step(c);
     bench_mlp net;
     floor_bufs fl;
     bench_mlp_new(&net, c->dtype, c->batch, 42);
     floor_new(&fl, c->dtype, c->batch, gemv, 43);
     double per = warm_up(do_step, &net, 0.1);
+    threads_for_floor(c);
     warm_up(do_floor, &fl, 0.1);
     size_t n = reps_for(per, seconds);
     double *t = malloc(8 * n * sizeof *t);
     if (!t) exit(2);
+    threads_for_step(c);
     for (size_t i = 0; i < n; i++) {
         tg_tensor *logits, *cost;
         double t0 = bench_now();
@@ -105,13 +136,17 @@ static void run_phases(const config *c, double seconds, int gemv) {
         double t3 = bench_now();
         tg_tape_reset(net.tape);
         double t4 = bench_now();
+        t[i] = t1 - t0, t[n + i] = t2 - t1, t[2 * n + i] = t3 - t2, t[3 * n + i] = t4 - t3;
+        t[6 * n + i] = t4 - t0;
+    }
+    threads_for_floor(c);
+    for (size_t i = 0; i < n; i++) {
+        double t4 = bench_now();
         floor_forward(&fl);
         double t5 = bench_now();
         floor_backward(&fl);
         double t6 = bench_now();
-        t[i] = t1 - t0, t[n + i] = t2 - t1, t[2 * n + i] = t3 - t2, t[3 * n + i] = t4 - t3;
-        t[4 * n + i] = t5 - t4, t[5 * n + i] = t6 - t5;
-        t[6 * n + i] = t4 - t0, t[7 * n + i] = t6 - t4;
+        t[4 * n + i] = t5 - t4, t[5 * n + i] = t6 - t5, t[7 * n + i] = t6 - t4;
     }
     double m[8];
     for (int k = 0; k < 8; k++)
@@ -127,7 +162,7 @@ static void run_phases(const config *c, double seconds, int gemv) {
 }
 
 static int run_config(const config *c, double seconds, int floor_mode, int step_only) {
-    openblas_set_num_threads(c->threads);
+    threads_for_step(c);
     bench_mlp net;
     floor_bufs fl;
     bench_mlp_new(&net, c->dtype, c->batch, 42);
@@ -147,6 +182,7 @@ static int run_config(const config *c, double seconds, int floor_mode, int step_
         bench_mlp_free(&net);
         return 1;
     }
+    threads_for_floor(c);
     double t_floor = warm_up(do_floor, &fl, 0.1);
     size_t ns = reps_for(t_step, seconds), nf = reps_for(t_floor, seconds);
     double *ss = malloc(ns * sizeof *ss), *sf = malloc(nf * sizeof *sf);
@@ -156,7 +192,9 @@ static int run_config(const config *c, double seconds, int floor_mode, int step_
     }
     const size_t rounds = 10;
     for (size_t r = 0; r < rounds; r++) {
+        threads_for_step(c);
         time_runs(do_step, &net, ss, ns * r / rounds, ns * (r + 1) / rounds);
+        threads_for_floor(c);
         time_runs(do_floor, &fl, sf, nf * r / rounds, nf * (r + 1) / rounds);
     }
     double us = 1e6 * bench_median(ss, ns), floor_us = 1e6 * bench_median(sf, nf);
@@ -174,13 +212,17 @@ static int run_config(const config *c, double seconds, int floor_mode, int step_
 
 static void usage(FILE *to) {
     fprintf(to, "usage: bench_step [--batch N] [--dtype f32|f64] [--threads N] [--seconds S]\n"
-                "                  [--floor auto|gemm|gemv] [--step-only]\n"
+                "                  [--floor auto|gemm|gemv] [--pool tapegrad|openblas]\n"
+                "                  [--step-only]\n"
                 "                  [--phases]\n"
                 "Without --batch/--dtype/--threads: batch {1,32,128,1024} x dtype {f32,f64}\n"
                 "x threads {1,2}. --seconds: timed seconds for the step, and again for the\n"
                 "floor, per configuration (default 0.5). --step-only: time the step alone\n"
                 "(no floor, no ratio), for profilers. --phases: forward, backward, update\n"
-                "and reset timed apart, beside the floor's forward and backward.\n");
+                "and reset timed apart, beside the floor's forward and backward.\n"
+                "--pool: whose threads run the step: tapegrad's (tg_set_threads, OpenBLAS\n"
+                "on one thread; the default) or OpenBLAS's (the library before its pool).\n"
+                "The floor always runs on OpenBLAS's threads.\n");
 }
 
 int main(int argc, char **argv) {
@@ -189,7 +231,7 @@ int main(int argc, char **argv) {
     int threads[] = {1, 2};
     size_t nb = 4, nd = 2, nt = 2;
     double seconds = 0.5;
-    int floor_mode = FLOOR_AUTO, step_only = 0, phases = 0;
+    int floor_mode = FLOOR_AUTO, step_only = 0, phases = 0, openblas_pool = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -209,6 +251,14 @@ int main(int argc, char **argv) {
             seconds = bench_parse_seconds("bench_step", a, v), i++;
         } else if (strcmp(a, "--phases") == 0) {
             phases = 1;
+        } else if (strcmp(a, "--pool") == 0) {
+            if (v && (strcmp(v, "openblas") == 0 || strcmp(v, "tapegrad") == 0))
+                openblas_pool = strcmp(v, "openblas") == 0;
+            else {
+                fprintf(stderr, "bench_step: --pool is tapegrad or openblas\n");
+                return 1;
+            }
+            i++;
         } else if (strcmp(a, "--step-only") == 0) {
             step_only = 1;
         } else if (strcmp(a, "--floor") == 0) {
@@ -239,7 +289,7 @@ int main(int argc, char **argv) {
     for (size_t b = 0; b < nb; b++)
         for (size_t d = 0; d < nd; d++)
             for (size_t t = 0; t < nt; t++) {
-                config c = {batches[b], dtypes[d], threads[t]};
+                config c = {batches[b], dtypes[d], threads[t], openblas_pool};
                 if (phases)
                     run_phases(&c, seconds,
                                floor_mode == FLOOR_GEMV ||

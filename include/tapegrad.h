@@ -142,6 +142,18 @@ const void *tg_tangent(const tg_tape *t, const tg_tensor *node);
  * training loops whose graph does not change. */
 tg_status tg_replay(tg_tape *t);
 
+/* Threads. tg_set_threads(n) gives tapegrad n threads (the caller and n−1
+ * workers it starts) for its matrix products and optimizer steps, and sets
+ * OpenBLAS to one thread, so that one thread pool runs, not two. n = 1
+ * stops the workers. Until it is first called, tapegrad runs on the
+ * calling thread and OpenBLAS keeps its own thread count. Results depend
+ * on n only (bitwise reproducible for a given n). A worker idle for 2 ms
+ * sleeps. Not to be called while another thread is inside tapegrad.
+ * TG_ERR_ARG unless 1 <= n <= 64; TG_ERR_NOMEM if a thread cannot start
+ * (the threads that did start stay in use). */
+tg_status tg_set_threads(int n);
+int tg_get_threads(void); /* threads in use, the caller included (1 before any set) */
+
 /* Heap allocations made by tapegrad since the process started. A training
  * loop can read it before and after a step to see that none happened. */
 uint64_t tg_alloc_count(void);

@@ -4,7 +4,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,8 +277,10 @@ static int train(const cli_opts *o, tg_mlp *m, fit_data *d, epoch_row *rows) {
     return s == TG_OK;
 }
 
-static void set_threads(int n) {
-    if (n > 0) openblas_set_num_threads(n);
+/* --threads N: tapegrad's pool of N threads (OpenBLAS then on one).
+ * Without it, OpenBLAS's own default, as a library user gets. */
+static int set_threads(int n) {
+    return n > 0 && tg_set_threads(n) ? fail(NULL) : 0;
 }
 
 static int fit_report(const cli_opts *o, const tg_mlp *m, const fit_data *d, epoch_row *rows) {
@@ -294,7 +295,7 @@ static int fit_report(const cli_opts *o, const tg_mlp *m, const fit_data *d, epo
 }
 
 int cmd_fit(const cli_opts *o) {
-    set_threads(o->threads);
+    if (set_threads(o->threads)) return EXIT_DATA;
     fit_data d;
     tg_mlp *m = NULL;
     epoch_row *rows = calloc((size_t)o->epochs, sizeof *rows);
@@ -354,7 +355,7 @@ static int labels_fit(const tg_mlp *m, const tg_dataset *ds, const char *path) {
 }
 
 int cmd_eval(const cli_opts *o) {
-    set_threads(o->threads);
+    if (set_threads(o->threads)) return EXIT_DATA;
     tg_mlp *m = NULL;
     tg_dataset ds;
     scores sc;

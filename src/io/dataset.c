@@ -197,23 +197,42 @@ static tg_status check_batch(const tg_dataset *ds, const size_t *idx, size_t sta
 }
 
 /* idx NULL means the examples start .. start+rows in order. */
+/* Rows [lo, hi) of a batch. */
+typedef struct fill_job {
+    const tg_dataset *ds;
+    const size_t *idx;
+    size_t start, rows;
+    tg_tensor *x, *y;
+} fill_job;
+
+static void fill_part(void *ctx, int part, int parts) {
+    const fill_job *j = ctx;
+    size_t d = j->ds->d, lo, hi;
+    /* cut as the matrix products cut their rows (align 16), so that the
+     * thread that fills rows of X is the one that multiplies them */
+    tg_part_range(j->rows, part, parts, 16, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) {
+        size_t k = j->idx ? j->idx[j->start + i] : j->start + i;
+        const double *src = j->ds->x + k * d;
+        if (j->x->dtype == TG_F64) {
+            memcpy((double *)j->x->data + i * d, src, d * sizeof(double));
+            ((double *)j->y->data)[i] = j->ds->y[k];
+        } else {
+            float *dst = (float *)j->x->data + i * d;
+            for (size_t c = 0; c < d; c++)
+                dst[c] = (float)src[c];
+            ((float *)j->y->data)[i] = (float)j->ds->y[k];
+        }
+    }
+}
+
+/* Gathering rows from a large data set is bound by memory latency: the
+ * pool's threads (tg_set_threads) gather their parts at once. */
 tg_status tg_batch_fill(const tg_dataset *ds, const size_t *idx, size_t start, size_t rows,
                         tg_tensor *x, tg_tensor *y) {
     tg_status st = check_batch(ds, idx, start, rows, x, y);
     if (st) return st;
-    size_t d = ds->d;
-    for (size_t i = 0; i < rows; i++) {
-        size_t k = idx ? idx[start + i] : start + i;
-        const double *src = ds->x + k * d;
-        if (x->dtype == TG_F64) {
-            memcpy((double *)x->data + i * d, src, d * sizeof(double));
-            ((double *)y->data)[i] = ds->y[k];
-        } else {
-            float *dst = (float *)x->data + i * d;
-            for (size_t j = 0; j < d; j++)
-                dst[j] = (float)src[j];
-            ((float *)y->data)[i] = (float)ds->y[k];
-        }
-    }
+    fill_job j = {ds, idx, start, rows, x, y};
+    tg_parallel(fill_part, &j, rows >= 32 ? tg_get_threads() : 1);
     return TG_OK;
 }

@@ -31,6 +31,18 @@ tg_status tg_fail(tg_status s, const char *fmt, ...)
 #define TG_SIMD_CLONES
 #endif
 
+/* The thread pool (threads.c). tg_parallel runs fn(ctx, p, parts) for p in
+ * [0, parts) with parts <= tg_get_threads(), part 0 on the caller, and
+ * returns when all are done. Each part must compute the same numbers
+ * whichever thread runs it. */
+#define TG_MAX_THREADS 64
+typedef void (*tg_task_fn)(void *ctx, int part, int parts);
+void tg_parallel(tg_task_fn fn, void *ctx, int parts);
+/* 1 once tg_set_threads was called (tapegrad threads, OpenBLAS on one). */
+int tg_threads_managed(void);
+/* [lo, hi) of part `part` of [0, n) in `parts` parts, cut at multiples of align. */
+void tg_part_range(size_t n, int part, int parts, size_t align, size_t *lo, size_t *hi);
+
 /* Element size of a dtype. */
 static inline size_t tg_dtype_size(tg_dtype d) {
     return d == TG_F32 ? sizeof(float) : sizeof(double);
