@@ -12,7 +12,9 @@
  * buffers with mmap once, at start-up); minflt_per_step (minor page faults,
  * getrusage) is printed as a hint of such memory traffic.
  *
- * The step is bench_mlp.h's (forward, softmax CE, backward, SGD, reset).
+ * The step is bench_mlp.h's (forward, softmax CE, backward, SGD, reset),
+ * on tapegrad's pool of --threads threads (tg_set_threads: OpenBLAS on one
+ * thread); the floor's BLAS calls on OpenBLAS's --threads threads.
  * After --warmup steps (default 5) it counts over --steps (default 200):
  *
  *   alloc per_step=<all heap allocations / steps> tg_per_step=<tapegrad's
@@ -23,7 +25,8 @@
  *
  * per_step counts everything the step causes, OpenBLAS included;
  * blas_per_step says how much of it OpenBLAS makes by itself for the same
- * calls (its threaded GEMM driver mallocs a job array per call).
+ * calls (its threaded GEMM driver mallocs a job array per call; the pool's
+ * parts call OpenBLAS on one thread, which does not).
  *
  * Default: batch 128, f32, 2 threads. --all: batch {1,32,128,1024} x
  * {f32,f64} x threads {1,2}, one line each. */
@@ -103,7 +106,7 @@ static long minor_faults(void) {
 /* ---------------------------------------------------------------- count */
 
 static void run(size_t batch, tg_dtype dt, int threads, int warmup, int steps) {
-    openblas_set_num_threads(threads);
+    BENCH_OK(tg_set_threads(threads)); /* the step on tapegrad's pool, OpenBLAS on one */
     bench_mlp net;
     bench_mlp_new(&net, dt, batch, 42);
     for (int i = 0; i < warmup; i++)
@@ -119,6 +122,7 @@ static void run(size_t batch, tg_dtype dt, int threads, int warmup, int steps) {
     /* the same 8 BLAS calls alone (bench_step's floor): what OpenBLAS
      * itself allocates per step, whoever calls it */
     floor_bufs fl;
+    openblas_set_num_threads(threads);
     floor_new(&fl, dt, batch, batch == 1, 43);
     for (int i = 0; i < warmup; i++)
         floor_run(&fl);
@@ -127,6 +131,7 @@ static void run(size_t batch, tg_dtype dt, int threads, int warmup, int steps) {
         floor_run(&fl);
     uint64_t b = allocs() - b0;
     floor_free(&fl);
+    openblas_set_num_threads(1);
 
     printf("alloc per_step=%g tg_per_step=%g blas_per_step=%g batch=%zu dtype=%s threads=%d "
            "steps=%d total=%llu frees=%llu minflt_per_step=%g\n",
