@@ -2,9 +2,9 @@
  * optimizer step compute what one thread computes, a busy pool falls back
  * to the caller without changing a result, and bad thread counts are
  * refused. The products are checked against a naive sum in double, with
- * shapes on each side of the split rules of linalg.c: rows when C has 32
- * or more, columns otherwise, nothing under 32768 multiply-adds, gemv/ger
- * where a dimension is 1. */
+ * shapes that take each split of linalg.c (rows of C, columns of C, the
+ * inner dimension with partial sums added after), none under 32768
+ * multiply-adds, and gemv/ger where a dimension is 1. */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
 #include "tapegrad_io.h"

@@ -378,8 +378,9 @@ static void step_f64(tg_optimizer *o, int i, double c, const adam_scalars *k, si
 }
 
 /* One part of a step: the same share of every parameter, cut at multiples
- * of 16 elements (64-byte lines for float32) so that no two threads write
- * one cache line. Elementwise rules: the split does not change a result. */
+ * of 16 rows (or elements: 64-byte lines for float32) so that no two
+ * threads write one cache line. Elementwise rules: the split does not
+ * change a result. */
 typedef struct step_job {
     tg_optimizer *o;
     double c;
@@ -390,8 +391,12 @@ static void step_part(void *ctx, int part, int parts) {
     const step_job *j = ctx;
     for (int i = 0; i < j->o->n; i++) {
         const tg_tensor *p = j->o->params[i];
-        size_t lo, hi;
-        tg_part_range(p->size, part, parts, 16, &lo, &hi);
+        /* a matrix is cut by rows, at multiples of 16 rows, as the matrix
+         * products cut it (linalg.c), so each thread updates the rows it
+         * computed the gradient of */
+        size_t row = p->rank == 2 ? p->shape[1] : 1, lo, hi;
+        tg_part_range(p->size / row, part, parts, 16, &lo, &hi);
+        lo *= row, hi *= row;
         if (lo == hi) continue;
         if (p->dtype == TG_F32)
             step_f32(j->o, i, j->c, j->k, lo, hi);

@@ -58,38 +58,85 @@ static void gemm_any(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, 
     }
 }
 
-/* One product cut in parts for the thread pool: C's rows (op(A)'s rows)
- * when there are at least 32, else C's columns (op(B)'s columns); cuts at
- * multiples of 16 so that each part's edges fall on whole BLAS micro-tiles.
- * Rows first, because the pool's split must match from one product to the
- * next: a weight gradient dW = Aᵀ·G is cut by the rows of W, as the
- * optimizer's update is, and the batch rows of activations stay where the
- * forward put them (measured: splitting the larger of C's two dimensions
- * instead made the 2-thread step 5-10 % slower at batch 128, 3x at batch
- * 1). Every element of C is computed by the same BLAS call whichever
- * thread runs its part: results depend on the number of parts only. */
+/* One product cut in parts for the thread pool, at multiples of 16 so that
+ * each part's edges fall on whole BLAS micro-tiles:
+ *   ROWS   C's rows (op(A)'s rows),
+ *   COLS   C's columns (op(B)'s columns),
+ *   INNER  the inner dimension k: part p computes op(A)[:, K_p]·op(B)[K_p, :],
+ *          part 0 into C, the others into scratch that is then added to C
+ *          in part order.
+ * Why three: a thread should always touch the same rows of a weight W from
+ * one product to the next and in the optimizer's update, which cuts W by
+ * rows. Written lines that move to another core cost more than the split
+ * saves on the VM measured here (benches/RESULTS.md). So at a small batch,
+ * where W is the largest operand, the product cuts W's stored rows: the
+ * forward X·W by INNER, dX = G·Wᵀ by COLS, dW = Xᵀ·G by ROWS. At a large
+ * batch it cuts the batch rows (ROWS), where the activations live. The
+ * optimizer (optim.c) cuts a matrix parameter by rows at multiples of 16,
+ * as tg_part_range does here.
+ * Every element of C is computed by the same BLAS calls whichever thread
+ * runs its part: results depend on the number of parts only. */
+enum { SPLIT_ROWS, SPLIT_COLS, SPLIT_INNER };
+
 typedef struct gemm_job {
     tg_dtype dt;
-    int ta, tb, by_rows;
+    int ta, tb, split;
     size_t m, n, k, lda, ldb, ldc;
     const void *a, *b;
     void *c;
     double beta;
+    char *scratch; /* INNER: parts 1.. write m×n each here */
 } gemm_job;
 
 static void gemm_part(void *ctx, int part, int parts) {
     const gemm_job *j = ctx;
     size_t es = tg_dtype_size(j->dt), lo, hi;
-    tg_part_range(j->by_rows ? j->m : j->n, part, parts, 16, &lo, &hi);
+    size_t len = j->split == SPLIT_ROWS ? j->m : j->split == SPLIT_COLS ? j->n : j->k;
+    tg_part_range(len, part, parts, 16, &lo, &hi);
     if (lo == hi) return;
     const char *a = j->a, *b = j->b;
     char *c = j->c;
-    if (j->by_rows) /* rows lo..hi of op(A): rows of A, or columns of Aᵀ */
+    if (j->split == SPLIT_ROWS) /* rows lo..hi of op(A): rows of A, or columns of Aᵀ */
         gemm_any(j->dt, j->ta, j->tb, hi - lo, j->n, j->k, a + (j->ta ? lo : lo * j->lda) * es,
                  j->lda, b, j->ldb, j->beta, c + lo * j->ldc * es, j->ldc);
-    else /* columns lo..hi of op(B) */
+    else if (j->split == SPLIT_COLS) /* columns lo..hi of op(B) */
         gemm_any(j->dt, j->ta, j->tb, j->m, hi - lo, j->k, a, j->lda,
                  b + (j->tb ? lo * j->ldb : lo) * es, j->ldb, j->beta, c + lo * es, j->ldc);
+    else { /* columns lo..hi of op(A), rows lo..hi of op(B) */
+        char *out = part ? j->scratch + (size_t)(part - 1) * j->m * j->n * es : c;
+        gemm_any(j->dt, j->ta, j->tb, j->m, j->n, hi - lo, a + (j->ta ? lo * j->lda : lo) * es,
+                 j->lda, b + (j->tb ? lo : lo * j->ldb) * es, j->ldb, part ? 0.0 : j->beta, out,
+                 part ? j->n : j->ldc);
+    }
+}
+
+/* C += the partial products of parts 1.. (m×n each, in part order). */
+static void add_partials(const gemm_job *j, int parts) {
+    size_t m = j->m, n = j->n, ldc = j->ldc;
+    for (int p = 1; p < parts; p++)
+        TG_DISPATCH(j->dt, real *c = j->c;
+                    const real *s = (const real *)j->scratch + (size_t)(p - 1) * m * n;
+                    for (size_t i = 0; i < m; i++) for (size_t q = 0; q < n; q++) c[i * ldc + q] +=
+                    s[i * n + q];);
+}
+
+/* The split that cuts the largest of A, B, C along its stored rows (see
+ * above) where that dimension has 16 or more per part; ROWS when C has 128
+ * rows per part or more (a batch of 256 on 2 threads: there the batch's
+ * activations are the largest operands). -1: no split. Measured on 2
+ * threads (bench_step, f32): batch 128 step 920 µs with ROWS always, 825
+ * µs with this rule; batch 32 404 → 270 µs; batch 1 176 → 50 µs. */
+static int choose_split(int ta, int tb, size_t m, size_t n, size_t k, int parts) {
+    size_t room = 16 * (size_t)parts;
+    if (m >= 128 * (size_t)parts) return SPLIT_ROWS;
+    double sa = (double)m * (double)k, sb = (double)k * (double)n, sc = (double)m * (double)n;
+    int want = sb >= sa && sb >= sc ? (tb ? SPLIT_COLS : SPLIT_INNER)
+               : sc >= sa           ? SPLIT_ROWS
+               : ta                 ? SPLIT_INNER
+                                    : SPLIT_ROWS;
+    size_t len = want == SPLIT_ROWS ? m : want == SPLIT_COLS ? n : k;
+    if (len >= room) return want;
+    return m >= room ? SPLIT_ROWS : n >= room ? SPLIT_COLS : -1;
 }
 
 /* Products under this many multiply-adds stay on one thread: waking the
@@ -107,9 +154,15 @@ static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, cons
     double macs = (double)m * (double)n * (double)k;
     if (tg_threads_managed()) {
         int parts = tg_get_threads();
-        if (parts > 1 && macs >= SPLIT_MIN_MACS && (m >= 32 || n >= 32)) {
-            gemm_job j = {dt, ta, tb, m >= 32, m, n, k, lda, ldb, ldc, a, b, c, beta};
+        int split = parts > 1 && macs >= SPLIT_MIN_MACS ? choose_split(ta, tb, m, n, k, parts) : -1;
+        gemm_job j = {dt, ta, tb, split, m, n, k, lda, ldb, ldc, a, b, c, beta, NULL};
+        if (split == SPLIT_INNER) {
+            j.scratch = tg_scratch((size_t)(parts - 1) * m * n * tg_dtype_size(dt));
+            if (!j.scratch) split = -1; /* out of memory: one thread, same product */
+        }
+        if (split >= 0) {
             tg_parallel(gemm_part, &j, parts);
+            if (split == SPLIT_INNER) add_partials(&j, parts);
         } else
             gemm_any(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
         return;

@@ -40,6 +40,9 @@ typedef void (*tg_task_fn)(void *ctx, int part, int parts);
 void tg_parallel(tg_task_fn fn, void *ctx, int parts);
 /* 1 once tg_set_threads was called (tapegrad threads, OpenBLAS on one). */
 int tg_threads_managed(void);
+/* A buffer of at least `bytes` owned by the calling thread, valid until its
+ * next call on this thread; grows, never shrinks. NULL if out of memory. */
+void *tg_scratch(size_t bytes);
 /* [lo, hi) of part `part` of [0, n) in `parts` parts, cut at multiples of align. */
 void tg_part_range(size_t n, int part, int parts, size_t align, size_t *lo, size_t *hi);
 

@@ -186,3 +186,47 @@ void tg_part_range(size_t n, int part, int parts, size_t align, size_t *lo, size
     *lo = b0 * align < n ? b0 * align : n;
     *hi = b1 * align < n ? b1 * align : n;
 }
+
+/* ---------------------------------------------------------------- scratch */
+
+/* One growing buffer per calling thread, freed when the thread exits (a
+ * key destructor; the main thread's at exit, still reachable). Per thread,
+ * not per pool: a caller that found the pool busy runs all parts itself
+ * and needs its own. */
+typedef struct scratch {
+    void *p;
+    size_t cap;
+} scratch;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_ok;
+
+static void scratch_free(void *v) {
+    scratch *s = v;
+    tg_free(s->p);
+    tg_free(s);
+}
+
+static void scratch_init(void) {
+    scratch_ok = pthread_key_create(&scratch_key, scratch_free) == 0;
+}
+
+void *tg_scratch(size_t bytes) {
+    pthread_once(&scratch_once, scratch_init);
+    if (!scratch_ok) return NULL;
+    scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        if (!(s = tg_calloc(1, sizeof *s))) return NULL;
+        if (pthread_setspecific(scratch_key, s)) {
+            tg_free(s);
+            return NULL;
+        }
+    }
+    if (bytes > s->cap) {
+        void *p = tg_realloc(s->p, bytes);
+        if (!p) return NULL;
+        s->p = p, s->cap = bytes;
+    }
+    return s->p;
+}
