@@ -148,7 +148,8 @@ tg_status tg_replay(tg_tape *t);
  * stops the workers. Until it is first called, tapegrad runs on the
  * calling thread and OpenBLAS keeps its own thread count. Results depend
  * on n only (bitwise reproducible for a given n). A worker idle for 2 ms
- * sleeps. Not to be called while another thread is inside tapegrad.
+ * sleeps. Not to be called while another thread is inside tapegrad. A
+ * child process made by fork() runs on one thread.
  * TG_ERR_ARG unless 1 <= n <= 64; TG_ERR_NOMEM if a thread cannot start
  * (the threads that did start stay in use). */
 tg_status tg_set_threads(int n);

@@ -13,6 +13,8 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -247,6 +249,30 @@ static void test_two_callers(void) {
     free(solo), free(r);
 }
 
+/* ---------------------------------------------------------------- fork */
+
+/* A child forked while the pool runs has no workers: its products must
+ * still finish (on one thread), not wait for a worker that is not there.
+ * alarm() turns a hang into a failure. */
+static void test_fork(void) {
+    CHECK_OK(tg_set_threads(2));
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(20);
+        tg_rng g;
+        tg_rng_seed(&g, 3);
+        tg_tensor *a = make(TG_F64, 128, 96, &g, 0), *b = make(TG_F64, 96, 80, &g, 0), *c;
+        tg_tape *t = NULL;
+        int ok = a && b && !tg_tape_new(&t) && !tg_matmul(t, a, b, &c) &&
+                 product_error(a, b, c) <= product_bound(TG_F64, 96) && tg_get_threads() == 1;
+        _exit(ok ? 0 : 1);
+    }
+    int st = 0;
+    CHECK(pid > 0 && waitpid(pid, &st, 0) == pid, "fork/waitpid failed");
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "forked child: %s",
+          WIFSIGNALED(st) ? "killed (hung?)" : "wrong product or thread count");
+}
+
 /* ---------------------------------------------------------------- errors */
 
 static void test_errors(void) {
@@ -266,6 +292,7 @@ int main(void) {
     test_optimizer();
     test_batch_fill();
     test_two_callers();
+    test_fork();
     CHECK_OK(tg_set_threads(1)); /* workers stopped: nothing left running at exit */
     return check_summary();
 }

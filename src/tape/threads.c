@@ -152,7 +152,23 @@ static void stop_workers(void) {
     P.n = 1;
 }
 
+/* After fork() the child has only the forking thread: the pool's workers
+ * are gone, so the child runs on one thread (OpenBLAS stays on one). */
+static void after_fork_child(void) {
+    P.n = 1;
+    atomic_store(&P.sleepers, 0);
+    atomic_flag_clear(&busy);
+    pthread_mutex_init(&P.mu, NULL);
+    pthread_cond_init(&P.cv, NULL);
+}
+
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static void register_fork(void) {
+    pthread_atfork(NULL, NULL, after_fork_child);
+}
+
 tg_status tg_set_threads(int n) {
+    pthread_once(&fork_once, register_fork);
     if (n < 1 || n > TG_MAX_THREADS)
         return tg_fail(TG_ERR_ARG, "set_threads: %d threads, need 1..%d", n, TG_MAX_THREADS);
     while (atomic_flag_test_and_set_explicit(&busy, memory_order_acquire))
