@@ -126,7 +126,8 @@ def test_bad_arguments(d):
                  ["fit", "x.csv", "--act", "swish"], ["fit", "x.csv", "--bogus", "1"],
                  ["fit", "x.csv", "--hidden", "12,,3"], ["fit", "x.csv", "--batch"],
                  ["eval", "only-model"], ["frobnicate"], [], ["fit", "x.csv", "--val", "0.7",
-                                                               "--test", "0.5"]):
+                                                               "--test", "0.5"],
+                 ["fit", "x.csv", "--threads", "0"], ["fit", "x.csv", "--threads", "65"]):
         rc, out, err = run(*args)
         first = err.splitlines()[0] if err else ""
         check(rc == 2 and first.startswith("tapegrad") and "usage:" in err,
