@@ -11,19 +11,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+
+from cli_check import check, summary
 import xml.etree.ElementTree as ET
 
 TG = sys.argv[1]
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, file=sys.stderr)
 
 
 def run(*args):
@@ -202,8 +194,7 @@ def main():
         test_detect_anomaly(d)
     finally:
         shutil.rmtree(d)
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return summary()
 
 
 if __name__ == "__main__":
