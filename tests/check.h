@@ -50,6 +50,15 @@ static int check_passed, check_failed;
               (text));                                                                             \
     } while (0)
 
+/* dir/name, in one of two rotating buffers (two paths may be live at once). */
+static inline const char *check_path(const char *dir, const char *name) {
+    static char buf[2][512];
+    static int k;
+    k ^= 1;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
 static inline int check_summary(void) {
     printf("%d passed, %d failed\n", check_passed, check_failed);
     return check_failed ? 1 : 0;

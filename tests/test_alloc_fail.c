@@ -36,11 +36,7 @@ static tg_status test_fail(const char *why) {
 static char dir[] = "/tmp/tg-allocfail-XXXXXX";
 
 static const char *in_dir(const char *name) {
-    static char buf[2][512];
-    static int k;
-    k ^= 1;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
+    return check_path(dir, name);
 }
 
 /* Runs path(arg) under every failing allocation, as described above.

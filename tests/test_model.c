@@ -17,13 +17,8 @@
 
 static char dir[] = "/tmp/tg-model-XXXXXX";
 
-/* dir/name, in one of two rotating buffers (two paths may be live). */
 static const char *in_dir(const char *name) {
-    static char buf[2][512];
-    static int k;
-    k ^= 1;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
+    return check_path(dir, name);
 }
 
 /* ---------------------------------------------------------------- helpers */
