@@ -2,7 +2,6 @@
  * shapes), and a tape left as it was (nothing recorded). */
 #include "check.h"
 
-
 static tg_tensor *mk(tg_dtype dt, int param, size_t d0, size_t d1) {
     size_t shape[2] = {d0, d1};
     tg_tensor *t = NULL;
@@ -84,6 +83,16 @@ static void test_values(tg_tape *t) {
     EXPECT_ERR(tg_l1(t, w, -1, 3, &out), TG_ERR_VALUE, "l1: ");
     EXPECT_ERR(tg_leaky_relu(t, w, NAN, &out), TG_ERR_VALUE, "leaky_relu: beta must be finite");
     EXPECT_ERR(tg_scale(t, w, INFINITY, &out), TG_ERR_VALUE, "scale: the constant must be finite");
+    /* bce: a probability outside [0, 1], and NaN, which fails no comparison */
+    tg_tensor *p = mk(TG_F64, 1, 2, 2), *y = mk(TG_F64, 0, 2, 2);
+    tg_set(p, 3, 1.5);
+    EXPECT_ERR(tg_bce(t, p, y, &out), TG_ERR_VALUE,
+               "bce: p[3] = 1.5 is not a probability in [0, 1]");
+    tg_set(p, 3, NAN);
+    EXPECT_ERR(tg_bce(t, p, y, &out), TG_ERR_VALUE, "bce: p[3] = nan is not a probability");
+    tg_set(p, 3, 0.25);
+    CHECK_OK(tg_bce(t, p, y, &out));
+    tg_tensor_free(p), tg_tensor_free(y);
     tg_tensor_free(l), tg_tensor_free(lab), tg_tensor_free(w);
 }
 

@@ -86,13 +86,14 @@ static tg_status pair_check(tg_call *c, char *msg, size_t len) {
     return s;
 }
 
-/* bce also needs p in [0, 1] (as PyTorch): outside it log is NaN. Checked
- * when recorded; a replay with p outside gives NaN, as the math does. */
+/* bce also needs p in [0, 1] (as PyTorch): outside it log is NaN. A NaN p
+ * is refused too (written so that NaN fails the test). Checked when
+ * recorded; a replay with p outside gives NaN, as the math does. */
 static tg_status bce_check(tg_call *c, char *msg, size_t len) {
     tg_status s = pair_check(c, msg, len);
     for (size_t i = 0; !s && i < c->in[0]->size; i++) {
         double p = tg_get(c->in[0], i);
-        if (p < 0 || p > 1) {
+        if (!(p >= 0 && p <= 1)) {
             snprintf(msg, len, "p[%zu] = %g is not a probability in [0, 1]", i, p);
             s = TG_ERR_VALUE;
         }
