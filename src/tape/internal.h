@@ -32,8 +32,9 @@ tg_status tg_fail(tg_status s, const char *fmt, ...)
 #endif
 
 /* The thread pool (threads.c). tg_parallel runs fn(ctx, p, parts) for p in
- * [0, parts) with parts <= tg_get_threads(), part 0 on the caller, and
- * returns when all are done. Each part must compute the same numbers
+ * [0, parts) and returns when all are done: with n = tg_get_threads(),
+ * thread k (the caller is 0) runs parts k, k + n, ...; all on the caller
+ * if the pool is busy or n = 1. Each part must compute the same numbers
  * whichever thread runs it. */
 #define TG_MAX_THREADS 64
 typedef void (*tg_task_fn)(void *ctx, int part, int parts);

@@ -1,6 +1,7 @@
 /* tapegrad's one threading layer: a small pool that splits an op's work
- * (a matrix product by rows or columns, an optimizer pass by ranges) into
- * parts, the caller running part 0 and worker k part k. With the pool on,
+ * (a matrix product, an optimizer pass, a batch fill) into parts, the
+ * caller running part 0 and worker k part k (k + n, ... when there are more
+ * parts than the n threads). With the pool on,
  * OpenBLAS runs on one thread, so two pools never spin against each other.
  *
  * Why a pool of our own: OpenBLAS's idle workers wait in sched_yield, and
