@@ -22,8 +22,8 @@ void cli_usage(FILE *f) {
           "DATA is a CSV file or idx:PREFIX (PREFIX-images-idx3-ubyte[.gz] and\n"
           "PREFIX-labels-idx1-ubyte[.gz]). For eval and predict, a CSV's label column\n"
           "must be given as in fit (predict ignores its values).\n"
-          "--threads N (1..64): tapegrad's own N threads, OpenBLAS on one; without it,\n"
-          "OpenBLAS's default threads.\n",
+          "--threads N (1..64): tapegrad's own N threads, OpenBLAS on one (default:\n"
+          "one per online CPU, at most 64).\n",
           f);
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now(void) {
     struct timespec ts;
@@ -277,10 +278,14 @@ static int train(const cli_opts *o, tg_mlp *m, fit_data *d, epoch_row *rows) {
     return s == TG_OK;
 }
 
-/* --threads N: tapegrad's pool of N threads (OpenBLAS then on one).
- * Without it, OpenBLAS's own default, as a library user gets. */
+/* --threads N: tapegrad's pool of N threads (OpenBLAS then on one); by
+ * default one per online CPU, as PyTorch does. */
 static int set_threads(int n) {
-    return n > 0 && tg_set_threads(n) ? fail(NULL) : 0;
+    if (n <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus < 1 ? 1 : cpus > 64 ? 64 : (int)cpus;
+    }
+    return tg_set_threads(n) ? fail(NULL) : 0;
 }
 
 static int fit_report(const cli_opts *o, const tg_mlp *m, const fit_data *d, epoch_row *rows) {
