@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------- helpers */
@@ -116,13 +117,27 @@ static void check_products(int threads, tg_dtype dt, size_t m, size_t k, size_t 
 static void test_products(void) {
     /* rows split (m ≥ 32), columns split (m < 32, n ≥ 32), below the
      * threshold, batch 1 (gemv by columns), k = 1 (ger by rows), odd sizes
-     * that leave a ragged last part */
-    static const size_t shapes[][3] = {{128, 96, 80}, {16, 200, 64}, {8, 8, 8},   {1, 300, 200},
-                                       {300, 1, 200}, {97, 65, 33},  {33, 40, 1}, {200, 50, 31}};
+     * that leave a ragged last part; 8x200·200x300 cuts Aᵀ·ζ by rows of
+     * the transposed A */
+    static const size_t shapes[][3] = {{128, 96, 80}, {16, 200, 64}, {8, 8, 8},
+                                       {1, 300, 200}, {300, 1, 200}, {97, 65, 33},
+                                       {33, 40, 1},   {200, 50, 31}, {8, 200, 300}};
     for (int th = 1; th <= 3; th++)
         for (int d = 0; d < 2; d++)
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
                 check_products(th, d ? TG_F64 : TG_F32, shapes[s][0], shapes[s][1], shapes[s][2]);
+}
+
+/* Workers that went to sleep (idle over 2 ms) wake for the next product,
+ * and the pool can grow and shrink between products. */
+static void test_sleep_and_resize(void) {
+    static const int counts[] = {2, 3, 1, 4, 2};
+    for (int i = 0; i < 5; i++) {
+        check_products(counts[i], TG_F64, 128, 96, 80);
+        struct timespec ts = {0, 5000000L}; /* 5 ms: every worker sleeps */
+        nanosleep(&ts, NULL);
+        check_products(counts[i], TG_F32, 16, 200, 64);
+    }
 }
 
 /* ---------------------------------------------------------------- optimizer */
@@ -196,6 +211,18 @@ static void test_batch_fill(void) {
             bad += tg_get(x, i * 50 + j) != (double)(float)ds.x[k * 50 + j];
     }
     CHECK(bad == 0, "batch filled on 2 threads: %zu values wrong", bad);
+    tg_tensor_free(x), tg_tensor_free(y);
+    /* float64, no index (rows in order), 37 rows: ragged parts */
+    CHECK_OK(tg_tensor_new(&x, TG_F64, 2, (size_t[]){37, 50}));
+    CHECK_OK(tg_tensor_new(&y, TG_F64, 1, (size_t[]){37}));
+    CHECK_OK(tg_batch_fill(&ds, NULL, 150, 37, x, y));
+    bad = 0;
+    for (size_t i = 0; i < 37; i++) {
+        bad += tg_get(y, i) != ds.y[150 + i];
+        for (size_t j = 0; j < 50; j++)
+            bad += tg_get(x, i * 50 + j) != ds.x[(150 + i) * 50 + j];
+    }
+    CHECK(bad == 0, "float64 batch without index: %zu values wrong", bad);
     tg_tensor_free(x), tg_tensor_free(y);
     tg_dataset_free(&ds);
 }
@@ -289,6 +316,7 @@ int main(void) {
     CHECK(tg_get_threads() == 1, "before tg_set_threads: %d threads", tg_get_threads());
     test_errors();
     test_products();
+    test_sleep_and_resize();
     test_optimizer();
     test_batch_fill();
     test_two_callers();

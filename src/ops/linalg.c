@@ -7,6 +7,9 @@
 #include "ops.h"
 
 #include <cblas.h>
+#include <pthread.h>
+
+static pthread_mutex_t blas_threads_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* y = beta·y + op(M)·x: M rows × cols row-major with leading dimension ld. */
 static void gemv(tg_dtype dt, int trans, size_t rows, size_t cols, const void *m, size_t ld,
@@ -88,12 +91,29 @@ typedef struct gemm_job {
     char *scratch; /* INNER: parts 1.. write m×n each here */
 } gemm_job;
 
+/* An INNER part with no k of its own still owes its share: part 0 the
+ * beta·C (C rows scaled; beta is 0 or 1 in every caller), a later part a
+ * zero partial. choose_split gives every part 16 k or more, so this is
+ * only a guard for other splits. */
+static void empty_inner_part(const gemm_job *j, int part) {
+    size_t es = tg_dtype_size(j->dt);
+    if (part)
+        memset(j->scratch + (size_t)(part - 1) * j->m * j->n * es, 0, j->m * j->n * es);
+    else if (j->beta != 1.0)
+        TG_DISPATCH(j->dt, real *c = j->c; const real beta = (real)j->beta;
+                    for (size_t i = 0; i < j->m; i++) for (size_t q = 0; q < j->n; q++)
+                        c[i * j->ldc + q] = beta == 0 ? 0 : beta * c[i * j->ldc + q];);
+}
+
 static void gemm_part(void *ctx, int part, int parts) {
     const gemm_job *j = ctx;
     size_t es = tg_dtype_size(j->dt), lo, hi;
     size_t len = j->split == SPLIT_ROWS ? j->m : j->split == SPLIT_COLS ? j->n : j->k;
     tg_part_range(len, part, parts, 16, &lo, &hi);
-    if (lo == hi) return;
+    if (lo == hi) {
+        if (j->split == SPLIT_INNER) empty_inner_part(j, part);
+        return;
+    }
     const char *a = j->a, *b = j->b;
     char *c = j->c;
     if (j->split == SPLIT_ROWS) /* rows lo..hi of op(A): rows of A, or columns of Aᵀ */
@@ -102,7 +122,9 @@ static void gemm_part(void *ctx, int part, int parts) {
     else if (j->split == SPLIT_COLS) /* columns lo..hi of op(B) */
         gemm_any(j->dt, j->ta, j->tb, j->m, hi - lo, j->k, a, j->lda,
                  b + (j->tb ? lo * j->ldb : lo) * es, j->ldb, j->beta, c + lo * es, j->ldc);
-    else { /* columns lo..hi of op(A), rows lo..hi of op(B) */
+    else { /* columns lo..hi of op(A), rows lo..hi of op(B); with beta 0, BLAS does
+            * not read the (uninitialised) scratch: "when BETA is zero, C need not
+            * be set on input" (reference BLAS) */
         char *out = part ? j->scratch + (size_t)(part - 1) * j->m * j->n * es : c;
         gemm_any(j->dt, j->ta, j->tb, j->m, j->n, hi - lo, a + (j->ta ? lo * j->lda : lo) * es,
                  j->lda, b + (j->tb ? lo : lo * j->ldb) * es, j->ldb, part ? 0.0 : j->beta, out,
@@ -167,11 +189,16 @@ static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, cons
             gemm_any(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
         return;
     }
+    /* The save, set and restore of OpenBLAS's (global) thread count under a
+     * lock: two tapes on two threads must not save each other's 1. */
+    int small = m == 1 || n == 1 || k == 1 || macs < 1e6;
+    if (small) pthread_mutex_lock(&blas_threads_lock);
     int th = openblas_get_num_threads();
-    int one = th > 1 && (m == 1 || n == 1 || k == 1 || macs < 1e6);
+    int one = small && th > 1;
     if (one) openblas_set_num_threads(1);
     gemm_any(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
     if (one) openblas_set_num_threads(th);
+    if (small) pthread_mutex_unlock(&blas_threads_lock);
 }
 
 /* ---------------------------------------------------------------- matmul φ */

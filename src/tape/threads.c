@@ -59,14 +59,22 @@ static long long now_ns(void) {
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Wait until gen differs from seen: spin first, then sleep. */
+/* Wait until gen differs from seen: spin first, then sleep. After
+ * TG_WAIT_SPIN_NS the spinning worker also yields now and then: with more
+ * threads than free cores, a thread that has a part to run may be waiting
+ * for this core (measured: empty jobs on 3 threads and 2 cores took 2.5 ms
+ * each without the yield). */
 static unsigned wait_job(unsigned seen) {
-    long long until = now_ns() + TG_SPIN_NS;
+    long long start = now_ns(), t = start;
     for (unsigned i = 1;; i++) {
         unsigned g = atomic_load_explicit(&P.gen, memory_order_acquire);
         if (g != seen || atomic_load(&P.stop)) return g;
         cpu_relax();
-        if ((i & 255) == 0 && now_ns() > until) break;
+        if ((i & 255) == 0) {
+            t = now_ns();
+            if (t - start > TG_SPIN_NS) break;
+            if (t - start > TG_WAIT_SPIN_NS) sched_yield();
+        }
     }
     /* Sleep. sleepers is raised before gen is read again (both seq_cst), and
      * tg_parallel bumps gen before it reads sleepers: one of the two sees
