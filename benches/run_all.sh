@@ -1,7 +1,8 @@
 #!/bin/sh
 # Every tapegrad benchmark from a release build, one command:
 #
-#   sh benches/run_all.sh            # bench_step (all 16), bench_overhead, bench_alloc
+#   sh benches/run_all.sh            # bench_step (all 16), bench_overhead, bench_alloc,
+#                                    # bench_pool
 #   sh benches/run_all.sh --torch    # and the PyTorch side by side (compare.sh)
 #
 # Builds build-release (meson --buildtype=release) if it is absent, rebuilds
@@ -23,6 +24,7 @@ echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); load average $(cut -d' ' -f1-3 /proc/l
 "./$BUILD/benches/bench_overhead" --anomaly
 "./$BUILD/benches/bench_alloc"
 "./$BUILD/benches/bench_alloc" --threads 1
+"./$BUILD/benches/bench_pool"
 
 if [ "${1:-}" = "--torch" ]; then
     echo

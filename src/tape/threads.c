@@ -62,8 +62,8 @@ static long long now_ns(void) {
 /* Wait until gen differs from seen: spin first, then sleep. After
  * TG_WAIT_SPIN_NS the spinning worker also yields now and then: with more
  * threads than free cores, a thread that has a part to run may be waiting
- * for this core (measured: empty jobs on 3 threads and 2 cores took 2.5 ms
- * each without the yield). */
+ * for this core (bench_pool, 3 threads on 2 cores: 2018 µs per empty job
+ * without the yield, 90 µs with it; 2 threads: 0.6 µs either way). */
 static unsigned wait_job(unsigned seen) {
     long long start = now_ns(), t = start;
     for (unsigned i = 1;; i++) {
