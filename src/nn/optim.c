@@ -22,8 +22,8 @@
  * Speed: each rule is one loop per dtype over restrict pointers, with the
  * per-step scalars (α, c, bias corrections) hoisted, no calls but sqrt (an
  * instruction under -fno-math-errno) and no branches, so it vectorises, with
- * an AVX2 clone (SGD at batch 1, 1 thread: update 35.5 → 27.6 µs,
- * bench_step --phases); the same pass zeroes the gradient. With
+ * AVX-512 and AVX2 clones (SGD at batch 1, 1 thread: update 35.5 → 27.6
+ * → 22.7 µs, bench_step --phases); the same pass zeroes the gradient. With
  * tg_set_threads the pool updates a share of every parameter each. A step
  * allocates nothing. */
 #include "../tape/internal.h"
@@ -122,7 +122,7 @@ tg_opt_config tg_opt_defaults(tg_opt_kind kind) {
     /* decay = 1 − α·wd for adamw, 1 for adam; step = α/bc1; bc2s = sqrt(bc2).                \
      * m/(sqrt(v)/bc2s + ε) is computed as (bc2s·m)/(sqrt(v) + bc2s·ε): one division instead   \
      * of two (divisions and the square root bound this loop, not memory); it differs from         \
-     * PyTorch's order of operations by rounding only. AVX2 clone: 8 lanes per divide. */          \
+     * PyTorch's order of operations by rounding only. SIMD clones: 8 or 16 lanes per divide. */   \
     TG_SIMD_CLONES static void adam_##sfx(size_t n, real *restrict p, real *restrict g,            \
                                           real *restrict m, real *restrict v,                      \
                                           const adam_scalars *k) {                                 \
