@@ -180,7 +180,7 @@ static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, cons
         gemm_job j = {dt, ta, tb, split, m, n, k, lda, ldb, ldc, a, b, c, beta, NULL};
         if (split == SPLIT_INNER) {
             j.scratch = tg_scratch((size_t)(parts - 1) * m * n * tg_dtype_size(dt));
-            if (!j.scratch) split = -1; /* out of memory: one thread, same product */
+            if (!j.scratch) split = -1; /* out of memory: one thread (sums rounded apart) */
         }
         if (split >= 0) {
             tg_parallel(gemm_part, &j, parts);
