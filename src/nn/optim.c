@@ -77,6 +77,14 @@ tg_opt_config tg_opt_defaults(tg_opt_kind kind) {
  * factor, 1 when off; wd the coupled decay, 0 for adamw) and zeroes g. */
 
 #define OPT_KERNELS(real, sfx)                                                                     \
+    /* plain SGD (no clipping, no decay): p ← p − α·g, two flops fewer */                    \
+    TG_SIMD_CLONES static void sgd_plain_##sfx(size_t n, real *restrict p, real *restrict g,       \
+                                               real lr) {                                          \
+        for (size_t i = 0; i < n; i++) {                                                           \
+            p[i] -= lr * g[i];                                                                     \
+            g[i] = 0;                                                                              \
+        }                                                                                          \
+    }                                                                                              \
     TG_SIMD_CLONES static void sgd_##sfx(size_t n, real *restrict p, real *restrict g, real lr,    \
                                          real c, real wd) {                                        \
         for (size_t i = 0; i < n; i++) {                                                           \
@@ -336,7 +344,10 @@ static void step_f32(tg_optimizer *o, int i, double c, const adam_scalars *k, si
     float lr = (float)cf->lr, cc = (float)c, wd = (float)cf->weight_decay;
     switch (cf->kind) {
     case TG_OPT_SGD:
-        sgd_f32(n, w, g, lr, cc, wd);
+        if (c == 1.0 && cf->weight_decay == 0.0)
+            sgd_plain_f32(n, w, g, lr);
+        else
+            sgd_f32(n, w, g, lr, cc, wd);
         break;
     case TG_OPT_MOMENTUM:
         momentum_f32(n, w, g, m, lr, cc, wd, (float)cf->momentum);
@@ -365,7 +376,10 @@ static void step_f64(tg_optimizer *o, int i, double c, const adam_scalars *k, si
     double lr = cf->lr, wd = cf->weight_decay;
     switch (cf->kind) {
     case TG_OPT_SGD:
-        sgd_f64(n, w, g, lr, c, wd);
+        if (c == 1.0 && wd == 0.0)
+            sgd_plain_f64(n, w, g, lr);
+        else
+            sgd_f64(n, w, g, lr, c, wd);
         break;
     case TG_OPT_MOMENTUM:
         momentum_f64(n, w, g, m, lr, c, wd, cf->momentum);
