@@ -7,8 +7,9 @@
 # Builds build-release (meson, --buildtype=release) if it is absent, and
 # rebuilds it (ninja) otherwise. For each thread count, torch runs with
 # OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=<threads>
-# (torch on 1 thread, OpenBLAS on <threads>); bench_step sets OpenBLAS's
-# threads itself (openblas_set_num_threads). Each floor_us is measured in
+# (torch on 1 thread, OpenBLAS on <threads>); bench_step runs tapegrad's
+# step on its own pool (tg_set_threads, OpenBLAS on one thread) and its
+# floor on OpenBLAS's <threads> threads. Each floor_us is measured in
 # the process it belongs to; ratio_tg and ratio_torch are each engine's step
 # over its own floor, floor_us in the table is tapegrad's.
 # Environment: BUILD (default build-release), PYTHON (default /usr/bin/python3).
