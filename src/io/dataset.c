@@ -196,7 +196,6 @@ static tg_status check_batch(const tg_dataset *ds, const size_t *idx, size_t sta
     return TG_OK;
 }
 
-/* idx NULL means the examples start .. start+rows in order. */
 /* Rows [lo, hi) of a batch. */
 typedef struct fill_job {
     const tg_dataset *ds;
@@ -226,8 +225,9 @@ static void fill_part(void *ctx, int part, int parts) {
     }
 }
 
-/* Gathering rows from a large data set is bound by memory latency: the
- * pool's threads (tg_set_threads) gather their parts at once. */
+/* idx NULL means the examples start .. start+rows in order. Gathering rows
+ * from a large data set is bound by memory latency: the pool's threads
+ * (tg_set_threads) gather their parts at once. */
 tg_status tg_batch_fill(const tg_dataset *ds, const size_t *idx, size_t start, size_t rows,
                         tg_tensor *x, tg_tensor *y) {
     tg_status st = check_batch(ds, idx, start, rows, x, y);
