@@ -132,7 +132,7 @@ void tg_parallel(tg_task_fn fn, void *ctx, int parts) {
         pthread_mutex_unlock(&P.mu);
     }
     run_mine(0);
-    /* A worker that claimed a part may have been descheduled (a loaded
+    /* A worker with a part still to run may have been descheduled (a loaded
      * machine): after TG_WAIT_SPIN_NS of spinning, yield the core to it. */
     long long until = 0;
     for (unsigned i = 1; atomic_load_explicit(&P.pending, memory_order_acquire) > 0; i++) {
