@@ -33,8 +33,8 @@
  *   phases batch=.. dtype=.. threads=.. forward_us backward_us update_us
  *          reset_us floor_fwd_us floor_bwd_us step_us floor_us
  * (medians of each part timed on its own; step_us and floor_us: medians of
- * the whole step and floor in this interleaved loop, where every step
- * follows a floor): the non-GEMM cost of the forward is
+ * the whole step and floor, the steps in one block, then the floors in
+ * another): the non-GEMM cost of the forward is
  * forward_us − floor_fwd_us, and so on. */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_floor.h"
@@ -64,10 +64,8 @@ static void threads_for_step(const config *c) {
     quiet();
     if (c->openblas_pool)
         openblas_set_num_threads(c->threads);
-    else {
-        BENCH_OK(tg_set_threads(c->threads));
-        openblas_set_num_threads(1);
-    }
+    else
+        BENCH_OK(tg_set_threads(c->threads)); /* which puts OpenBLAS on one thread */
 }
 static void threads_for_floor(const config *c) {
     quiet();

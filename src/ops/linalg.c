@@ -91,29 +91,15 @@ typedef struct gemm_job {
     char *scratch; /* INNER: parts 1.. write m×n each here */
 } gemm_job;
 
-/* An INNER part with no k of its own still owes its share: part 0 the
- * beta·C (C rows scaled; beta is 0 or 1 in every caller), a later part a
- * zero partial. choose_split gives every part 16 k or more, so this is
- * only a guard for other splits. */
-static void empty_inner_part(const gemm_job *j, int part) {
-    size_t es = tg_dtype_size(j->dt);
-    if (part)
-        memset(j->scratch + (size_t)(part - 1) * j->m * j->n * es, 0, j->m * j->n * es);
-    else if (j->beta != 1.0)
-        TG_DISPATCH(j->dt, real *c = j->c; const real beta = (real)j->beta;
-                    for (size_t i = 0; i < j->m; i++) for (size_t q = 0; q < j->n; q++)
-                        c[i * j->ldc + q] = beta == 0 ? 0 : beta * c[i * j->ldc + q];);
-}
-
 static void gemm_part(void *ctx, int part, int parts) {
     const gemm_job *j = ctx;
     size_t es = tg_dtype_size(j->dt), lo, hi;
     size_t len = j->split == SPLIT_ROWS ? j->m : j->split == SPLIT_COLS ? j->n : j->k;
     tg_part_range(len, part, parts, 16, &lo, &hi);
-    if (lo == hi) {
-        if (j->split == SPLIT_INNER) empty_inner_part(j, part);
-        return;
-    }
+    /* Only a ROWS or COLS part can be empty (it then has nothing to do):
+     * choose_split picks INNER only when k has 16 per part, so every INNER
+     * part gets k of its own, writes its partial and, part 0, applies beta. */
+    if (lo == hi) return;
     const char *a = j->a, *b = j->b;
     char *c = j->c;
     if (j->split == SPLIT_ROWS) /* rows lo..hi of op(A): rows of A, or columns of Aᵀ */
