@@ -49,7 +49,7 @@ static void gemm_any(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, 
         gemv(dt, ta, ta ? k : m, ta ? m : k, a, lda, b, tb ? 1 : ldb, beta, c, ldc);
     else if (k == 1) /* C = a·bᵀ */
         ger(dt, m, n, a, ta ? 1 : lda, b, tb ? ldb : 1, beta, c, ldc);
-    else {
+    else if (!tg_gemm_kernel(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc)) {
         enum CBLAS_TRANSPOSE A = ta ? CblasTrans : CblasNoTrans;
         enum CBLAS_TRANSPOSE B = tb ? CblasTrans : CblasNoTrans;
         if (dt == TG_F32)
@@ -165,7 +165,8 @@ static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, cons
         int split = parts > 1 && macs >= SPLIT_MIN_MACS ? choose_split(ta, tb, m, n, k, parts) : -1;
         gemm_job j = {dt, ta, tb, split, m, n, k, lda, ldb, ldc, a, b, c, beta, NULL};
         if (split == SPLIT_INNER) {
-            j.scratch = tg_scratch((size_t)(parts - 1) * m * n * tg_dtype_size(dt));
+            j.scratch =
+                tg_scratch(TG_SCRATCH_PARTIALS, (size_t)(parts - 1) * m * n * tg_dtype_size(dt));
             if (!j.scratch) split = -1; /* out of memory: one thread (sums rounded apart) */
         }
         if (split >= 0) {
@@ -178,6 +179,9 @@ static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, cons
     /* The save, set and restore of OpenBLAS's (global) thread count under a
      * lock: two tapes on two threads must not save each other's 1. */
     int small = m == 1 || n == 1 || k == 1 || macs < 1e6;
+    if (!small && openblas_get_num_threads() == 1 &&
+        tg_gemm_kernel(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc))
+        return; /* one thread either way: tapegrad's kernel (gemm.c) */
     if (small) pthread_mutex_lock(&blas_threads_lock);
     int th = openblas_get_num_threads();
     int one = small && th > 1;

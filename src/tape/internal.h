@@ -44,8 +44,18 @@ void tg_parallel(tg_task_fn fn, void *ctx, int parts);
 /* 1 once tg_set_threads was called (tapegrad threads, OpenBLAS on one). */
 int tg_threads_managed(void);
 /* A buffer of at least `bytes` owned by the calling thread, valid until its
- * next call on this thread; grows, never shrinks. NULL if out of memory. */
-void *tg_scratch(size_t bytes);
+ * next call for the same slot on this thread; grows, never shrinks. NULL if
+ * out of memory. One slot per user, so that a caller's buffer survives the
+ * calls it makes: the inner split's partial products (linalg.c) and the
+ * packed panels of the GEMM kernel (gemm.c) that each part calls. */
+enum { TG_SCRATCH_PARTIALS, TG_SCRATCH_PACK, TG_SCRATCH_SLOTS };
+void *tg_scratch(int slot, size_t bytes);
+/* C = op(A)·op(B) + beta·C, row-major, by tapegrad's AVX-512 kernel
+ * (src/ops/gemm.c), on the calling thread. 0 when it did nothing: no
+ * AVX-512, tg_set_gemm(TG_GEMM_OPENBLAS), a zero dimension or no memory for
+ * the packed panels; the caller then calls BLAS. */
+int tg_gemm_kernel(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
+                   size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc);
 /* [lo, hi) of part `part` of [0, n) in `parts` parts, cut at multiples of align. */
 void tg_part_range(size_t n, int part, int parts, size_t align, size_t *lo, size_t *hi);
 

@@ -219,8 +219,8 @@ void tg_part_range(size_t n, int part, int parts, size_t align, size_t *lo, size
  * not per pool: a caller that found the pool busy runs all parts itself
  * and needs its own. */
 typedef struct scratch {
-    void *p;
-    size_t cap;
+    void *p[TG_SCRATCH_SLOTS];
+    size_t cap[TG_SCRATCH_SLOTS];
 } scratch;
 
 static pthread_key_t scratch_key;
@@ -229,7 +229,8 @@ static int scratch_ok;
 
 static void scratch_free(void *v) {
     scratch *s = v;
-    tg_free(s->p);
+    for (int i = 0; i < TG_SCRATCH_SLOTS; i++)
+        tg_free(s->p[i]);
     tg_free(s);
 }
 
@@ -237,9 +238,9 @@ static void scratch_init(void) {
     scratch_ok = pthread_key_create(&scratch_key, scratch_free) == 0;
 }
 
-void *tg_scratch(size_t bytes) {
+void *tg_scratch(int slot, size_t bytes) {
     pthread_once(&scratch_once, scratch_init);
-    if (!scratch_ok) return NULL;
+    if (!scratch_ok || slot < 0 || slot >= TG_SCRATCH_SLOTS) return NULL;
     scratch *s = pthread_getspecific(scratch_key);
     if (!s) {
         if (!(s = tg_calloc(1, sizeof *s))) return NULL;
@@ -248,10 +249,10 @@ void *tg_scratch(size_t bytes) {
             return NULL;
         }
     }
-    if (bytes > s->cap) {
-        void *p = tg_realloc(s->p, bytes);
+    if (bytes > s->cap[slot]) {
+        void *p = tg_realloc(s->p[slot], bytes);
         if (!p) return NULL;
-        s->p = p, s->cap = bytes;
+        s->p[slot] = p, s->cap[slot] = bytes;
     }
-    return s->p;
+    return s->p[slot];
 }

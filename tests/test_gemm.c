@@ -1,0 +1,223 @@
+/* tapegrad's own GEMM kernel (src/ops/gemm.c) called directly: every
+ * transpose pair, both dtypes, sizes on each side of the tile (12 rows, 32 /
+ * 16 columns) and block edges (120 rows, 256 of the inner dimension, 2048 /
+ * 1024 columns), leading dimensions wider than the matrices, and beta 0, 1
+ * and 0.5, each against a naive sum in double. Around every C sits a frame
+ * of sentinels that must come back untouched (no write outside the m×n
+ * corner), and beta = 0 starts from NaN (C must not be read). A product cut
+ * by rows or columns, as the thread pool cuts it, must equal the whole
+ * product bitwise. Where the CPU has no AVX-512 the kernel declines every
+ * call, which is checked instead. */
+#include "../src/tape/internal.h"
+#include "check.h"
+
+#include <stdlib.h>
+
+static uint64_t seed_state = 12345;
+static double uniform(void) { /* splitmix64 → [−0.5, 0.5) */
+    uint64_t z = (seed_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return (double)((z ^ (z >> 31)) >> 11) * 0x1p-53 - 0.5;
+}
+
+static double get(tg_dtype dt, const void *p, size_t i) {
+    return dt == TG_F32 ? ((const float *)p)[i] : ((const double *)p)[i];
+}
+static void put(tg_dtype dt, void *p, size_t i, double v) {
+    if (dt == TG_F32)
+        ((float *)p)[i] = (float)v;
+    else
+        ((double *)p)[i] = v;
+}
+
+/* rows × cols stored with leading dimension ld, random values. */
+static void *random_matrix(tg_dtype dt, size_t rows, size_t ld) {
+    void *p = malloc(rows * ld * tg_dtype_size(dt));
+    for (size_t i = 0; p && i < rows * ld; i++)
+        put(dt, p, i, uniform());
+    return p;
+}
+
+#define SENTINEL 777.0 /* exact in both dtypes */
+
+typedef struct product {
+    tg_dtype dt;
+    int ta, tb;
+    size_t m, n, k, lda, ldb, ldc;
+    double beta;
+} product;
+
+/* Element (i, p) of op(A), (p, j) of op(B). */
+static double op_a(const product *q, const void *a, size_t i, size_t p) {
+    return get(q->dt, a, q->ta ? p * q->lda + i : i * q->lda + p);
+}
+static double op_b(const product *q, const void *b, size_t p, size_t j) {
+    return get(q->dt, b, q->tb ? j * q->ldb + p : p * q->ldb + j);
+}
+
+/* Runs one product and checks every element of C and of its frame. */
+static void check_product(const product *q) {
+    tg_dtype dt = q->dt;
+    size_t arows = q->ta ? q->k : q->m, brows = q->tb ? q->n : q->k;
+    size_t crows = q->m + 2; /* a sentinel row below C, and one at the right (ldc > n) */
+    void *a = random_matrix(dt, arows, q->lda), *b = random_matrix(dt, brows, q->ldb);
+    void *c = random_matrix(dt, crows, q->ldc), *c0 = malloc(crows * q->ldc * sizeof(double));
+    CHECK(a && b && c && c0, "out of memory");
+    if (!a || !b || !c || !c0) goto out;
+    for (size_t i = 0; i < crows; i++)
+        for (size_t j = 0; j < q->ldc; j++) {
+            int inside = i < q->m && j < q->n;
+            if (!inside) put(dt, c, i * q->ldc + j, SENTINEL);
+            if (inside && q->beta == 0) put(dt, c, i * q->ldc + j, NAN);
+            ((double *)c0)[i * q->ldc + j] = get(dt, c, i * q->ldc + j);
+        }
+    int done = tg_gemm_kernel(dt, q->ta, q->tb, q->m, q->n, q->k, a, q->lda, b, q->ldb, q->beta, c,
+                              q->ldc);
+    CHECK(done, "kernel declined %s ta=%d tb=%d %zux%zux%zu", dt == TG_F32 ? "f32" : "f64", q->ta,
+          q->tb, q->m, q->n, q->k);
+    if (!done) goto out;
+    /* Error bound: a k-term dot product in precision u, plus the add of
+     * beta·C and of one partial sum per 256-long chunk of k, is within
+     * (k + k/256 + 2)·u·(Σ|a·b| + |beta·c|) of the exact value (Higham,
+     * "Accuracy and Stability", 3.1, first order); the double reference
+     * adds at most k·2⁻⁵³ of the same magnitude. Doubled for margin. */
+    double u = dt == TG_F32 ? 0x1p-24 : 0x1p-53;
+    double gamma = 2.0 * ((double)q->k + (double)q->k / 256.0 + 2.0) * u + (double)q->k * 0x1p-53;
+    size_t bad = 0, outside = 0;
+    double worst = 0;
+    for (size_t i = 0; i < crows; i++)
+        for (size_t j = 0; j < q->ldc; j++) {
+            double got = get(dt, c, i * q->ldc + j), old = ((double *)c0)[i * q->ldc + j];
+            if (!(i < q->m && j < q->n)) {
+                outside += got != SENTINEL;
+                continue;
+            }
+            double s = 0, mag = 0;
+            for (size_t p = 0; p < q->k; p++) {
+                double t = op_a(q, a, i, p) * op_b(q, b, p, j);
+                s += t, mag += fabs(t);
+            }
+            if (q->beta != 0) s += q->beta * old, mag += fabs(q->beta * old);
+            double e = fabs(got - s) / (mag + 1e-300);
+            if (!(e <= gamma)) bad++; /* NaN counts as bad */
+            if (!(e <= worst)) worst = e;
+        }
+    CHECK(bad == 0 && outside == 0,
+          "%s ta=%d tb=%d m=%zu n=%zu k=%zu ld=%zu,%zu,%zu beta=%g: %zu wrong (worst %.3g, bound "
+          "%.3g), %zu written outside C",
+          dt == TG_F32 ? "f32" : "f64", q->ta, q->tb, q->m, q->n, q->k, q->lda, q->ldb, q->ldc,
+          q->beta, bad, worst, gamma, outside);
+out:
+    free(a), free(b), free(c), free(c0);
+}
+
+static void test_shapes(void) {
+    /* m: 1, tile edges 11/12/13, 25, block edges 120/121, 250; n: 1,
+     * 15/16/17, 31/32/33, 70; k: 1, 7, 255/256/257, 600 (three chunks) */
+    static const size_t ms[] = {1, 11, 12, 13, 25, 120, 121, 250};
+    static const size_t ns[] = {1, 15, 16, 17, 31, 32, 33, 70};
+    static const size_t ks[] = {1, 7, 255, 256, 257, 600};
+    static const double betas[] = {0.0, 1.0, 0.5};
+    int count = 0;
+    for (int d = 0; d < 2; d++)
+        for (int t = 0; t < 4; t++)
+            for (size_t im = 0; im < 8; im++)
+                for (size_t in = 0; in < 8; in++) {
+                    /* every (m, n) pair, k and beta rotating along so every k
+                     * and beta meets every transpose pair and dtype */
+                    size_t k = ks[(im * 8 + in + (size_t)t) % 6];
+                    product q = {d ? TG_F64 : TG_F32,
+                                 t & 1,
+                                 t >> 1,
+                                 ms[im],
+                                 ns[in],
+                                 k,
+                                 0,
+                                 0,
+                                 0,
+                                 betas[(im + in * 3 + (size_t)d) % 3]};
+                    size_t pad = (im + in) % 3; /* leading dimensions 0–2 wider */
+                    q.lda = (q.ta ? q.m : q.k) + pad;
+                    q.ldb = (q.tb ? q.k : q.n) + pad;
+                    q.ldc = q.n + 1 + pad; /* at least one sentinel column */
+                    check_product(&q);
+                    count++;
+                }
+    /* wide products: column blocks (2048 float32, 1024 float64) */
+    for (int d = 0; d < 2; d++)
+        for (int t = 0; t < 4; t++) {
+            product q = {d ? TG_F64 : TG_F32, t & 1, t >> 1, 13, 2049, 9, 0, 0, 0, 1.0};
+            q.lda = q.ta ? q.m : q.k;
+            q.ldb = q.tb ? q.k : q.n;
+            q.ldc = q.n + 3;
+            check_product(&q);
+            count++;
+        }
+    printf("test_gemm: %d products checked element by element\n", count);
+}
+
+/* The thread pool cuts C by rows or columns at multiples of 16 and calls
+ * the kernel on each part: the parts together must give the whole product
+ * bit for bit. */
+static void test_parts_bitwise(void) {
+    for (int d = 0; d < 2; d++)
+        for (int t = 0; t < 4; t++) {
+            tg_dtype dt = d ? TG_F64 : TG_F32;
+            int ta = t & 1, tb = t >> 1;
+            size_t m = 150, n = 90, k = 300, es = tg_dtype_size(dt);
+            size_t lda = ta ? m : k, ldb = tb ? k : n;
+            void *a = random_matrix(dt, ta ? k : m, lda), *b = random_matrix(dt, tb ? n : k, ldb);
+            void *whole = random_matrix(dt, m, n), *rows = malloc(m * n * es),
+                 *cols = malloc(m * n * es);
+            if (!a || !b || !whole || !rows || !cols) {
+                CHECK(0, "out of memory");
+                free(a), free(b), free(whole), free(rows), free(cols);
+                return;
+            }
+            memcpy(rows, whole, m * n * es), memcpy(cols, whole, m * n * es);
+            tg_gemm_kernel(dt, ta, tb, m, n, k, a, lda, b, ldb, 1.0, whole, n);
+            const char *ac = a, *bc = b;
+            for (size_t lo = 0; lo < m; lo += 48) { /* rows lo.. of op(A) */
+                size_t h = m - lo < 48 ? m - lo : 48;
+                tg_gemm_kernel(dt, ta, tb, h, n, k, ac + (ta ? lo : lo * lda) * es, lda, b, ldb,
+                               1.0, (char *)rows + lo * n * es, n);
+            }
+            for (size_t lo = 0; lo < n; lo += 32) { /* columns lo.. of op(B) */
+                size_t w = n - lo < 32 ? n - lo : 32;
+                tg_gemm_kernel(dt, ta, tb, m, w, k, a, lda, bc + (tb ? lo * ldb : lo) * es, ldb,
+                               1.0, (char *)cols + lo * es, n);
+            }
+            CHECK(memcmp(whole, rows, m * n * es) == 0, "%s ta=%d tb=%d: cut by rows differs",
+                  d ? "f64" : "f32", ta, tb);
+            CHECK(memcmp(whole, cols, m * n * es) == 0, "%s ta=%d tb=%d: cut by columns differs",
+                  d ? "f64" : "f32", ta, tb);
+            free(a), free(b), free(whole), free(rows), free(cols);
+        }
+}
+
+/* tg_set_gemm: OpenBLAS on request (the kernel declines), bad values refused. */
+static void test_switch(void) {
+    float a[4] = {1, 2, 3, 4}, b[4] = {5, 6, 7, 8}, c[4] = {0};
+    CHECK_OK(tg_set_gemm(TG_GEMM_OPENBLAS));
+    CHECK(strcmp(tg_gemm_name(), "openblas") == 0, "name %s", tg_gemm_name());
+    CHECK(!tg_gemm_kernel(TG_F32, 0, 0, 2, 2, 2, a, 2, b, 2, 0.0, c, 2), "kernel ran");
+    EXPECT_ERR(tg_set_gemm((tg_gemm_impl)7), TG_ERR_ARG, "set_gemm: unknown implementation 7");
+    CHECK_OK(tg_set_gemm(TG_GEMM_AUTO));
+    CHECK(!tg_gemm_kernel(TG_F32, 0, 0, 2, 2, 0, a, 2, b, 2, 0.0, c, 2), "k = 0 not declined");
+}
+
+int main(void) {
+    const char *name = tg_gemm_name();
+    printf("test_gemm: matrix products by %s\n", name);
+    if (strcmp(name, "tapegrad-avx512") == 0) {
+        test_shapes();
+        test_parts_bitwise();
+    } else { /* no AVX-512 here: the kernel must decline, OpenBLAS multiplies */
+        float a[4] = {1, 2, 3, 4}, c[4] = {0};
+        CHECK(!tg_gemm_kernel(TG_F32, 0, 0, 2, 2, 2, a, 2, a, 2, 0.0, c, 2), "kernel ran");
+        printf("test_gemm: no AVX-512 on this CPU: the kernel's products are not tested here\n");
+    }
+    test_switch();
+    return check_summary();
+}
