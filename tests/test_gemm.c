@@ -1,5 +1,5 @@
 /* tapegrad's own GEMM kernel (src/ops/gemm.c) called directly: every
- * transpose pair, both dtypes, sizes on each side of the tile (12 rows, 32 /
+ * transpose pair, both dtypes, sizes on each side of the tile (8 rows, 32 /
  * 16 columns) and block edges (120 rows, 256 of the inner dimension, 2048 /
  * 1024 columns), leading dimensions wider than the matrices, and beta 0, 1
  * and 0.5, each against a naive sum in double. Around every C sits a frame
@@ -113,9 +113,9 @@ out:
 }
 
 static void test_shapes(void) {
-    /* m: 1, tile edges 11/12/13, 25, block edges 120/121, 250; n: 1,
+    /* m: 1, tile edges 7/8/9, 25, block edges 120/121, 250; n: 1,
      * 15/16/17, 31/32/33, 70; k: 1, 7, 255/256/257, 600 (three chunks) */
-    static const size_t ms[] = {1, 11, 12, 13, 25, 120, 121, 250};
+    static const size_t ms[] = {1, 7, 8, 9, 25, 120, 121, 250};
     static const size_t ns[] = {1, 15, 16, 17, 31, 32, 33, 70};
     static const size_t ks[] = {1, 7, 255, 256, 257, 600};
     static const double betas[] = {0.0, 1.0, 0.5};
@@ -159,11 +159,14 @@ static void test_shapes(void) {
 
 /* The thread pool cuts C by rows or columns at multiples of 16 and calls
  * the kernel on each part: the parts together must give the whole product
- * bit for bit. */
+ * bit for bit. Cut here by 20 rows and 16 columns, so that parts end inside
+ * tiles of the whole (edge tiles go through put_tile, full ones not), with
+ * beta 1 and 0.3 (rounded by an FMA in both paths). */
 static void test_parts_bitwise(void) {
-    for (int d = 0; d < 2; d++)
+    for (int d = 0; d < 4; d++)
         for (int t = 0; t < 4; t++) {
-            tg_dtype dt = d ? TG_F64 : TG_F32;
+            double beta = d >= 2 ? 0.3 : 1.0;
+            tg_dtype dt = d & 1 ? TG_F64 : TG_F32;
             int ta = t & 1, tb = t >> 1;
             size_t m = 150, n = 90, k = 300, es = tg_dtype_size(dt);
             size_t lda = ta ? m : k, ldb = tb ? k : n;
@@ -176,22 +179,24 @@ static void test_parts_bitwise(void) {
                 return;
             }
             memcpy(rows, whole, m * n * es), memcpy(cols, whole, m * n * es);
-            tg_gemm_kernel(dt, ta, tb, m, n, k, a, lda, b, ldb, 1.0, whole, n);
+            tg_gemm_kernel(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, whole, n);
             const char *ac = a, *bc = b;
-            for (size_t lo = 0; lo < m; lo += 48) { /* rows lo.. of op(A) */
-                size_t h = m - lo < 48 ? m - lo : 48;
+            for (size_t lo = 0; lo < m; lo += 20) { /* rows lo.. of op(A) */
+                size_t h = m - lo < 20 ? m - lo : 20;
                 tg_gemm_kernel(dt, ta, tb, h, n, k, ac + (ta ? lo : lo * lda) * es, lda, b, ldb,
-                               1.0, (char *)rows + lo * n * es, n);
+                               beta, (char *)rows + lo * n * es, n);
             }
-            for (size_t lo = 0; lo < n; lo += 32) { /* columns lo.. of op(B) */
-                size_t w = n - lo < 32 ? n - lo : 32;
+            for (size_t lo = 0; lo < n; lo += 16) { /* columns lo.. of op(B) */
+                size_t w = n - lo < 16 ? n - lo : 16;
                 tg_gemm_kernel(dt, ta, tb, m, w, k, a, lda, bc + (tb ? lo * ldb : lo) * es, ldb,
-                               1.0, (char *)cols + lo * es, n);
+                               beta, (char *)cols + lo * es, n);
             }
-            CHECK(memcmp(whole, rows, m * n * es) == 0, "%s ta=%d tb=%d: cut by rows differs",
-                  d ? "f64" : "f32", ta, tb);
-            CHECK(memcmp(whole, cols, m * n * es) == 0, "%s ta=%d tb=%d: cut by columns differs",
-                  d ? "f64" : "f32", ta, tb);
+            CHECK(memcmp(whole, rows, m * n * es) == 0,
+                  "%s ta=%d tb=%d beta=%g: cut by rows differs", d & 1 ? "f64" : "f32", ta, tb,
+                  beta);
+            CHECK(memcmp(whole, cols, m * n * es) == 0,
+                  "%s ta=%d tb=%d beta=%g: cut by columns differs", d & 1 ? "f64" : "f32", ta, tb,
+                  beta);
             free(a), free(b), free(whole), free(rows), free(cols);
         }
 }
