@@ -113,17 +113,19 @@ out:
 }
 
 static void test_shapes(void) {
-    /* m: 1, tile edges 7/8/9, 25, block edges 120/121, 250; n: 1,
-     * 15/16/17, 31/32/33, 70; k: 1, 7, 255/256/257, 600 (three chunks) */
+    /* m: 1, tile edges 7/8/9, 25, block edges 120/121, 250; n: 1, 7/8/9,
+     * 15/16/17, 31/32/33, 70; k: 1, 7, 255/256/257, 600 (three chunks).
+     * The kernel takes every shape; linalg.c gives it only those that
+     * tg_gemm_suits (test_suits). */
     static const size_t ms[] = {1, 7, 8, 9, 25, 120, 121, 250};
-    static const size_t ns[] = {1, 15, 16, 17, 31, 32, 33, 70};
+    static const size_t ns[] = {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 70};
     static const size_t ks[] = {1, 7, 255, 256, 257, 600};
     static const double betas[] = {0.0, 1.0, 0.5};
     int count = 0;
     for (int d = 0; d < 2; d++)
         for (int t = 0; t < 4; t++)
             for (size_t im = 0; im < 8; im++)
-                for (size_t in = 0; in < 8; in++) {
+                for (size_t in = 0; in < 11; in++) {
                     /* every (m, n) pair, k and beta rotating along so every k
                      * and beta meets every transpose pair and dtype */
                     size_t k = ks[(im * 8 + in + (size_t)t) % 6];
@@ -201,12 +203,23 @@ static void test_parts_bitwise(void) {
         }
 }
 
+/* Which products the kernel is given: none with a dimension of 1 (gemv,
+ * ger), none narrower than half a tile: float32 from 16 columns, float64
+ * from 8. */
+static void test_suits(void) {
+    CHECK(tg_gemm_suits(TG_F32, 128, 16, 128) && !tg_gemm_suits(TG_F32, 128, 15, 128), "f32 16");
+    CHECK(tg_gemm_suits(TG_F64, 128, 8, 128) && !tg_gemm_suits(TG_F64, 128, 7, 128), "f64 8");
+    CHECK(!tg_gemm_suits(TG_F32, 1, 256, 784) && !tg_gemm_suits(TG_F32, 784, 256, 1),
+          "a dimension of 1");
+}
+
 /* tg_set_gemm: OpenBLAS on request (the kernel declines), bad values refused. */
 static void test_switch(void) {
     float a[4] = {1, 2, 3, 4}, b[4] = {5, 6, 7, 8}, c[4] = {0};
     CHECK_OK(tg_set_gemm(TG_GEMM_OPENBLAS));
     CHECK(strcmp(tg_gemm_name(), "openblas") == 0, "name %s", tg_gemm_name());
     CHECK(!tg_gemm_kernel(TG_F32, 0, 0, 2, 2, 2, a, 2, b, 2, 0.0, c, 2), "kernel ran");
+    CHECK(!tg_gemm_suits(TG_F32, 128, 256, 128), "OpenBLAS chosen, yet the kernel suits");
     EXPECT_ERR(tg_set_gemm((tg_gemm_impl)7), TG_ERR_ARG, "set_gemm: unknown implementation 7");
     CHECK_OK(tg_set_gemm(TG_GEMM_AUTO));
     CHECK(!tg_gemm_kernel(TG_F32, 0, 0, 2, 2, 0, a, 2, b, 2, 0.0, c, 2), "k = 0 not declined");
@@ -218,9 +231,11 @@ int main(void) {
     if (strcmp(name, "tapegrad-avx512") == 0) {
         test_shapes();
         test_parts_bitwise();
+        test_suits();
     } else { /* no AVX-512 here: the kernel must decline, OpenBLAS multiplies */
         float a[4] = {1, 2, 3, 4}, c[4] = {0};
         CHECK(!tg_gemm_kernel(TG_F32, 0, 0, 2, 2, 2, a, 2, a, 2, 0.0, c, 2), "kernel ran");
+        CHECK(!tg_gemm_suits(TG_F32, 128, 256, 128), "no kernel, yet it suits");
         printf("test_gemm: no AVX-512 on this CPU: the kernel's products are not tested here\n");
     }
     test_switch();

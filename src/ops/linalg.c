@@ -41,15 +41,16 @@ static void ger(tg_dtype dt, size_t m, size_t n, const void *a, size_t inca, con
  * OpenBLAS's gemm does not switch by itself: gemv/ger are 2x faster there
  * (batch 1). Strides of the vector operands follow from the transposes:
  * a 1×k row is contiguous; a k×1 column steps by its leading dimension. */
-static void gemm_any(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
-                     size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc) {
+static void gemm_any(tg_dtype dt, int own, int ta, int tb, size_t m, size_t n, size_t k,
+                     const void *a, size_t lda, const void *b, size_t ldb, double beta, void *c,
+                     size_t ldc) {
     if (m == 1) /* c (1×n) = op(B)ᵀ·a */
         gemv(dt, !tb, tb ? n : k, tb ? k : n, b, ldb, a, ta ? lda : 1, beta, c, 1);
     else if (n == 1) /* c (m×1) = op(A)·b */
         gemv(dt, ta, ta ? k : m, ta ? m : k, a, lda, b, tb ? 1 : ldb, beta, c, ldc);
     else if (k == 1) /* C = a·bᵀ */
         ger(dt, m, n, a, ta ? 1 : lda, b, tb ? ldb : 1, beta, c, ldc);
-    else if (!tg_gemm_kernel(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc)) {
+    else if (!own || !tg_gemm_kernel(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc)) {
         enum CBLAS_TRANSPOSE A = ta ? CblasTrans : CblasNoTrans;
         enum CBLAS_TRANSPOSE B = tb ? CblasTrans : CblasNoTrans;
         if (dt == TG_F32)
@@ -83,7 +84,7 @@ enum { SPLIT_ROWS, SPLIT_COLS, SPLIT_INNER };
 
 typedef struct gemm_job {
     tg_dtype dt;
-    int ta, tb, split;
+    int own, ta, tb, split; /* own: tapegrad's kernel (gemm.c), else BLAS */
     size_t m, n, k, lda, ldb, ldc;
     const void *a, *b;
     void *c;
@@ -103,18 +104,19 @@ static void gemm_part(void *ctx, int part, int parts) {
     const char *a = j->a, *b = j->b;
     char *c = j->c;
     if (j->split == SPLIT_ROWS) /* rows lo..hi of op(A): rows of A, or columns of Aᵀ */
-        gemm_any(j->dt, j->ta, j->tb, hi - lo, j->n, j->k, a + (j->ta ? lo : lo * j->lda) * es,
-                 j->lda, b, j->ldb, j->beta, c + lo * j->ldc * es, j->ldc);
+        gemm_any(j->dt, j->own, j->ta, j->tb, hi - lo, j->n, j->k,
+                 a + (j->ta ? lo : lo * j->lda) * es, j->lda, b, j->ldb, j->beta,
+                 c + lo * j->ldc * es, j->ldc);
     else if (j->split == SPLIT_COLS) /* columns lo..hi of op(B) */
-        gemm_any(j->dt, j->ta, j->tb, j->m, hi - lo, j->k, a, j->lda,
+        gemm_any(j->dt, j->own, j->ta, j->tb, j->m, hi - lo, j->k, a, j->lda,
                  b + (j->tb ? lo * j->ldb : lo) * es, j->ldb, j->beta, c + lo * es, j->ldc);
     else { /* columns lo..hi of op(A), rows lo..hi of op(B); with beta 0, BLAS does
             * not read the (uninitialised) scratch: "when BETA is zero, C need not
             * be set on input" (reference BLAS) */
         char *out = part ? j->scratch + (size_t)(part - 1) * j->m * j->n * es : c;
-        gemm_any(j->dt, j->ta, j->tb, j->m, j->n, hi - lo, a + (j->ta ? lo * j->lda : lo) * es,
-                 j->lda, b + (j->tb ? lo : lo * j->ldb) * es, j->ldb, part ? 0.0 : j->beta, out,
-                 part ? j->n : j->ldc);
+        gemm_any(j->dt, j->own, j->ta, j->tb, j->m, j->n, hi - lo,
+                 a + (j->ta ? lo * j->lda : lo) * es, j->lda, b + (j->tb ? lo : lo * j->ldb) * es,
+                 j->ldb, part ? 0.0 : j->beta, out, part ? j->n : j->ldc);
     }
 }
 
@@ -160,10 +162,12 @@ static int choose_split(int ta, int tb, size_t m, size_t n, size_t k, int parts)
 static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
                  size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc) {
     double macs = (double)m * (double)n * (double)k;
+    /* decided for the whole product, so that its parts all take one kernel */
+    int own = tg_gemm_suits(dt, m, n, k);
     if (tg_threads_managed()) {
         int parts = tg_get_threads();
         int split = parts > 1 && macs >= SPLIT_MIN_MACS ? choose_split(ta, tb, m, n, k, parts) : -1;
-        gemm_job j = {dt, ta, tb, split, m, n, k, lda, ldb, ldc, a, b, c, beta, NULL};
+        gemm_job j = {dt, own, ta, tb, split, m, n, k, lda, ldb, ldc, a, b, c, beta, NULL};
         if (split == SPLIT_INNER) {
             j.scratch =
                 tg_scratch(TG_SCRATCH_PARTIALS, (size_t)(parts - 1) * m * n * tg_dtype_size(dt));
@@ -173,20 +177,20 @@ static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, cons
             tg_parallel(gemm_part, &j, parts);
             if (split == SPLIT_INNER) add_partials(&j, parts);
         } else
-            gemm_any(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+            gemm_any(dt, own, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
         return;
     }
     /* The save, set and restore of OpenBLAS's (global) thread count under a
      * lock: two tapes on two threads must not save each other's 1. */
     int small = m == 1 || n == 1 || k == 1 || macs < 1e6;
-    if (!small && openblas_get_num_threads() == 1 &&
+    if (own && (small || openblas_get_num_threads() == 1) &&
         tg_gemm_kernel(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc))
-        return; /* one thread either way: tapegrad's kernel (gemm.c) */
+        return; /* one thread either way: tapegrad's kernel */
     if (small) pthread_mutex_lock(&blas_threads_lock);
     int th = openblas_get_num_threads();
     int one = small && th > 1;
     if (one) openblas_set_num_threads(1);
-    gemm_any(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    gemm_any(dt, 0, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
     if (one) openblas_set_num_threads(th);
     if (small) pthread_mutex_unlock(&blas_threads_lock);
 }

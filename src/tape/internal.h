@@ -56,6 +56,11 @@ void *tg_scratch(int slot, size_t bytes);
  * the packed panels; the caller then calls BLAS. */
 int tg_gemm_kernel(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
                    size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc);
+/* 1 when tapegrad's kernel should take this product (the kernel is there
+ * and chosen, and C is wide enough for its tiles); decided once for a whole
+ * product, before the thread pool cuts it, so that every part takes the
+ * same kernel. */
+int tg_gemm_suits(tg_dtype dt, size_t m, size_t n, size_t k);
 /* [lo, hi) of part `part` of [0, n) in `parts` parts, cut at multiples of align. */
 void tg_part_range(size_t n, int part, int parts, size_t align, size_t *lo, size_t *hi);
 
