@@ -203,14 +203,92 @@ static void test_parts_bitwise(void) {
         }
 }
 
-/* Which products the kernel is given: none with a dimension of 1 (gemv,
- * ger), none narrower than half a tile: float32 from 16 columns, float64
- * from 8. */
+/* Which products the kernels are given: those whose C has at least one
+ * vector of columns (16 float32, 8 float64), matrix or vector products. */
 static void test_suits(void) {
     CHECK(tg_gemm_suits(TG_F32, 128, 16, 128) && !tg_gemm_suits(TG_F32, 128, 15, 128), "f32 16");
     CHECK(tg_gemm_suits(TG_F64, 128, 8, 128) && !tg_gemm_suits(TG_F64, 128, 7, 128), "f64 8");
-    CHECK(!tg_gemm_suits(TG_F32, 1, 256, 784) && !tg_gemm_suits(TG_F32, 784, 256, 1),
-          "a dimension of 1");
+    CHECK(tg_gemm_suits(TG_F32, 1, 256, 784) && tg_gemm_suits(TG_F32, 784, 256, 1), "batch 1");
+    CHECK(!tg_gemm_suits(TG_F32, 1, 10, 128) && !tg_gemm_suits(TG_F32, 256, 1, 128), "narrow");
+}
+
+/* ---------------------------------------------------------------- batch 1 */
+
+/* y (cols) = beta·y + Mᵀx and C += a·bᵀ, M and C rows × cols with a
+ * leading dimension cols + pad, x and a strided: every strip width (16, 4, 1
+ * vectors and single columns) against a naive sum in double, with
+ * sentinels after y and around C that must stay, and beta = 0 starting from
+ * NaN. Bound: rows-term dot products, as for the matrix products. */
+static void check_vector_products(tg_dtype dt, size_t rows, size_t cols, size_t inc, size_t pad,
+                                  double beta) {
+    size_t ld = cols + pad;
+    void *m = random_matrix(dt, rows, ld), *x = random_matrix(dt, rows, inc);
+    void *b = random_matrix(dt, 1, cols), *y = random_matrix(dt, 1, cols + 4);
+    void *c = random_matrix(dt, rows + 1, ld), *c0 = malloc((rows + 1) * ld * sizeof(double));
+    double *y0 = malloc((cols + 4) * sizeof(double));
+    if (!m || !x || !b || !y || !c || !c0 || !y0) {
+        CHECK(0, "out of memory");
+        goto out;
+    }
+    for (size_t j = 0; j < cols + 4; j++) {
+        put(dt, y, j, j >= cols ? SENTINEL : beta == 0 ? NAN : get(dt, y, j));
+        y0[j] = get(dt, y, j);
+    }
+    for (size_t i = 0; i <= rows; i++)
+        for (size_t j = 0; j < ld; j++) {
+            if (i == rows || j >= cols) put(dt, c, i * ld + j, SENTINEL);
+            ((double *)c0)[i * ld + j] = get(dt, c, i * ld + j);
+        }
+    CHECK(tg_gemv_kernel(dt, rows, cols, m, ld, x, inc, beta, y), "gemv declined");
+    CHECK(tg_ger_kernel(dt, rows, cols, x, inc, b, c, ld), "ger declined");
+    double u = dt == TG_F32 ? 0x1p-24 : 0x1p-53;
+    double gamma = 2.0 * ((double)rows + 2.0) * u + (double)rows * 0x1p-53;
+    size_t bad = 0, outside = 0;
+    for (size_t j = 0; j < cols + 4; j++) {
+        double got = get(dt, y, j);
+        if (j >= cols) {
+            outside += got != SENTINEL;
+            continue;
+        }
+        double sum = beta == 0 ? 0 : beta * y0[j], mag = fabs(sum);
+        for (size_t i = 0; i < rows; i++) {
+            double t = get(dt, x, i * inc) * get(dt, m, i * ld + j);
+            sum += t, mag += fabs(t);
+        }
+        bad += !(fabs(got - sum) <= gamma * (mag + 1e-300));
+    }
+    for (size_t i = 0; i <= rows; i++)
+        for (size_t j = 0; j < ld; j++) {
+            double got = get(dt, c, i * ld + j), old = ((double *)c0)[i * ld + j];
+            if (i == rows || j >= cols) {
+                outside += got != SENTINEL;
+                continue;
+            }
+            double want = old + get(dt, x, i * inc) * get(dt, b, j);
+            double mag = fabs(old) + fabs(want - old);
+            bad += !(fabs(got - want) <= 2 * u * (mag + 1e-300));
+        }
+    CHECK(bad == 0 && outside == 0,
+          "%s rows=%zu cols=%zu inc=%zu pad=%zu beta=%g: %zu wrong, %zu written outside",
+          dt == TG_F32 ? "f32" : "f64", rows, cols, inc, pad, beta, bad, outside);
+out:
+    free(m), free(x), free(b), free(y), free(c), free(c0), free(y0);
+}
+
+static void test_vector_products(void) {
+    /* columns: under one vector, 1, 4 and 16 vectors of either dtype and
+     * their neighbours, and the MLP's 256 and 784 */
+    static const size_t cols[] = {1,  7,  8,  9,   15,  16,  17,  31, 33,
+                                  63, 64, 65, 128, 129, 256, 300, 784};
+    static const size_t rows[] = {1, 3, 130};
+    static const double betas[] = {0.0, 1.0, 0.5};
+    int count = 0;
+    for (int d = 0; d < 2; d++)
+        for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++)
+            for (size_t r = 0; r < 3; r++, count++)
+                check_vector_products(d ? TG_F64 : TG_F32, rows[r], cols[c], 1 + (c + r) % 3,
+                                      (c + r) % 2, betas[(c + r + (size_t)d) % 3]);
+    printf("test_gemm: %d matrix-vector and outer products checked\n", count);
 }
 
 /* tg_set_gemm: OpenBLAS on request (the kernel declines), bad values refused. */
@@ -232,6 +310,7 @@ int main(void) {
         test_shapes();
         test_parts_bitwise();
         test_suits();
+        test_vector_products();
     } else { /* no AVX-512 here: the kernel must decline, OpenBLAS multiplies */
         float a[4] = {1, 2, 3, 4}, c[4] = {0};
         CHECK(!tg_gemm_kernel(TG_F32, 0, 0, 2, 2, 2, a, 2, a, 2, 0.0, c, 2), "kernel ran");

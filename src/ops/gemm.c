@@ -1,6 +1,8 @@
-/* tapegrad's own matrix product for CPUs with AVX-512: C = op(A)·op(B) +
- * beta·C, row-major, float32 and float64. It serves matmul (linalg.c) where
- * no dimension is 1; gemv/ger stay with OpenBLAS.
+/* tapegrad's own matrix products for CPUs with AVX-512: C = op(A)·op(B) +
+ * beta·C, row-major, float32 and float64, for matmul (linalg.c) wherever C
+ * has at least one vector of columns (tg_gemm_suits); at batch 1, y = Mᵀx
+ * and C += a·bᵀ (strips, further down). Narrower products, and y = Mx,
+ * stay with OpenBLAS.
  *
  * Why: the OpenBLAS this project runs under is told which kernels to use
  * (OPENBLAS_CORETYPE=Haswell, AVX2), so on a CPU with AVX-512 half of each
@@ -204,6 +206,102 @@ MICRO_KERNEL(double, f64, 16, __m512d, _mm512_set1_pd, _mm512_loadu_pd, _mm512_s
 DRIVER(float, f32, 32, NC32)
 DRIVER(double, f64, 16, NC64)
 
+/* Matrix-vector and outer products (batch 1), on strips of NV vectors of
+ * columns of a row-major M or C, NV·W columns held in registers while the
+ * rows stream past: the weight is read (gemv) or read and written (ger)
+ * exactly once, at the rate memory gives, which is their whole cost.
+ *   rows_gemv: y[s] = beta·y[s] + Σ_i x[i]·M[i][s]   (y = beta·y + Mᵀx on a strip s)
+ *   rows_ger:  C[i][s] += a[i]·b[s]                    (C += a·bᵀ on a strip s)
+ * Each y[j] is the same chain (beta·y, then one FMA per row in order)
+ * whether its column falls in a strip of 16, 4 or 1 vectors or in the
+ * scalar tail, so a split by columns changes no bit. */
+#define STRIP_KERNELS(real, sfx, vec, set1, loadu, storeu, fmadd, mul, zero, W, NV)                \
+    TARGET static void rows_gemv_##sfx##_##NV(size_t rows, const real *m, size_t ld,               \
+                                              const real *x, size_t incx, real beta, real *y) {    \
+        vec acc[NV];                                                                               \
+        _Pragma("GCC unroll 16") for (int v = 0; v < NV; v++) acc[v] =                             \
+            beta == 0 ? zero() : mul(set1(beta), loadu(y + v * W));                                \
+        for (size_t i = 0; i < rows; i++) {                                                        \
+            const vec xi = set1(x[i * incx]);                                                      \
+            const real *mi = m + i * ld;                                                           \
+            _Pragma("GCC unroll 16") for (int v = 0; v < NV; v++) acc[v] =                         \
+                fmadd(xi, loadu(mi + v * W), acc[v]);                                              \
+        }                                                                                          \
+        _Pragma("GCC unroll 16") for (int v = 0; v < NV; v++) storeu(y + v * W, acc[v]);           \
+    }                                                                                              \
+    TARGET static void rows_ger_##sfx##_##NV(size_t rows, const real *a, size_t inca,              \
+                                             const real *b, real *c, size_t ldc) {                 \
+        vec bv[NV];                                                                                \
+        _Pragma("GCC unroll 16") for (int v = 0; v < NV; v++) bv[v] = loadu(b + v * W);            \
+        for (size_t i = 0; i < rows; i++) {                                                        \
+            const vec ai = set1(a[i * inca]);                                                      \
+            real *ci = c + i * ldc;                                                                \
+            _Pragma("GCC unroll 16") for (int v = 0; v < NV; v++)                                  \
+                storeu(ci + v * W, fmadd(ai, bv[v], loadu(ci + v * W)));                           \
+        }                                                                                          \
+    }
+
+#define STRIPS(real, sfx, vec, set1, loadu, storeu, fmadd, mul, zero, W)                           \
+    STRIP_KERNELS(real, sfx, vec, set1, loadu, storeu, fmadd, mul, zero, W, 16)                    \
+    STRIP_KERNELS(real, sfx, vec, set1, loadu, storeu, fmadd, mul, zero, W, 4)                     \
+    STRIP_KERNELS(real, sfx, vec, set1, loadu, storeu, fmadd, mul, zero, W, 1)                     \
+    /* y (cols) = beta·y + Mᵀx: strips of 16, 4, 1 vectors, then single columns */              \
+    static void gemv_t_##sfx(size_t rows, size_t cols, const real *m, size_t ld, const real *x,    \
+                             size_t incx, real beta, real *y) {                                    \
+        size_t j = 0;                                                                              \
+        for (; cols - j >= 16 * W; j += 16 * W)                                                    \
+            rows_gemv_##sfx##_16(rows, m + j, ld, x, incx, beta, y + j);                           \
+        for (; cols - j >= 4 * W; j += 4 * W)                                                      \
+            rows_gemv_##sfx##_4(rows, m + j, ld, x, incx, beta, y + j);                            \
+        for (; cols - j >= W; j += W)                                                              \
+            rows_gemv_##sfx##_1(rows, m + j, ld, x, incx, beta, y + j);                            \
+        for (; j < cols; j++) {                                                                    \
+            real s = beta == 0 ? 0 : beta * y[j];                                                  \
+            for (size_t i = 0; i < rows; i++)                                                      \
+                s = fma(x[i * incx], m[i * ld + j], s);                                            \
+            y[j] = s;                                                                              \
+        }                                                                                          \
+    }                                                                                              \
+    /* C (rows × cols) += a·bᵀ */                                                              \
+    static void ger_##sfx(size_t rows, size_t cols, const real *a, size_t inca, const real *b,     \
+                          real *c, size_t ldc) {                                                   \
+        size_t j = 0;                                                                              \
+        for (; cols - j >= 16 * W; j += 16 * W)                                                    \
+            rows_ger_##sfx##_16(rows, a, inca, b + j, c + j, ldc);                                 \
+        for (; cols - j >= 4 * W; j += 4 * W)                                                      \
+            rows_ger_##sfx##_4(rows, a, inca, b + j, c + j, ldc);                                  \
+        for (; cols - j >= W; j += W)                                                              \
+            rows_ger_##sfx##_1(rows, a, inca, b + j, c + j, ldc);                                  \
+        for (; j < cols; j++)                                                                      \
+            for (size_t i = 0; i < rows; i++)                                                      \
+                c[i * ldc + j] = fma(a[i * inca], b[j], c[i * ldc + j]);                           \
+    }
+
+STRIPS(float, f32, __m512, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps,
+       _mm512_mul_ps, _mm512_setzero_ps, 16)
+STRIPS(double, f64, __m512d, _mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fmadd_pd,
+       _mm512_mul_pd, _mm512_setzero_pd, 8)
+
+int tg_gemv_kernel(tg_dtype dt, size_t rows, size_t cols, const void *m, size_t ld, const void *x,
+                   size_t incx, double beta, void *y) {
+    if (chosen != TG_GEMM_AUTO || !have_avx512()) return 0;
+    if (dt == TG_F32)
+        gemv_t_f32(rows, cols, m, ld, x, incx, (float)beta, y);
+    else
+        gemv_t_f64(rows, cols, m, ld, x, incx, beta, y);
+    return 1;
+}
+
+int tg_ger_kernel(tg_dtype dt, size_t rows, size_t cols, const void *a, size_t inca, const void *b,
+                  void *c, size_t ldc) {
+    if (chosen != TG_GEMM_AUTO || !have_avx512()) return 0;
+    if (dt == TG_F32)
+        ger_f32(rows, cols, a, inca, b, c, ldc);
+    else
+        ger_f64(rows, cols, a, inca, b, c, ldc);
+    return 1;
+}
+
 int tg_gemm_kernel(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
                    size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc) {
     if (chosen != TG_GEMM_AUTO || !have_avx512() || !m || !n || !k) return 0;
@@ -211,20 +309,31 @@ int tg_gemm_kernel(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, co
     return gemm_f64(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
 }
 
-/* A C narrower than half a tile (the MLP's 10 outputs) would leave most
- * vector lanes idle: OpenBLAS's narrow kernels are faster there (batch 128,
- * 1 thread: 128×128·128×10 took 10.7 µs with this kernel, 6.0 µs in
- * OpenBLAS; its transposed-A twin 9.4 and 6.1 µs). A dimension of 1 is a
- * matrix-vector or outer product, for gemv and ger. */
+/* A C narrower than one vector (W = 16 float32, 8 float64 columns: the
+ * MLP's 10 outputs) would leave most lanes idle: OpenBLAS's narrow kernels
+ * are faster there (batch 128, 1 thread: 128×128·128×10 took 10.7 µs with
+ * the tiles, 6.0 µs in OpenBLAS; its transposed-A twin 9.4 and 6.1 µs). */
 int tg_gemm_suits(tg_dtype dt, size_t m, size_t n, size_t k) {
-    size_t narrow = dt == TG_F32 ? 16 : 8;
-    return chosen == TG_GEMM_AUTO && have_avx512() && m > 1 && k > 1 && n >= narrow;
+    (void)m, (void)k;
+    return chosen == TG_GEMM_AUTO && have_avx512() && n >= (dt == TG_F32 ? 16u : 8u);
 }
 
 #else /* no AVX-512 kernel on this compiler or CPU family: OpenBLAS always */
 
 int tg_gemm_suits(tg_dtype dt, size_t m, size_t n, size_t k) {
     (void)dt, (void)m, (void)n, (void)k;
+    return 0;
+}
+
+int tg_gemv_kernel(tg_dtype dt, size_t rows, size_t cols, const void *m, size_t ld, const void *x,
+                   size_t incx, double beta, void *y) {
+    (void)dt, (void)rows, (void)cols, (void)m, (void)ld, (void)x, (void)incx, (void)beta, (void)y;
+    return 0;
+}
+
+int tg_ger_kernel(tg_dtype dt, size_t rows, size_t cols, const void *a, size_t inca, const void *b,
+                  void *c, size_t ldc) {
+    (void)dt, (void)rows, (void)cols, (void)a, (void)inca, (void)b, (void)c, (void)ldc;
     return 0;
 }
 

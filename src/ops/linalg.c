@@ -12,8 +12,10 @@
 static pthread_mutex_t blas_threads_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* y = beta·y + op(M)·x: M rows × cols row-major with leading dimension ld. */
-static void gemv(tg_dtype dt, int trans, size_t rows, size_t cols, const void *m, size_t ld,
-                 const void *x, size_t incx, double beta, void *y, size_t incy) {
+static void gemv(tg_dtype dt, int own, int trans, size_t rows, size_t cols, const void *m,
+                 size_t ld, const void *x, size_t incx, double beta, void *y, size_t incy) {
+    if (own && trans && incy == 1 && tg_gemv_kernel(dt, rows, cols, m, ld, x, incx, beta, y))
+        return;
     enum CBLAS_TRANSPOSE T = trans ? CblasTrans : CblasNoTrans;
     if (dt == TG_F32)
         cblas_sgemv(CblasRowMajor, T, (int)rows, (int)cols, 1.0f, m, (int)ld, x, (int)incx,
@@ -24,12 +26,13 @@ static void gemv(tg_dtype dt, int trans, size_t rows, size_t cols, const void *m
 }
 
 /* C (m×n, ldc) = beta·C + a·bᵀ with strided vectors a (m) and b (n). */
-static void ger(tg_dtype dt, size_t m, size_t n, const void *a, size_t inca, const void *b,
+static void ger(tg_dtype dt, int own, size_t m, size_t n, const void *a, size_t inca, const void *b,
                 size_t incb, double beta, void *c, size_t ldc) {
     size_t es = tg_dtype_size(dt);
     if (beta == 0.0) /* ger only accumulates: clear the rows first */
         for (size_t i = 0; i < m; i++)
             memset((char *)c + i * ldc * es, 0, n * es);
+    if (own && incb == 1 && tg_ger_kernel(dt, m, n, a, inca, b, c, ldc)) return;
     if (dt == TG_F32)
         cblas_sger(CblasRowMajor, (int)m, (int)n, 1.0f, a, (int)inca, b, (int)incb, c, (int)ldc);
     else
@@ -45,11 +48,11 @@ static void gemm_any(tg_dtype dt, int own, int ta, int tb, size_t m, size_t n, s
                      const void *a, size_t lda, const void *b, size_t ldb, double beta, void *c,
                      size_t ldc) {
     if (m == 1) /* c (1×n) = op(B)ᵀ·a */
-        gemv(dt, !tb, tb ? n : k, tb ? k : n, b, ldb, a, ta ? lda : 1, beta, c, 1);
+        gemv(dt, own, !tb, tb ? n : k, tb ? k : n, b, ldb, a, ta ? lda : 1, beta, c, 1);
     else if (n == 1) /* c (m×1) = op(A)·b */
-        gemv(dt, ta, ta ? k : m, ta ? m : k, a, lda, b, tb ? 1 : ldb, beta, c, ldc);
+        gemv(dt, own, ta, ta ? k : m, ta ? m : k, a, lda, b, tb ? 1 : ldb, beta, c, ldc);
     else if (k == 1) /* C = a·bᵀ */
-        ger(dt, m, n, a, ta ? 1 : lda, b, tb ? ldb : 1, beta, c, ldc);
+        ger(dt, own, m, n, a, ta ? 1 : lda, b, tb ? ldb : 1, beta, c, ldc);
     else if (!own || !tg_gemm_kernel(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc)) {
         enum CBLAS_TRANSPOSE A = ta ? CblasTrans : CblasNoTrans;
         enum CBLAS_TRANSPOSE B = tb ? CblasTrans : CblasNoTrans;

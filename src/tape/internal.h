@@ -56,11 +56,18 @@ void *tg_scratch(int slot, size_t bytes);
  * the packed panels; the caller then calls BLAS. */
 int tg_gemm_kernel(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
                    size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc);
-/* 1 when tapegrad's kernel should take this product (the kernel is there
- * and chosen, and C is wide enough for its tiles); decided once for a whole
- * product, before the thread pool cuts it, so that every part takes the
- * same kernel. */
+/* 1 when tapegrad's kernels should take this product (they are there and
+ * chosen, and C has at least one vector of columns); decided once for a
+ * whole product, before the thread pool cuts it, so that every part takes
+ * the same kernel. */
 int tg_gemm_suits(tg_dtype dt, size_t m, size_t n, size_t k);
+/* The same family for batch 1, contiguous y and b: y (cols) = beta·y + Mᵀx
+ * with M rows × cols (ld), and C (rows × cols, ldc) += a·bᵀ. 0 when
+ * declined (no AVX-512, or OpenBLAS chosen). */
+int tg_gemv_kernel(tg_dtype dt, size_t rows, size_t cols, const void *m, size_t ld, const void *x,
+                   size_t incx, double beta, void *y);
+int tg_ger_kernel(tg_dtype dt, size_t rows, size_t cols, const void *a, size_t inca, const void *b,
+                  void *c, size_t ldc);
 /* [lo, hi) of part `part` of [0, n) in `parts` parts, cut at multiples of align. */
 void tg_part_range(size_t n, int part, int parts, size_t align, size_t *lo, size_t *hi);
 
