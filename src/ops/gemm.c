@@ -37,6 +37,7 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #define TG_GEMM_AVX512 1
 #include <immintrin.h>
+#include <stdatomic.h>
 #define TARGET __attribute__((target("avx512f")))
 #endif
 
@@ -52,12 +53,14 @@ tg_status tg_set_gemm(tg_gemm_impl impl) {
 #ifdef TG_GEMM_AVX512
 
 static int have_avx512(void) {
-    static int known = -1; /* a benign race: every thread computes the same */
-    if (known < 0) {
+    static atomic_int known = -1; /* threads that race here all store the same */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (k < 0) {
         __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        k = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
     }
-    return known;
+    return k;
 }
 
 const char *tg_gemm_name(void) {
