@@ -11,6 +11,7 @@
 #include "../src/tape/internal.h"
 #include "check.h"
 
+#include <cblas.h>
 #include <stdlib.h>
 
 static uint64_t seed_state = 12345;
@@ -146,10 +147,13 @@ static void test_shapes(void) {
                     check_product(&q);
                     count++;
                 }
-    /* wide products: column blocks (2048 float32, 1024 float64) */
+    /* wide products: past the column blocks (2048 float32, 1024 float64),
+     * beta 1 with a short k; then every block edge at once (rows past MC,
+     * columns past NC, k past KC, all ragged) with beta 0 */
     for (int d = 0; d < 2; d++)
         for (int t = 0; t < 4; t++) {
             product q = {d ? TG_F64 : TG_F32, t & 1, t >> 1, 13, 2049, 9, 0, 0, 0, 1.0};
+            if (t == 3) q.m = 125, q.n = d ? 1030 : 2050, q.k = 260, q.beta = 0.0;
             q.lda = q.ta ? q.m : q.k;
             q.ldb = q.tb ? q.k : q.n;
             q.ldc = q.n + 3;
@@ -291,6 +295,69 @@ static void test_vector_products(void) {
     printf("test_gemm: %d matrix-vector and outer products checked\n", count);
 }
 
+/* ---------------------------------------------------------------- routing */
+
+/* C = A·B through tg_matmul, forward and both r-maps (ζ = ones): the
+ * output and the two gradients, concatenated as doubles into out. */
+static void matmul_bits(tg_dtype dt, size_t m, size_t k, size_t n, double *out) {
+    tg_tensor *a = NULL, *b = NULL, *c = NULL, *s = NULL;
+    tg_tape *t = NULL;
+    size_t sa[2] = {m, k}, sb[2] = {k, n};
+    CHECK_OK(tg_param_new(&a, dt, 2, sa));
+    CHECK_OK(tg_param_new(&b, dt, 2, sb));
+    CHECK_OK(tg_tape_new(&t));
+    if (!a || !b || !t) goto out;
+    seed_state = 777;
+    for (size_t i = 0; i < a->size; i++)
+        tg_set(a, i, uniform());
+    for (size_t i = 0; i < b->size; i++)
+        tg_set(b, i, uniform());
+    CHECK_OK(tg_matmul(t, a, b, &c));
+    CHECK_OK(tg_sum(t, c, &s));
+    CHECK_OK(tg_backward(t, s));
+    if (!c || !s) goto out;
+    for (size_t i = 0; i < m * n; i++)
+        *out++ = tg_get(c, i);
+    for (size_t i = 0; i < m * k; i++)
+        *out++ = dt == TG_F32 ? ((float *)a->grad)[i] : ((double *)a->grad)[i];
+    for (size_t i = 0; i < k * n; i++)
+        *out++ = dt == TG_F32 ? ((float *)b->grad)[i] : ((double *)b->grad)[i];
+out:
+    tg_tape_free(t);
+    tg_tensor_free(a), tg_tensor_free(b);
+}
+
+/* With OpenBLAS on one thread, a product takes the same kernels whether
+ * tapegrad's pool runs it (tg_set_threads(1)) or not: bitwise equal, for
+ * batch 1 (the strips and OpenBLAS's gemv), a small and a large product.
+ * Once tg_set_threads is called the process stays managed, so the
+ * unmanaged results are computed first. */
+static void test_routing(void) {
+    static const size_t shapes[][3] = {{1, 300, 40}, {1, 784, 256}, {20, 30, 40}, {150, 200, 90}};
+    enum { NS = sizeof shapes / sizeof shapes[0] };
+    double *bits[2][2][NS];
+    openblas_set_num_threads(1);
+    for (int managed = 0; managed < 2; managed++) {
+        if (managed) CHECK_OK(tg_set_threads(1));
+        for (int d = 0; d < 2; d++)
+            for (int i = 0; i < NS; i++) {
+                size_t m = shapes[i][0], k = shapes[i][1], n = shapes[i][2];
+                bits[managed][d][i] = calloc(m * n + m * k + k * n, sizeof(double));
+                if (bits[managed][d][i])
+                    matmul_bits(d ? TG_F64 : TG_F32, m, k, n, bits[managed][d][i]);
+            }
+    }
+    for (int d = 0; d < 2; d++)
+        for (int i = 0; i < NS; i++) {
+            size_t m = shapes[i][0], k = shapes[i][1], n = shapes[i][2];
+            size_t len = (m * n + m * k + k * n) * sizeof(double);
+            CHECK(bits[0][d][i] && bits[1][d][i] && !memcmp(bits[0][d][i], bits[1][d][i], len),
+                  "%s %zux%zu·%zux%zu: managed and unmanaged differ", d ? "f64" : "f32", m, k, k,
+                  n);
+            free(bits[0][d][i]), free(bits[1][d][i]);
+        }
+}
+
 /* tg_set_gemm: OpenBLAS on request (the kernel declines), bad values refused. */
 static void test_switch(void) {
     float a[4] = {1, 2, 3, 4}, b[4] = {5, 6, 7, 8}, c[4] = {0};
@@ -318,5 +385,6 @@ int main(void) {
         printf("test_gemm: no AVX-512 on this CPU: the kernel's products are not tested here\n");
     }
     test_switch();
+    test_routing(); /* last: it leaves the process on tapegrad's pool */
     return check_summary();
 }

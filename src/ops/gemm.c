@@ -34,20 +34,28 @@
  * to OpenBLAS. Valgrind reports no AVX-512, so under it OpenBLAS runs. */
 #include "ops.h"
 
+#include <stdatomic.h>
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #define TG_GEMM_AVX512 1
 #include <immintrin.h>
-#include <stdatomic.h>
 #define TARGET __attribute__((target("avx512f")))
 #endif
 
-static tg_gemm_impl chosen = TG_GEMM_AUTO;
+/* Read by the pool's workers: atomic (relaxed) so that a set between two
+ * products is seen without a data race. */
+static atomic_int chosen = TG_GEMM_AUTO;
 
 tg_status tg_set_gemm(tg_gemm_impl impl) {
     if (impl != TG_GEMM_AUTO && impl != TG_GEMM_OPENBLAS)
         return tg_fail(TG_ERR_ARG, "set_gemm: unknown implementation %d", (int)impl);
-    chosen = impl;
+    atomic_store_explicit(&chosen, (int)impl, memory_order_relaxed);
     return TG_OK;
+}
+
+/* tapegrad's kernels chosen (not OpenBLAS by tg_set_gemm) */
+static inline int auto_chosen(void) {
+    return atomic_load_explicit(&chosen, memory_order_relaxed) == TG_GEMM_AUTO;
 }
 
 #ifdef TG_GEMM_AVX512
@@ -64,7 +72,7 @@ static int have_avx512(void) {
 }
 
 const char *tg_gemm_name(void) {
-    return chosen == TG_GEMM_AUTO && have_avx512() ? "tapegrad-avx512" : "openblas";
+    return auto_chosen() && have_avx512() ? "tapegrad-avx512" : "openblas";
 }
 
 /* Tile and block sizes. A tile is MR rows × NR columns: 8 × 2 vectors = 16
@@ -287,7 +295,7 @@ STRIPS(double, f64, __m512d, _mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, 
 
 int tg_gemv_kernel(tg_dtype dt, size_t rows, size_t cols, const void *m, size_t ld, const void *x,
                    size_t incx, double beta, void *y) {
-    if (chosen != TG_GEMM_AUTO || !have_avx512()) return 0;
+    if (!auto_chosen() || !have_avx512()) return 0;
     if (dt == TG_F32)
         gemv_t_f32(rows, cols, m, ld, x, incx, (float)beta, y);
     else
@@ -297,7 +305,7 @@ int tg_gemv_kernel(tg_dtype dt, size_t rows, size_t cols, const void *m, size_t 
 
 int tg_ger_kernel(tg_dtype dt, size_t rows, size_t cols, const void *a, size_t inca, const void *b,
                   void *c, size_t ldc) {
-    if (chosen != TG_GEMM_AUTO || !have_avx512()) return 0;
+    if (!auto_chosen() || !have_avx512()) return 0;
     if (dt == TG_F32)
         ger_f32(rows, cols, a, inca, b, c, ldc);
     else
@@ -307,7 +315,7 @@ int tg_ger_kernel(tg_dtype dt, size_t rows, size_t cols, const void *a, size_t i
 
 int tg_gemm_kernel(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
                    size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc) {
-    if (chosen != TG_GEMM_AUTO || !have_avx512() || !m || !n || !k) return 0;
+    if (!auto_chosen() || !have_avx512() || !m || !n || !k) return 0;
     if (dt == TG_F32) return gemm_f32(ta, tb, m, n, k, a, lda, b, ldb, (float)beta, c, ldc);
     return gemm_f64(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
 }
@@ -315,10 +323,12 @@ int tg_gemm_kernel(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, co
 /* A C narrower than one vector (W = 16 float32, 8 float64 columns: the
  * MLP's 10 outputs) would leave most lanes idle: OpenBLAS's narrow kernels
  * are faster there (batch 128, 1 thread: 128×128·128×10 took 10.7 µs with
- * the tiles, 6.0 µs in OpenBLAS; its transposed-A twin 9.4 and 6.1 µs). */
+ * the tiles, 6.0 µs in OpenBLAS; its transposed-A twin 9.4 and 6.1 µs).
+ * Of the vector products that suit, y = Mx (a dot product per row: m = 1
+ * with op(B) = Bᵀ) has no kernel here and still goes to OpenBLAS's gemv. */
 int tg_gemm_suits(tg_dtype dt, size_t m, size_t n, size_t k) {
     (void)m, (void)k;
-    return chosen == TG_GEMM_AUTO && have_avx512() && n >= (dt == TG_F32 ? 16u : 8u);
+    return auto_chosen() && have_avx512() && n >= (dt == TG_F32 ? 16u : 8u);
 }
 
 #else /* no AVX-512 kernel on this compiler or CPU family: OpenBLAS always */

@@ -157,11 +157,14 @@ static int choose_split(int ta, int tb, size_t m, size_t n, size_t k, int parts)
 #define SPLIT_MIN_MACS 32768.0
 
 /* The matrix product of every op. With tapegrad's threads (tg_set_threads)
- * a large product is cut in parts for the pool and OpenBLAS runs each part
- * on one thread. Without them, OpenBLAS threads on its own, except that
- * small products (a dimension of 1, or under ~2 MFLOP) run on one OpenBLAS
- * thread: waking and joining its pool costs more than they do. The thread
- * count the user set is restored after the call. */
+ * a large product is cut in parts for the pool, each part on tapegrad's
+ * kernels (gemm.c) where they suit, else on OpenBLAS on one thread.
+ * Without them, a large product runs on OpenBLAS's threads, or on
+ * tapegrad's kernels if OpenBLAS has one thread; a small product (a
+ * dimension of 1, or under ~2 MFLOP) on tapegrad's kernels or on one
+ * OpenBLAS thread: waking and joining its pool costs more than it does.
+ * Either way a product with the same thread count takes the same kernels,
+ * managed or not. The count the user set is restored after the call. */
 static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
                  size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc) {
     double macs = (double)m * (double)n * (double)k;
@@ -183,19 +186,21 @@ static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, cons
             gemm_any(dt, own, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    /* The save, set and restore of OpenBLAS's (global) thread count under a
-     * lock: two tapes on two threads must not save each other's 1. */
+    /* OpenBLAS's thread count is global: it is read, and for a small product
+     * set to 1 and restored, under a lock, so that two tapes on two threads
+     * neither save each other's 1 nor choose a kernel by it. */
     int small = m == 1 || n == 1 || k == 1 || macs < 1e6;
-    if (own && (small || openblas_get_num_threads() == 1) &&
-        tg_gemm_kernel(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc))
-        return; /* one thread either way: tapegrad's kernel */
-    if (small) pthread_mutex_lock(&blas_threads_lock);
+    pthread_mutex_lock(&blas_threads_lock);
     int th = openblas_get_num_threads();
-    int one = small && th > 1;
-    if (one) openblas_set_num_threads(1);
-    gemm_any(dt, 0, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
-    if (one) openblas_set_num_threads(th);
-    if (small) pthread_mutex_unlock(&blas_threads_lock);
+    if (!small) { /* on one OpenBLAS thread, tapegrad's kernels; else OpenBLAS's threads */
+        pthread_mutex_unlock(&blas_threads_lock);
+        gemm_any(dt, own && th == 1, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    if (th > 1) openblas_set_num_threads(1);
+    gemm_any(dt, own, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    if (th > 1) openblas_set_num_threads(th);
+    pthread_mutex_unlock(&blas_threads_lock);
 }
 
 /* ---------------------------------------------------------------- matmul φ */

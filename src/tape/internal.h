@@ -53,7 +53,8 @@ void *tg_scratch(int slot, size_t bytes);
 /* C = op(A)·op(B) + beta·C, row-major, by tapegrad's AVX-512 kernel
  * (src/ops/gemm.c), on the calling thread. 0 when it did nothing: no
  * AVX-512, tg_set_gemm(TG_GEMM_OPENBLAS), a zero dimension or no memory for
- * the packed panels; the caller then calls BLAS. */
+ * the packed panels; the caller then calls BLAS (out of memory in one part
+ * of a product cut for the pool, that part alone is rounded by BLAS). */
 int tg_gemm_kernel(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
                    size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc);
 /* 1 when tapegrad's kernels should take this product (they are there and
