@@ -25,7 +25,8 @@ static void gemv(tg_dtype dt, int own, int trans, size_t rows, size_t cols, cons
                     (int)incy);
 }
 
-/* C (m×n, ldc) = beta·C + a·bᵀ with strided vectors a (m) and b (n). */
+/* C (m×n, ldc) = beta·C + a·bᵀ with strided vectors a (m) and b (n); beta
+ * is 0 or 1, the only values the r-maps, d-maps and partial products use. */
 static void ger(tg_dtype dt, int own, size_t m, size_t n, const void *a, size_t inca, const void *b,
                 size_t incb, double beta, void *c, size_t ldc) {
     size_t es = tg_dtype_size(dt);
