@@ -40,8 +40,9 @@ extern "C" {
 #define TG_VERSION_MAJOR 0
 #define TG_VERSION_MINOR 1
 #define TG_VERSION_PATCH 0
-#define TG_MAX_RANK      4 /* tensors have rank 0..4 */
-#define TG_MAX_ARITY     3 /* an op takes at most 3 tensor inputs */
+#define TG_MAX_RANK      4  /* tensors have rank 0..4 */
+#define TG_MAX_ARITY     3  /* an op takes at most 3 tensor inputs */
+#define TG_MAX_THREADS   64 /* tg_set_threads takes 1..64 */
 
 /* ---------------------------------------------------------------- status */
 
@@ -150,8 +151,8 @@ tg_status tg_replay(tg_tape *t);
  * on n only (bitwise reproducible for a given n). A worker idle for 2 ms
  * sleeps. Not to be called while another thread is inside tapegrad. A
  * child process made by fork() runs on one thread.
- * TG_ERR_ARG unless 1 <= n <= 64; TG_ERR_NOMEM if a thread cannot start
- * (the threads that did start stay in use). */
+ * TG_ERR_ARG unless 1 <= n <= TG_MAX_THREADS (64); TG_ERR_NOMEM if a
+ * thread cannot start (the threads that did start stay in use). */
 tg_status tg_set_threads(int n);
 int tg_get_threads(void); /* threads in use, the caller included (1 before any set) */
 

@@ -14,12 +14,9 @@
 #include <cblas.h>
 #include <stdlib.h>
 
-static uint64_t seed_state = 12345;
-static double uniform(void) { /* splitmix64 → [−0.5, 0.5) */
-    uint64_t z = (seed_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return (double)((z ^ (z >> 31)) >> 11) * 0x1p-53 - 0.5;
+static tg_rng rng;            /* seeded in main */
+static double uniform(void) { /* [−0.5, 0.5) */
+    return tg_rng_uniform(&rng) - 0.5;
 }
 
 static double get(tg_dtype dt, const void *p, size_t i) {
@@ -307,7 +304,7 @@ static void matmul_bits(tg_dtype dt, size_t m, size_t k, size_t n, double *out) 
     CHECK_OK(tg_param_new(&b, dt, 2, sb));
     CHECK_OK(tg_tape_new(&t));
     if (!a || !b || !t) goto out;
-    seed_state = 777;
+    tg_rng_seed(&rng, 777);
     for (size_t i = 0; i < a->size; i++)
         tg_set(a, i, uniform());
     for (size_t i = 0; i < b->size; i++)
@@ -371,6 +368,7 @@ static void test_switch(void) {
 }
 
 int main(void) {
+    tg_rng_seed(&rng, 12345);
     const char *name = tg_gemm_name();
     printf("test_gemm: matrix products by %s\n", name);
     if (strcmp(name, "tapegrad-avx512") == 0) {

@@ -145,7 +145,7 @@ static int option(const char *cmd, const char *name, const char *v, cli_opts *o)
         if (strcmp(v, "f32") && strcmp(v, "f64")) return bad(cmd, "bad --dtype", v);
         o->dtype = strcmp(v, "f32") ? TG_F64 : TG_F32;
     } else if (!strcmp(name, "--threads")) {
-        if (!to_long(v, 1, 64, &n)) return bad(cmd, "bad --threads", v); /* tg_set_threads' range */
+        if (!to_long(v, 1, TG_MAX_THREADS, &n)) return bad(cmd, "bad --threads", v);
         o->threads = (int)n;
     } else
         return bad(cmd, "unknown option", name);

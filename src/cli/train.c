@@ -283,7 +283,7 @@ static int train(const cli_opts *o, tg_mlp *m, fit_data *d, epoch_row *rows) {
 static int set_threads(int n) {
     if (n <= 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cpus < 1 ? 1 : cpus > 64 ? 64 : (int)cpus;
+        n = cpus < 1 ? 1 : cpus > TG_MAX_THREADS ? TG_MAX_THREADS : (int)cpus;
     }
     return tg_set_threads(n) ? fail(NULL) : 0;
 }

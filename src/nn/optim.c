@@ -35,6 +35,7 @@
 struct tg_optimizer {
     tg_opt_config cfg;
     int n;
+    size_t elems;       /* the parameters' elements in all: whether a step is split */
     tg_tensor **params; /* copy of the caller's array */
     void **m, **v;      /* per-parameter state (NULL where the kind has none) */
     void *state;        /* one block holding every m and v */
@@ -257,6 +258,8 @@ tg_status tg_optimizer_new(tg_optimizer **out, const tg_opt_config *cfg, int n,
     o->params = tg_malloc((size_t)n * sizeof *o->params);
     if (!o->params) s = tg_fail(TG_ERR_NOMEM, "optimizer: out of memory");
     if (!s) memcpy(o->params, params, (size_t)n * sizeof *o->params);
+    for (int i = 0; i < n; i++)
+        o->elems += params[i]->size;
     if (!s) s = alloc_state(o);
     if (s) {
         tg_optimizer_free(o);
@@ -437,9 +440,6 @@ tg_status tg_optimizer_step(tg_optimizer *o) {
     adam_scalars k = {0};
     if (needs_v(o->cfg.kind)) adam_setup(o, c, &k);
     step_job j = {o, c, &k};
-    size_t total = 0;
-    for (int i = 0; i < o->n; i++)
-        total += o->params[i]->size;
-    tg_parallel(step_part, &j, total >= STEP_SPLIT_MIN ? tg_get_threads() : 1);
+    tg_parallel(step_part, &j, o->elems >= STEP_SPLIT_MIN ? tg_get_threads() : 1);
     return TG_OK;
 }

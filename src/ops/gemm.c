@@ -53,13 +53,7 @@ tg_status tg_set_gemm(tg_gemm_impl impl) {
     return TG_OK;
 }
 
-/* tapegrad's kernels chosen (not OpenBLAS by tg_set_gemm) */
-static inline int auto_chosen(void) {
-    return atomic_load_explicit(&chosen, memory_order_relaxed) == TG_GEMM_AUTO;
-}
-
 #ifdef TG_GEMM_AVX512
-
 static int have_avx512(void) {
     static atomic_int known = -1; /* threads that race here all store the same */
     int k = atomic_load_explicit(&known, memory_order_relaxed);
@@ -70,10 +64,33 @@ static int have_avx512(void) {
     }
     return k;
 }
+#else
+static int have_avx512(void) {
+    return 0;
+}
+#endif
+
+/* tapegrad's kernels can run (AVX-512) and are chosen (tg_set_gemm). */
+static int kernels_on(void) {
+    return atomic_load_explicit(&chosen, memory_order_relaxed) == TG_GEMM_AUTO && have_avx512();
+}
 
 const char *tg_gemm_name(void) {
-    return auto_chosen() && have_avx512() ? "tapegrad-avx512" : "openblas";
+    return kernels_on() ? "tapegrad-avx512" : "openblas";
 }
+
+/* A C narrower than one vector (W = 16 float32, 8 float64 columns: the
+ * MLP's 10 outputs) would leave most lanes idle: OpenBLAS's narrow kernels
+ * are faster there (batch 128, 1 thread: 128×128·128×10 took 10.7 µs with
+ * the tiles, 6.0 µs in OpenBLAS; its transposed-A twin 9.4 and 6.1 µs).
+ * Of the vector products that suit, y = Mx (a dot product per row: m = 1
+ * with op(B) = Bᵀ) has no kernel here and still goes to OpenBLAS's gemv. */
+int tg_gemm_suits(tg_dtype dt, size_t m, size_t n, size_t k) {
+    (void)m, (void)k;
+    return kernels_on() && n >= (dt == TG_F32 ? 16u : 8u);
+}
+
+#ifdef TG_GEMM_AVX512
 
 /* Tile and block sizes. A tile is MR rows × NR columns: 8 × 2 vectors = 16
  * accumulators, enough independent FMA chains to hide their latency on two
@@ -295,7 +312,7 @@ STRIPS(double, f64, __m512d, _mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, 
 
 int tg_gemv_kernel(tg_dtype dt, size_t rows, size_t cols, const void *m, size_t ld, const void *x,
                    size_t incx, double beta, void *y) {
-    if (!auto_chosen() || !have_avx512()) return 0;
+    if (!kernels_on()) return 0;
     if (dt == TG_F32)
         gemv_t_f32(rows, cols, m, ld, x, incx, (float)beta, y);
     else
@@ -305,7 +322,7 @@ int tg_gemv_kernel(tg_dtype dt, size_t rows, size_t cols, const void *m, size_t 
 
 int tg_ger_kernel(tg_dtype dt, size_t rows, size_t cols, const void *a, size_t inca, const void *b,
                   void *c, size_t ldc) {
-    if (!auto_chosen() || !have_avx512()) return 0;
+    if (!kernels_on()) return 0;
     if (dt == TG_F32)
         ger_f32(rows, cols, a, inca, b, c, ldc);
     else
@@ -315,28 +332,12 @@ int tg_ger_kernel(tg_dtype dt, size_t rows, size_t cols, const void *a, size_t i
 
 int tg_gemm_kernel(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
                    size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc) {
-    if (!auto_chosen() || !have_avx512() || !m || !n || !k) return 0;
+    if (!kernels_on() || !m || !n || !k) return 0;
     if (dt == TG_F32) return gemm_f32(ta, tb, m, n, k, a, lda, b, ldb, (float)beta, c, ldc);
     return gemm_f64(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
 }
 
-/* A C narrower than one vector (W = 16 float32, 8 float64 columns: the
- * MLP's 10 outputs) would leave most lanes idle: OpenBLAS's narrow kernels
- * are faster there (batch 128, 1 thread: 128×128·128×10 took 10.7 µs with
- * the tiles, 6.0 µs in OpenBLAS; its transposed-A twin 9.4 and 6.1 µs).
- * Of the vector products that suit, y = Mx (a dot product per row: m = 1
- * with op(B) = Bᵀ) has no kernel here and still goes to OpenBLAS's gemv. */
-int tg_gemm_suits(tg_dtype dt, size_t m, size_t n, size_t k) {
-    (void)m, (void)k;
-    return auto_chosen() && have_avx512() && n >= (dt == TG_F32 ? 16u : 8u);
-}
-
 #else /* no AVX-512 kernel on this compiler or CPU family: OpenBLAS always */
-
-int tg_gemm_suits(tg_dtype dt, size_t m, size_t n, size_t k) {
-    (void)dt, (void)m, (void)n, (void)k;
-    return 0;
-}
 
 int tg_gemv_kernel(tg_dtype dt, size_t rows, size_t cols, const void *m, size_t ld, const void *x,
                    size_t incx, double beta, void *y) {
@@ -348,10 +349,6 @@ int tg_ger_kernel(tg_dtype dt, size_t rows, size_t cols, const void *a, size_t i
                   void *c, size_t ldc) {
     (void)dt, (void)rows, (void)cols, (void)a, (void)inca, (void)b, (void)c, (void)ldc;
     return 0;
-}
-
-const char *tg_gemm_name(void) {
-    return "openblas";
 }
 
 int tg_gemm_kernel(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,

@@ -38,7 +38,6 @@ tg_status tg_fail(tg_status s, const char *fmt, ...)
  * thread k (the caller is 0) runs parts k, k + n, ...; all on the caller
  * if the pool is busy or n = 1. Each part must compute the same numbers
  * whichever thread runs it. */
-#define TG_MAX_THREADS 64
 typedef void (*tg_task_fn)(void *ctx, int part, int parts);
 void tg_parallel(tg_task_fn fn, void *ctx, int parts);
 /* 1 once tg_set_threads was called (tapegrad threads, OpenBLAS on one). */

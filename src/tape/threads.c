@@ -214,7 +214,7 @@ void tg_part_range(size_t n, int part, int parts, size_t align, size_t *lo, size
 
 /* ---------------------------------------------------------------- scratch */
 
-/* One growing buffer per calling thread, freed when the thread exits (a
+/* One growing buffer per slot and calling thread, freed when the thread exits (a
  * key destructor; the main thread's at exit, still reachable). Per thread,
  * not per pool: a caller that found the pool busy runs all parts itself
  * and needs its own. */
