@@ -82,8 +82,8 @@ typedef struct tg_tensor {
     int rank;
     size_t shape[TG_MAX_RANK]; /* shape[rank..3] are 1 */
     size_t size;               /* number of elements (1 for rank 0) */
-    void *data;                /* float* or double*, row-major */
-    void *grad;                /* parameters only: accumulated gradient */
+    void *data;                /* float* or double*, row-major, 64-byte aligned */
+    void *grad;                /* parameters only: accumulated gradient (aligned too) */
     /* Bookkeeping for the tape; users read, never write. */
     tg_tape *tape;     /* TG_NODE: the tape that holds it */
     int node;          /* TG_NODE: its index on that tape */

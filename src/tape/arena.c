@@ -5,7 +5,6 @@
 #include <stdalign.h>
 #include <string.h>
 
-#define TG_ALIGN     64
 #define TG_MIN_BLOCK ((size_t)1 << 16)
 
 struct tg_block {
@@ -19,10 +18,10 @@ void tg_arena_init(tg_arena *a) {
 }
 
 static tg_block *block_new(size_t cap) {
-    if (cap > SIZE_MAX - sizeof(tg_block) - TG_ALIGN) return NULL;
-    /* aligned_alloc is not counted; over-allocate instead and use the
-     * flexible member, whose offset is a multiple of TG_ALIGN. */
-    tg_block *b = tg_malloc(sizeof(tg_block) + cap + TG_ALIGN);
+    if (cap > SIZE_MAX - sizeof(tg_block)) return NULL;
+    /* tg_malloc's block is TG_ALIGN-aligned, and so is the flexible member's
+     * offset: every op output starts on a cache line */
+    tg_block *b = tg_malloc(sizeof(tg_block) + cap);
     if (!b) return NULL;
     b->next = NULL;
     b->cap = cap;

@@ -8,7 +8,11 @@
 #include <stdarg.h>
 
 /* Every heap allocation of the library goes through these, so that
- * tg_alloc_count() is exact and tests can make the n-th one fail. */
+ * tg_alloc_count() is exact and tests can make the n-th one fail.
+ * tg_malloc and tg_calloc return blocks aligned to TG_ALIGN bytes (a cache
+ * line, one AVX-512 vector); tg_realloc keeps only malloc's alignment (it
+ * grows buffers read by scalar code: lines of text, rows being parsed). */
+#define TG_ALIGN 64
 void *tg_malloc(size_t bytes);
 void *tg_calloc(size_t n, size_t bytes);
 void *tg_realloc(void *p, size_t bytes);

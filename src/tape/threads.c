@@ -249,10 +249,11 @@ void *tg_scratch(int slot, size_t bytes) {
             return NULL;
         }
     }
-    if (bytes > s->cap[slot]) {
-        void *p = tg_realloc(s->p[slot], bytes);
-        if (!p) return NULL;
-        s->p[slot] = p, s->cap[slot] = bytes;
+    if (bytes > s->cap[slot]) { /* scratch: nothing to keep, and tg_malloc aligns */
+        tg_free(s->p[slot]);
+        s->p[slot] = tg_malloc(bytes);
+        s->cap[slot] = s->p[slot] ? bytes : 0;
+        if (!s->p[slot]) return NULL;
     }
     return s->p[slot];
 }
