@@ -1,5 +1,5 @@
 /* The training step the benchmarks time, as the CLI trains it: the MLP
- * 784-256-128-10 with ReLU (tg_mlp_forward: matmul, bias_add, relu per
+ * 784-256-128-10 with ReLU (tg_mlp_forward: matmul, bias_relu per
  * layer; linear last layer), softmax cross-entropy on integer labels
  * (tg_mlp_cost → tg_softmax_ce), tg_backward, plain SGD through
  * tg_optimizer (W -= lr·grad, then the gradients are zeroed), and

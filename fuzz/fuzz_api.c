@@ -117,6 +117,7 @@ static void fill(ctx *c, tg_tensor *x, tg_domain d, size_t classes, int bad) {
         case TG_DOM_BINARY: v = u < 0.5 ? 0.0 : 1.0; break;
         case TG_DOM_LABEL: v = (double)(tg_rng_next(&c->rng) % (classes ? classes : 1)); break;
         case TG_DOM_SIMPLEX: v = 0.1 + u; break;
+        case TG_DOM_SMALL: v = 0.05 * (2 * u - 1); break;
         default: v = tg_rng_normal(&c->rng); break;
         }
         tg_set(x, i, v);

@@ -189,6 +189,16 @@ tg_status tg_relu(tg_tape *t, const tg_tensor *x, tg_tensor **out);
 tg_status tg_leaky_relu(tg_tape *t, const tg_tensor *x, double beta, tg_tensor **out);
 tg_status tg_softmax(tg_tape *t, const tg_tensor *x, tg_tensor **out);
 
+/* Fused bias-add and activation, G(X + b) with X and b as for tg_bias_add:
+ * the same values, bit for bit, as tg_bias_add then the activation, in one
+ * pass over the batch and without the intermediate X + b (what dense layers
+ * use: tapegrad_nn.h). */
+tg_status tg_bias_sigmoid(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_tensor **out);
+tg_status tg_bias_tanh(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_tensor **out);
+tg_status tg_bias_relu(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_tensor **out);
+tg_status tg_bias_leaky_relu(tg_tape *t, const tg_tensor *x, const tg_tensor *b, double beta,
+                             tg_tensor **out);
+
 /* Elementwise, same shapes. */
 tg_status tg_add(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out);
 tg_status tg_sub(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out);

@@ -35,6 +35,8 @@ typedef struct tg_dense {
     tg_act act;
 } tg_dense;
 
+/* Records matmul, then bias-add and G fused in one op (tg_bias_relu & co;
+ * tg_bias_add alone for TG_ACT_NONE). */
 tg_status tg_dense_forward(tg_tape *t, const tg_dense *l, const tg_tensor *x, tg_tensor **out);
 
 /* ---------------------------------------------------------------- initialisers */

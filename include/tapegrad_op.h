@@ -41,7 +41,8 @@ typedef enum tg_domain {
     TG_DOM_PROB,     /* in [0.05, 0.95] */
     TG_DOM_BINARY,   /* 0 or 1 */
     TG_DOM_LABEL,    /* integer class in [0, C), C = last dim of input 0 */
-    TG_DOM_SIMPLEX   /* each row a probability distribution */
+    TG_DOM_SIMPLEX,  /* each row a probability distribution */
+    TG_DOM_SMALL     /* |x| < 0.05: a bias that keeps an AWAY0 input on its side of 0 */
 } tg_domain;
 
 typedef struct tg_sample {

@@ -385,13 +385,13 @@ static void test_dot(void) {
         tg_set(y, i, (double)(i % 3));
     CHECK_OK(tg_mlp_forward(t, m, x, &logits));
     CHECK_OK(tg_mlp_cost(t, m, logits, y, &cost));
-    /* 3 × (matmul, bias_add), 2 × tanh, softmax_ce. */
-    CHECK(tg_tape_size(t) == 9, "%d ops recorded", tg_tape_size(t));
+    /* 3 × matmul, 2 × bias_tanh (fused), bias_add, softmax_ce. */
+    CHECK(tg_tape_size(t) == 7, "%d ops recorded", tg_tape_size(t));
     char *text = export_dot(t);
     if (text) {
         CHECK(strncmp(text, "digraph", 7) == 0, "does not start with digraph:\n%s", text);
-        CHECK(count_of(text, "shape=ellipse") == 9, "one node per op:\n%s", text);
-        CHECK(count_of(text, "->") == 3 * 4 + 2 + 2, "edges:\n%s", text);
+        CHECK(count_of(text, "shape=ellipse") == 7, "one node per op:\n%s", text);
+        CHECK(count_of(text, "->") == 3 * 4 + 2, "edges:\n%s", text);
         CHECK(count_of(text, "shape=box") == 8, "6 params + x + y:\n%s", text);
         CHECK(count_of(text, "label=\"param (") == 6, "params marked:\n%s", text);
         CHECK(count_of(text, "fillcolor") == 6, "params filled:\n%s", text);

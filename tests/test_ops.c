@@ -7,6 +7,7 @@
 #include "tapegrad.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* 1×1, a batch of 1, and each of m, k, n = 1 alone (matmul then takes its
  * gemv/ger paths), and general shapes. */
@@ -244,10 +245,93 @@ static void check_constant_branch(void) {
     tg_tape_free(t);
 }
 
+/* The fused bias + activation ops give the bits of bias_add followed by the
+ * activation: forward values, both r-maps (X's and b's adjoints, through a
+ * weighted sum so that ζ is not constant) and the d-map (tg_jvp with
+ * tangents on X and b), float32 and float64, with shapes of one element, a
+ * row of one, odd widths and a batch wider than a vector. */
+typedef tg_status (*act_fn)(tg_tape *, const tg_tensor *, tg_tensor **);
+typedef tg_status (*fused_fn)(tg_tape *, const tg_tensor *, const tg_tensor *, tg_tensor **);
+
+static tg_status leaky(tg_tape *t, const tg_tensor *x, tg_tensor **out) {
+    return tg_leaky_relu(t, x, 0.1, out);
+}
+static tg_status bias_leaky(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_tensor **out) {
+    return tg_bias_leaky_relu(t, x, b, 0.1, out);
+}
+
+/* y = G(X + b) one way or the other; cost = Σ y ⊙ R; X.grad, b.grad, y and
+ * the tangent of y (ξ_X, ξ_b given) copied into out[0..3]. */
+static void run_bias_act(tg_tensor *x, tg_tensor *b, tg_tensor *r, act_fn act, fused_fn fused,
+                         const void *const *tan, void **out) {
+    tg_tape *t;
+    tg_tensor *v, *y, *p, *cost;
+    CHECK_OK(tg_tape_new(&t));
+    tg_zero_grad(x), tg_zero_grad(b);
+    if (fused)
+        CHECK_OK(fused(t, x, b, &y));
+    else {
+        CHECK_OK(tg_bias_add(t, x, b, &v));
+        CHECK_OK(act(t, v, &y));
+    }
+    CHECK_OK(tg_mul(t, y, r, &p));
+    CHECK_OK(tg_sum(t, p, &cost));
+    CHECK_OK(tg_backward(t, cost));
+    size_t es = x->dtype == TG_F32 ? 4 : 8;
+    memcpy(out[0], x->grad, x->size * es);
+    memcpy(out[1], b->grad, b->size * es);
+    memcpy(out[2], y->data, y->size * es);
+    const tg_tensor *leaves[2] = {x, b};
+    CHECK_OK(tg_jvp(t, 2, leaves, tan));
+    const void *ty = tg_tangent(t, y);
+    CHECK(ty != NULL, "no tangent for y");
+    if (ty) memcpy(out[3], ty, y->size * es);
+    tg_tape_free(t);
+}
+
+static void check_fused_bias_act(tg_rng *rng) {
+    static const char *const names[] = {"sigmoid", "tanh", "relu", "leaky_relu"};
+    const act_fn acts[] = {tg_sigmoid, tg_tanh, tg_relu, leaky};
+    const fused_fn fused[] = {tg_bias_sigmoid, tg_bias_tanh, tg_bias_relu, bias_leaky};
+    static const size_t shapes[][2] = {{1, 1}, {1, 7}, {5, 3}, {9, 37}, {64, 40}};
+    for (int dt = 0; dt < 2; dt++)
+        for (int a = 0; a < 4; a++)
+            for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+                size_t n = shapes[k][0], d = shapes[k][1], es = dt == TG_F32 ? 4 : 8;
+                tg_tensor *x, *b, *r, *tx, *tb;
+                CHECK_OK(tg_param_new(&x, (tg_dtype)dt, 2, (size_t[]){n, d}));
+                CHECK_OK(tg_param_new(&b, (tg_dtype)dt, 1, &d));
+                CHECK_OK(tg_tensor_new(&r, (tg_dtype)dt, 2, (size_t[]){n, d}));
+                CHECK_OK(tg_tensor_new(&tx, (tg_dtype)dt, 2, (size_t[]){n, d}));
+                CHECK_OK(tg_tensor_new(&tb, (tg_dtype)dt, 1, &d));
+                tg_tensor *all[] = {x, b, r, tx, tb};
+                for (int q = 0; q < 5; q++)
+                    for (size_t i = 0; i < all[q]->size; i++)
+                        tg_set(all[q], i, tg_rng_normal(rng));
+                const void *tan[2] = {tx->data, tb->data};
+                size_t sizes_of[4] = {n * d, d, n * d, n * d};
+                void *one[4], *two[4];
+                for (int q = 0; q < 4; q++)
+                    one[q] = calloc(sizes_of[q], es), two[q] = calloc(sizes_of[q], es);
+                run_bias_act(x, b, r, acts[a], NULL, tan, one);
+                run_bias_act(x, b, r, NULL, fused[a], tan, two);
+                static const char *const what[] = {"X's adjoint", "b's adjoint", "values",
+                                                   "tangent"};
+                for (int q = 0; q < 4; q++)
+                    CHECK(memcmp(one[q], two[q], sizes_of[q] * es) == 0,
+                          "bias_%s %s %zux%zu: %s differ from bias_add + %s", names[a],
+                          dt == TG_F32 ? "f32" : "f64", n, d, what[q], names[a]);
+                for (int q = 0; q < 4; q++)
+                    free(one[q]), free(two[q]);
+                for (int q = 0; q < 5; q++)
+                    tg_tensor_free(all[q]);
+            }
+}
+
 int main(void) {
     int n;
     const tg_op *const *ops = tg_op_table(&n);
-    CHECK(n >= 23, "op table has %d ops", n);
+    CHECK(n >= 27, "op table has %d ops", n);
     tg_rng rng;
     tg_rng_seed(&rng, 2024);
     for (int i = 0; i < n; i++) {
@@ -264,5 +348,6 @@ int main(void) {
     check_identity_handover();
     check_adjoint_of_constant();
     check_constant_branch();
+    check_fused_bias_act(&rng);
     return check_summary();
 }

@@ -1,12 +1,22 @@
 /* Broadcast activations G (seed 001 §3.4): G applies g: ℝ → ℝ to every
  * element, so its differential is diagonal and self-adjoint:
  *   dG_x(ξ) = G'(x) ⊙ ξ = rG_x(ξ).
+ * Fused with bias-add ψ (linalg.c), y = G(ψ(b, X)) = G(X + b), by the
+ * chain rule (Proposition 3.1: r(G∘ψ) = rψ ∘ rG):
+ *   d(ξ, β) = G'(X + b) ⊙ (ξ + β),
+ *   r(ζ) = (δ, Σ_rows δ) with δ = G'(X + b) ⊙ ζ,
+ * one pass over the batch instead of two, and no buffer for X + b; the
+ * values and their rounding are those of bias_add followed by G, bit for
+ * bit (test_ops).
  * Softmax acts on each row (last axis); its Jacobian S(δ − S) is symmetric:
  *   dS(ξ) = rS(ξ) = S ⊙ (ξ − ⟨S, ξ⟩). */
 #include "ops.h"
 #include "fastmath.h"
 
-/* G'(x) is computed from x and from y = G(x), whichever is cheaper. */
+/* One activation, written once: FWD is y = g(x), DERIV is g'(x), from x and
+ * from y = g(x), whichever is cheaper; beta is the op's attr.f[0]. Defines
+ * the plain op (NAME_forward, _jvp, _vjp: x is the input) and the fused op
+ * (bias_NAME_...: x is X + b, recomputed in the maps). */
 #define ACTIVATION(NAME, FWD, DERIV)                                                               \
     TG_SIMD_CLONES static void NAME##_forward(tg_call *c) {                                        \
         size_t n = c->out->size;                                                                   \
@@ -40,7 +50,56 @@
                 (void)x, (void)y;                                                                  \
                 gi[i] += (DERIV)*g[i];                                                             \
             });                                                                                    \
+    }                                                                                              \
+    /* fused: y = G(X + b) */                                                                      \
+    TG_SIMD_CLONES static void bias_##NAME##_forward(tg_call *c) {                                 \
+        size_t d = tg_last_dim(c->out), rows = tg_rows(c->out);                                    \
+        TG_DISPATCH(                                                                               \
+            c->out->dtype, const real *X = c->in[0]->data; const real *b = c->in[1]->data;         \
+            real *ys = c->out->data; const real beta = (real)c->attr.f[0]; (void)beta;             \
+            for (size_t r = 0; r < rows; r++) for (size_t j = 0; j < d; j++) {                     \
+                const real x = X[r * d + j] + b[j];                                                \
+                ys[r * d + j] = (FWD);                                                             \
+            });                                                                                    \
+    }                                                                                              \
+    /* fused d-map: G'(X + b) ⊙ (ξ + β); either tangent may be absent (0) */                   \
+    static void bias_##NAME##_jvp(const tg_call *c, const void *const *tin, void *tout) {          \
+        size_t d = tg_last_dim(c->out), rows = tg_rows(c->out);                                    \
+        TG_DISPATCH(                                                                               \
+            c->out->dtype, const real *X = c->in[0]->data; const real *b = c->in[1]->data;         \
+            const real *ys = c->out->data; const real *tx = tin[0]; const real *tb = tin[1];       \
+            real *to = tout; const real beta = (real)c->attr.f[0]; (void)beta;                     \
+            for (size_t r = 0; r < rows; r++) for (size_t j = 0; j < d; j++) {                     \
+                size_t i = r * d + j;                                                              \
+                const real x = X[i] + b[j], y = ys[i];                                             \
+                (void)x, (void)y;                                                                  \
+                to[i] = (DERIV) * ((tx ? tx[i] : 0) + (tb ? tb[j] : 0));                           \
+            });                                                                                    \
+    }                                                                                              \
+    /* fused r-map: δ = G'(X + b) ⊙ ζ added to X's adjoint, its row sums to b's.               \
+     * One loop per pair of wanted adjoints, so that each vectorises. */                           \
+    TG_SIMD_CLONES static void bias_##NAME##_vjp(const tg_call *c, const void *gout,               \
+                                                 void *const *gin) {                               \
+        size_t d = tg_last_dim(c->out), rows = tg_rows(c->out);                                    \
+        TG_DISPATCH(                                                                               \
+            c->out->dtype, const real *X = c->in[0]->data; const real *b = c->in[1]->data;         \
+            const real *ys = c->out->data; const real *g = gout; real *gx = gin[0];                \
+            real *gb = gin[1]; const real beta = (real)c->attr.f[0]; (void)beta;                   \
+            if (gx && gb) { FUSED_R_LOOP(DERIV, gx[i] += delta; gb[j] += delta;) } else if (gx) {  \
+                FUSED_R_LOOP(DERIV, gx[i] += delta;)                                               \
+            } else if (gb) { FUSED_R_LOOP(DERIV, gb[j] += delta;) });                              \
     }
+
+/* The body of the fused r-map's loops: delta = G'(X + b) ⊙ ζ at (r, j). */
+#define FUSED_R_LOOP(DERIV, ...)                                                                   \
+    for (size_t r = 0; r < rows; r++)                                                              \
+        for (size_t j = 0; j < d; j++) {                                                           \
+            size_t i = r * d + j;                                                                  \
+            const real x = X[i] + b[j], y = ys[i];                                                 \
+            (void)x, (void)y;                                                                      \
+            const real delta = (DERIV)*g[i];                                                       \
+            __VA_ARGS__                                                                            \
+        }
 
 static tg_status unary_check(tg_call *c, char *msg, size_t len) {
     (void)msg, (void)len;
@@ -48,12 +107,20 @@ static tg_status unary_check(tg_call *c, char *msg, size_t len) {
     return TG_OK;
 }
 
+static tg_status finite_beta(const tg_call *c, char *msg, size_t len) {
+    if (isfinite(c->attr.f[0])) return TG_OK;
+    snprintf(msg, len, "beta must be finite, got %g", c->attr.f[0]);
+    return TG_ERR_VALUE;
+}
+
 static tg_status leaky_check(tg_call *c, char *msg, size_t len) {
-    if (!isfinite(c->attr.f[0])) {
-        snprintf(msg, len, "beta must be finite, got %g", c->attr.f[0]);
-        return TG_ERR_VALUE;
-    }
-    return unary_check(c, msg, len);
+    tg_status s = finite_beta(c, msg, len);
+    return s ? s : unary_check(c, msg, len);
+}
+
+static tg_status bias_leaky_check(tg_call *c, char *msg, size_t len) {
+    tg_status s = finite_beta(c, msg, len);
+    return s ? s : tg_bias_check(c, msg, len);
 }
 
 /* Inputs away from 0 so that finite differences do not straddle a kink. */
@@ -66,6 +133,18 @@ static void away0_sample(size_t m, size_t k, size_t n, tg_sample *s) {
 static void real_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     (void)n;
     tg_sample_2d(s, 0, m, k, TG_DOM_REAL);
+}
+
+/* Fused: X away from 0 and a small b, so that X + b stays off the kink. */
+static void bias_away0_sample(size_t m, size_t k, size_t n, tg_sample *s) {
+    (void)n;
+    tg_bias_sample(m, k, TG_DOM_AWAY0, TG_DOM_SMALL, s);
+    s->attr.f[0] = 0.01;
+}
+
+static void bias_real_sample(size_t m, size_t k, size_t n, tg_sample *s) {
+    (void)n;
+    tg_bias_sample(m, k, TG_DOM_REAL, TG_DOM_REAL, s);
 }
 
 /* σ(x) = 1/(1+e^{−x}); σ' = σ(1−σ). */
@@ -91,6 +170,20 @@ UNARY_OP(tg_op_tanh, "tanh", tanh, unary_check, real_sample)
 UNARY_OP(tg_op_relu, "relu", relu, unary_check, away0_sample)
 UNARY_OP(tg_op_leaky_relu, "leaky_relu", leaky, leaky_check, away0_sample)
 
+#define BIAS_OP(VAR, NAME, FN, CHECK, SAMPLE)                                                      \
+    const tg_op VAR = {.name = NAME,                                                               \
+                       .arity = 2,                                                                 \
+                       .check = CHECK,                                                             \
+                       .forward = bias_##FN##_forward,                                             \
+                       .jvp = bias_##FN##_jvp,                                                     \
+                       .vjp = bias_##FN##_vjp,                                                     \
+                       .sample = SAMPLE};
+
+BIAS_OP(tg_op_bias_sigmoid, "bias_sigmoid", sigmoid, tg_bias_check, bias_real_sample)
+BIAS_OP(tg_op_bias_tanh, "bias_tanh", tanh, tg_bias_check, bias_real_sample)
+BIAS_OP(tg_op_bias_relu, "bias_relu", relu, tg_bias_check, bias_away0_sample)
+BIAS_OP(tg_op_bias_leaky_relu, "bias_leaky_relu", leaky, bias_leaky_check, bias_away0_sample)
+
 tg_status tg_sigmoid(tg_tape *t, const tg_tensor *x, tg_tensor **out) {
     return tg_apply1(t, &tg_op_sigmoid, x, NULL, out);
 }
@@ -106,6 +199,24 @@ tg_status tg_relu(tg_tape *t, const tg_tensor *x, tg_tensor **out) {
 tg_status tg_leaky_relu(tg_tape *t, const tg_tensor *x, double beta, tg_tensor **out) {
     tg_attr a = {{beta, 0}, {0, 0}};
     return tg_apply1(t, &tg_op_leaky_relu, x, &a, out);
+}
+
+tg_status tg_bias_sigmoid(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_tensor **out) {
+    return tg_apply2(t, &tg_op_bias_sigmoid, x, b, NULL, out);
+}
+
+tg_status tg_bias_tanh(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_tensor **out) {
+    return tg_apply2(t, &tg_op_bias_tanh, x, b, NULL, out);
+}
+
+tg_status tg_bias_relu(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_tensor **out) {
+    return tg_apply2(t, &tg_op_bias_relu, x, b, NULL, out);
+}
+
+tg_status tg_bias_leaky_relu(tg_tape *t, const tg_tensor *x, const tg_tensor *b, double beta,
+                             tg_tensor **out) {
+    tg_attr a = {{beta, 0}, {0, 0}};
+    return tg_apply2(t, &tg_op_bias_leaky_relu, x, b, &a, out);
 }
 
 /* ---------------------------------------------------------------- softmax */

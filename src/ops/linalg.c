@@ -272,8 +272,9 @@ tg_status tg_matmul(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tenso
 
 /* ---------------------------------------------------------------- bias-add ψ */
 
-/* ψ(b, X) = X + b with b broadcast over the rows of X (the batch). */
-static tg_status bias_check(tg_call *c, char *msg, size_t len) {
+/* ψ(b, X) = X + b with b broadcast over the rows of X (the batch). Shared
+ * with the fused bias + activation ops (activation.c). */
+tg_status tg_bias_check(tg_call *c, char *msg, size_t len) {
     const tg_tensor *x = c->in[0], *b = c->in[1];
     char sx[64], sb[64];
     int b_is_row = b->size == tg_last_dim(b);
@@ -322,18 +323,22 @@ static void bias_vjp(const tg_call *c, const void *gout, void *const *gin) {
         });
 }
 
-static void bias_sample(size_t m, size_t k, size_t n, tg_sample *s) {
-    (void)n;
-    tg_sample_2d(s, 0, m, k, TG_DOM_REAL);
+void tg_bias_sample(size_t m, size_t k, tg_domain dx, tg_domain db, tg_sample *s) {
+    tg_sample_2d(s, 0, m, k, dx);
     s->rank[1] = 1;
     s->shape[1][0] = k;
-    s->domain[1] = TG_DOM_REAL;
+    s->domain[1] = db;
+}
+
+static void bias_sample(size_t m, size_t k, size_t n, tg_sample *s) {
+    (void)n;
+    tg_bias_sample(m, k, TG_DOM_REAL, TG_DOM_REAL, s);
 }
 
 /* rψ w.r.t. X is the identity (identity_r bit 0): X's adjoint is handed over. */
 const tg_op tg_op_bias_add = {.name = "bias_add",
                               .arity = 2,
-                              .check = bias_check,
+                              .check = tg_bias_check,
                               .forward = bias_forward,
                               .jvp = bias_jvp,
                               .vjp = bias_vjp,

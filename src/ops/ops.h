@@ -67,9 +67,15 @@ static inline void tg_sample_2d(tg_sample *s, int i, size_t r, size_t c, tg_doma
     s->domain[i] = d;
 }
 
+/* Bias-add's shape check (X n×d, b of size d), shared with the fused
+ * bias + activation ops, and its sample: X m×k from dx, b (k) from db. */
+tg_status tg_bias_check(tg_call *c, char *msg, size_t len);
+void tg_bias_sample(size_t m, size_t k, tg_domain dx, tg_domain db, tg_sample *s);
+
 /* The op entries, one per op, defined in the family files. */
 extern const tg_op tg_op_matmul, tg_op_bias_add;
 extern const tg_op tg_op_sigmoid, tg_op_tanh, tg_op_relu, tg_op_leaky_relu, tg_op_softmax;
+extern const tg_op tg_op_bias_sigmoid, tg_op_bias_tanh, tg_op_bias_relu, tg_op_bias_leaky_relu;
 extern const tg_op tg_op_add, tg_op_sub, tg_op_mul, tg_op_scale;
 extern const tg_op tg_op_sum, tg_op_mean, tg_op_sum_axis, tg_op_mean_axis;
 extern const tg_op tg_op_bce, tg_op_bce_logits, tg_op_softmax_ce, tg_op_softmax_ce_onehot;

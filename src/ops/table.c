@@ -11,6 +11,10 @@ static const tg_op *const table[] = {
     &tg_op_relu,
     &tg_op_leaky_relu, /* activation.c */
     &tg_op_softmax,    /* activation.c */
+    &tg_op_bias_sigmoid,
+    &tg_op_bias_tanh,
+    &tg_op_bias_relu,
+    &tg_op_bias_leaky_relu, /* activation.c: bias-add fused with G */
     &tg_op_add,
     &tg_op_sub,
     &tg_op_mul,

@@ -13,6 +13,8 @@ static double draw(tg_rng *g, tg_domain d) {
         return 0.05 + 0.9 * u;
     case TG_DOM_BINARY:
         return u < 0.5 ? 0.0 : 1.0;
+    case TG_DOM_SMALL:
+        return 0.05 * (2 * u - 1);
     default:
         return tg_rng_normal(g);
     }
