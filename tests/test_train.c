@@ -152,6 +152,14 @@ static void test_alignment(void) {
         tg_tensor_free(x), tg_tensor_free(w);
         free(odd);
     }
+    /* a block of 4 MiB or more takes the allocator's huge-page path */
+    tg_tensor *big;
+    CHECK_OK(tg_param_new(&big, TG_F64, 2, (size_t[]){1031, 517}));
+    CHECK(aligned64(big->data) && aligned64(big->grad), "large leaf %p %p not aligned", big->data,
+          big->grad);
+    for (size_t i = 0; i < big->size; i += 4099)
+        CHECK(tg_get(big, i) == 0.0, "large leaf not zeroed at %zu", i);
+    tg_tensor_free(big);
     tg_tape_free(t);
 }
 

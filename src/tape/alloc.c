@@ -5,9 +5,9 @@
  * numeric buffers: a 64-byte vector load at an address 16 past a line
  * reads two cache lines, and a large block from malloc is exactly that (an
  * mmap'd page plus malloc's 16-byte header), so every AVX-512 load and
- * store of a weight, an activation or a packed GEMM panel did. Measured
- * (benches/RESULTS.md, "Alignment"): the Fashion-MNIST run below 1.6 s. */
-#define _POSIX_C_SOURCE 200112L /* posix_memalign */
+ * store of a weight, an activation or a packed GEMM panel did (measured:
+ * benches/RESULTS.md, "Stop 9"). */
+#define _DEFAULT_SOURCE /* posix_memalign, madvise */
 #include "internal.h"
 #include "tapegrad_testing.h"
 
@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static atomic_uint_fast64_t n_allocs;
 /* Allocation number at which to fail (test hook); 0 = never. */
@@ -34,8 +35,24 @@ static int should_fail(void) {
     return f != 0 && k == f;
 }
 
+/* Blocks of TG_HUGE bytes or more (data sets) start on a 2 MiB boundary,
+ * are rounded up to whole 2 MiB, and are marked for transparent huge pages
+ * (a hint; nothing happens where THP is off): gathering random rows of a
+ * data set otherwise misses the TLB once or twice per row (bench_fill,
+ * benches/RESULTS.md "Stop 9"). At most 2 MiB more per block. */
+#define TG_HUGE      ((size_t)4 << 20)
+#define TG_HUGE_PAGE ((size_t)2 << 20)
+
 static void *aligned(size_t bytes) {
     void *p = NULL;
+    if (bytes >= TG_HUGE && bytes <= SIZE_MAX - TG_HUGE_PAGE) {
+        size_t whole = (bytes + TG_HUGE_PAGE - 1) & ~(TG_HUGE_PAGE - 1);
+        if (posix_memalign(&p, TG_HUGE_PAGE, whole) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+        (void)madvise(p, whole, MADV_HUGEPAGE);
+#endif
+        return p;
+    }
     return posix_memalign(&p, TG_ALIGN, bytes ? bytes : 1) == 0 ? p : NULL;
 }
 
