@@ -23,6 +23,9 @@ const char *tg_loss_name(tg_loss_kind k) {
     return (unsigned)k < sizeof loss_names / sizeof *loss_names ? loss_names[k] : "?";
 }
 
+/* TG_ACT_LEAKY_RELU's slope for x <= 0 (tapegrad_nn.h). */
+#define LEAKY_SLOPE 0.01
+
 tg_status tg_activate(tg_tape *t, tg_act act, const tg_tensor *x, tg_tensor **out) {
     switch (act) {
     case TG_ACT_NONE:
@@ -36,7 +39,7 @@ tg_status tg_activate(tg_tape *t, tg_act act, const tg_tensor *x, tg_tensor **ou
     case TG_ACT_SIGMOID:
         return tg_sigmoid(t, x, out);
     case TG_ACT_LEAKY_RELU:
-        return tg_leaky_relu(t, x, 0.01, out);
+        return tg_leaky_relu(t, x, LEAKY_SLOPE, out);
     }
     return tg_fail(TG_ERR_ARG, "activate: unknown activation %d", (int)act);
 }
@@ -58,7 +61,7 @@ tg_status tg_dense_forward(tg_tape *t, const tg_dense *l, const tg_tensor *x, tg
     case TG_ACT_SIGMOID:
         return tg_bias_sigmoid(t, u, l->b, out);
     case TG_ACT_LEAKY_RELU:
-        return tg_bias_leaky_relu(t, u, l->b, 0.01, out);
+        return tg_bias_leaky_relu(t, u, l->b, LEAKY_SLOPE, out);
     }
     return tg_fail(TG_ERR_ARG, "dense: unknown activation %d", (int)l->act);
 }
