@@ -1,7 +1,7 @@
 /* Layers and the multilayer perceptron, composed from the primitive ops:
  * a dense layer is G ∘ ψ ∘ φ, the network is the seed's composition
  * F = 𝕃 ∘ G[L] ∘ ψ[L] ∘ φ[L] ∘ … ∘ G[1] ∘ ψ[1] ∘ φ[1]. */
-#include "../tape/internal.h"
+#include "../ops/ops.h" /* the op entries */
 #include "tapegrad_nn.h"
 
 #include <string.h>
@@ -23,47 +23,46 @@ const char *tg_loss_name(tg_loss_kind k) {
     return (unsigned)k < sizeof loss_names / sizeof *loss_names ? loss_names[k] : "?";
 }
 
-/* TG_ACT_LEAKY_RELU's slope for x <= 0 (tapegrad_nn.h). */
-#define LEAKY_SLOPE 0.01
+/* Each activation as an op of the table, alone and fused with bias-add
+ * (TG_ACT_NONE: bias-add alone), with its attr: leaky relu's slope for
+ * x <= 0 (tapegrad_nn.h), 0 for the others, which ignore it. */
+static const struct act_ops {
+    const tg_op *plain, *fused;
+    double beta;
+} act_ops[] = {
+    [TG_ACT_NONE] = {NULL, &tg_op_bias_add, 0},
+    [TG_ACT_RELU] = {&tg_op_relu, &tg_op_bias_relu, 0},
+    [TG_ACT_TANH] = {&tg_op_tanh, &tg_op_bias_tanh, 0},
+    [TG_ACT_SIGMOID] = {&tg_op_sigmoid, &tg_op_bias_sigmoid, 0},
+    [TG_ACT_LEAKY_RELU] = {&tg_op_leaky_relu, &tg_op_bias_leaky_relu, 0.01},
+};
+
+static const struct act_ops *act_of(tg_act act) {
+    return (unsigned)act < sizeof act_ops / sizeof act_ops[0] ? &act_ops[act] : NULL;
+}
 
 tg_status tg_activate(tg_tape *t, tg_act act, const tg_tensor *x, tg_tensor **out) {
-    switch (act) {
-    case TG_ACT_NONE:
-        if (!out) return tg_fail(TG_ERR_ARG, "activate: out is NULL");
-        *out = (tg_tensor *)x;
-        return TG_OK;
-    case TG_ACT_RELU:
-        return tg_relu(t, x, out);
-    case TG_ACT_TANH:
-        return tg_tanh(t, x, out);
-    case TG_ACT_SIGMOID:
-        return tg_sigmoid(t, x, out);
-    case TG_ACT_LEAKY_RELU:
-        return tg_leaky_relu(t, x, LEAKY_SLOPE, out);
+    const struct act_ops *a = act_of(act);
+    if (!a) return tg_fail(TG_ERR_ARG, "activate: unknown activation %d", (int)act);
+    if (a->plain) {
+        tg_attr attr = {{a->beta, 0}, {0, 0}};
+        return tg_apply1(t, a->plain, x, &attr, out);
     }
-    return tg_fail(TG_ERR_ARG, "activate: unknown activation %d", (int)act);
+    if (!out) return tg_fail(TG_ERR_ARG, "activate: out is NULL");
+    *out = (tg_tensor *)x;
+    return TG_OK;
 }
 
 /* G(ψ(b, φ(X, W))): the matmul, then bias-add and G as one fused op (the
  * same values as the two ops, one pass over the batch fewer). */
 tg_status tg_dense_forward(tg_tape *t, const tg_dense *l, const tg_tensor *x, tg_tensor **out) {
     if (!l) return tg_fail(TG_ERR_ARG, "dense: layer is NULL");
+    const struct act_ops *a = act_of(l->act);
+    if (!a) return tg_fail(TG_ERR_ARG, "dense: unknown activation %d", (int)l->act);
     tg_tensor *u;
     tg_status s = tg_matmul(t, x, l->w, &u);
-    if (s) return s;
-    switch (l->act) {
-    case TG_ACT_NONE:
-        return tg_bias_add(t, u, l->b, out);
-    case TG_ACT_RELU:
-        return tg_bias_relu(t, u, l->b, out);
-    case TG_ACT_TANH:
-        return tg_bias_tanh(t, u, l->b, out);
-    case TG_ACT_SIGMOID:
-        return tg_bias_sigmoid(t, u, l->b, out);
-    case TG_ACT_LEAKY_RELU:
-        return tg_bias_leaky_relu(t, u, l->b, LEAKY_SLOPE, out);
-    }
-    return tg_fail(TG_ERR_ARG, "dense: unknown activation %d", (int)l->act);
+    tg_attr attr = {{a->beta, 0}, {0, 0}};
+    return s ? s : tg_apply2(t, a->fused, u, l->b, &attr, out);
 }
 
 /* ---------------------------------------------------------------- MLP */
