@@ -2,7 +2,7 @@
 # Every tapegrad benchmark from a release build, one command:
 #
 #   sh benches/run_all.sh            # bench_step (all 16), bench_overhead, bench_alloc,
-#                                    # bench_pool, bench_fill
+#                                    # bench_pool, bench_fill, bench_update
 #   sh benches/run_all.sh --torch    # and the PyTorch side by side (compare.sh)
 #
 # Builds build-release (meson --buildtype=release) if it is absent, rebuilds
@@ -26,6 +26,7 @@ echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); load average $(cut -d' ' -f1-3 /proc/l
 "./$BUILD/benches/bench_alloc" --threads 1
 "./$BUILD/benches/bench_pool"
 "./$BUILD/benches/bench_fill"
+"./$BUILD/benches/bench_update"
 
 if [ "${1:-}" = "--torch" ]; then
     echo

@@ -11,6 +11,8 @@
 #include "tapegrad_nn.h"
 #include "tapegrad_testing.h"
 
+#include <float.h>
+
 /* float32 steps round each operation to 24 bits (ulp(1) ≈ 1.2e-7); a few
  * roundings per step over 3 steps stay below 1e-6 on values of order 1. */
 static double tol_of(tg_dtype dt) {
@@ -284,6 +286,77 @@ static void test_weight_decay(tg_dtype dt) {
         tg_optimizer_free(o);
         tg_tensor_free(p);
     }
+}
+
+/* ---------------------------------------------------------------- subnormal state */
+
+/* The update treats subnormals as 0 (optim.c: subnormal arithmetic is
+ * slow), so state never decays into them. One gradient g₀, then zeros:
+ * momentum's v and Adam's m shrink by 0.9 per step, and the weight keeps
+ * moving by them (Adam: by lr·m̂/ε, v having underflowed to 0). lr and ε
+ * keep every product of the update normal while the state is (momentum:
+ * the move is v itself; Adam: α/bc1·sqrt(bc2) ≥ 4), and the moves far
+ * above p's ulp. p must move at every step while the state is normal, and
+ * stop for good within two steps of the state reaching the subnormal
+ * range; without the flush it moves for about 100 steps more (a float32
+ * subnormal halves 23 times before 0). */
+static void test_flush_moving(tg_opt_kind kind, tg_dtype dt) {
+    const double tiny = dt == TG_F32 ? FLT_MIN : DBL_MIN, g0 = 85 * tiny;
+    tg_opt_config c = tg_opt_defaults(kind);
+    int adam = kind == TG_OPT_ADAM;
+    c.eps = 1e8 * tiny, c.lr = adam ? 100.0 : 1.0;
+    double s1 = adam ? (1 - c.beta1) * g0 : g0, decay = adam ? c.beta1 : c.momentum;
+    /* first step t whose exact state s1·decay^(t−1) is below tiny */
+    int t_sub = 1 + (int)ceil(log(s1 / tiny) / log(1 / decay));
+    tg_tensor *p = param_of(dt, 1, (double[]){0.0});
+    tg_optimizer *o = opt_of(&c, 1, &p);
+    if (!o) return;
+    double g = g0, prev = 0.0;
+    for (int t = 1; t <= t_sub + 30; t++, g = 0.0) {
+        step_with(o, p, &g);
+        double now = tg_get(p, 0);
+        if (t <= t_sub - 2)
+            CHECK(now != prev, "%s %s step %d (state normal): p did not move", tg_opt_name(kind),
+                  dt_name(dt), t);
+        if (t > t_sub + 1)
+            CHECK(now == prev, "%s %s step %d (state subnormal): p moved %g -> %g",
+                  tg_opt_name(kind), dt_name(dt), t, prev, now);
+        prev = now;
+    }
+    tg_optimizer_free(o);
+    tg_tensor_free(p);
+}
+
+/* RMSprop's s moves p only with the next gradient. g₁ makes s = 0.01·g₁²
+ * (1e6·tiny); after zeros until s is subnormal (ρ = 0.99: ~1400 steps) a
+ * gradient g₂ = tiny, whose square underflows to 0, moves p by
+ * lr·g₂/(sqrt(s) + ε): exactly lr·g₂/ε when s was flushed to 0, and some
+ * 1e13 times less when it was not (sqrt of a subnormal ≫ ε). */
+static void test_flush_rmsprop(tg_dtype dt) {
+    const double tiny = dt == TG_F32 ? FLT_MIN : DBL_MIN;
+    tg_opt_config c = tg_opt_defaults(TG_OPT_RMSPROP);
+    c.eps = 1e3 * tiny;
+    const double g1 = 1e4 * sqrt(tiny), s1 = (1 - c.rho) * g1 * g1;
+    int zeros = (int)ceil(log(s1 / tiny) / log(1 / c.rho)) + 5;
+    tg_tensor *p = param_of(dt, 1, (double[]){0.0});
+    tg_optimizer *o = opt_of(&c, 1, &p);
+    if (!o) return;
+    double g = g1;
+    step_with(o, p, &g);
+    g = 0.0;
+    for (int t = 0; t < zeros; t++)
+        step_with(o, p, &g);
+    double before = tg_get(p, 0), want = c.lr * tiny / stored(dt, c.eps);
+    g = tiny;
+    step_with(o, p, &g);
+    double moved = before - tg_get(p, 0);
+    /* g₁'s step moved p to ≈ −lr·g₁/(0.1·g₁) = −0.01, whose float32 ulp
+     * (9e-10) is 1e-3 of the move: 1 % holds it, and an unflushed s moves
+     * p by ~1e-13 of want */
+    CHECK(fabs(moved - want) <= 1e-2 * want, "rmsprop %s: moved %g, want %g (s flushed)",
+          dt_name(dt), moved, want);
+    tg_optimizer_free(o);
+    tg_tensor_free(p);
 }
 
 /* ---------------------------------------------------------------- clipping */
@@ -697,6 +770,10 @@ int main(void) {
         test_adam_literal(dt);
         test_adam_first_step_is_sign(dt);
         test_weight_decay(dt);
+        test_flush_moving(TG_OPT_MOMENTUM, dt);
+        test_flush_moving(TG_OPT_NESTEROV, dt);
+        test_flush_moving(TG_OPT_ADAM, dt);
+        test_flush_rmsprop(dt);
         test_clipping(dt, 1.3);
         test_clipping(dt, 20.0);
         test_nonfinite(dt, NAN);
