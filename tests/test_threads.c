@@ -6,14 +6,12 @@
  * inner dimension with partial sums added after), none under 32768
  * multiply-adds, and gemv/ger where a dimension is 1. */
 #define _POSIX_C_SOURCE 200809L
-#include "../src/tape/internal.h" /* tg_parallel_shared */
 #include "check.h"
 #include "tapegrad_io.h"
 #include "tapegrad_nn.h"
 
 #include <math.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -229,45 +227,6 @@ static void test_batch_fill(void) {
     tg_dataset_free(&ds);
 }
 
-/* ---------------------------------------------------------------- shared parts */
-
-/* tg_parallel_shared on 2 threads, 64 parts: the worker owns parts 32..63
- * and takes 5 ms over each, the caller's own parts cost nothing. Every
- * part must run exactly once, and the caller, done with its own range,
- * must take some of the worker's from the back (with parts assigned it
- * would wait 160 ms for the worker to run all 32; only a caller kept off
- * the CPU for all that time could miss them). */
-#define SHARED_PARTS 64
-typedef struct shared_log {
-    pthread_t caller;
-    _Atomic int runs[SHARED_PARTS];
-    _Atomic int by_caller[SHARED_PARTS];
-} shared_log;
-
-static void shared_part(void *ctx, int part, int parts) {
-    shared_log *l = ctx;
-    if (part < 0 || part >= SHARED_PARTS || parts != SHARED_PARTS) return;
-    int caller = pthread_equal(pthread_self(), l->caller);
-    atomic_fetch_add(&l->runs[part], 1);
-    atomic_fetch_add(&l->by_caller[part], caller);
-    if (!caller && part >= SHARED_PARTS / 2) nanosleep(&(struct timespec){0, 5000000}, NULL);
-}
-
-static void test_shared_parts(void) {
-    CHECK_OK(tg_set_threads(2));
-    shared_log *l = calloc(1, sizeof *l);
-    l->caller = pthread_self();
-    tg_parallel_shared(shared_part, l, SHARED_PARTS);
-    int once = 1, taken = 0;
-    for (int p = 0; p < SHARED_PARTS; p++) {
-        once &= l->runs[p] == 1;
-        if (p >= SHARED_PARTS / 2) taken += l->by_caller[p];
-    }
-    CHECK(once, "shared job: a part did not run exactly once");
-    CHECK(taken > 0, "shared job: the caller took none of the slow worker's parts");
-    free(l);
-}
-
 /* ---------------------------------------------------------------- two callers */
 
 /* Two threads of the user's each train their own copy of one problem, while
@@ -360,7 +319,6 @@ int main(void) {
     test_sleep_and_resize();
     test_optimizer();
     test_batch_fill();
-    test_shared_parts();
     test_two_callers();
     test_fork();
     CHECK_OK(tg_set_threads(1)); /* workers stopped: nothing left running at exit */

@@ -255,10 +255,6 @@ tg_status tg_batch_fill(const tg_dataset *ds, const size_t *idx, size_t start, s
     tg_status st = check_batch(ds, idx, start, rows, x, y);
     if (st) return st;
     fill_job j = {ds, idx, start, rows, x, y};
-    /* 16-row parts, shared: a thread done with its own fills the others' last rows */
-    if (rows >= 32)
-        tg_parallel_shared(fill_part, &j, (int)((rows + 15) / 16));
-    else
-        fill_part(&j, 0, 1);
+    tg_parallel(fill_part, &j, rows >= 32 ? tg_get_threads() : 1);
     return TG_OK;
 }

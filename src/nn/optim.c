@@ -467,11 +467,8 @@ static void step_part(void *ctx, int part, int parts) {
     subnormals_restore(csr);
 }
 
-/* Below this many elements a step stays on the calling thread. Above, it
- * is cut in STEP_PARTS parts per thread, shared (tg_parallel_shared): a
- * thread that finishes its own parts first takes the others' last ones. */
+/* Below this many elements a step stays on the calling thread. */
 #define STEP_SPLIT_MIN 16384
-#define STEP_PARTS     8
 
 tg_status tg_optimizer_step(tg_optimizer *o) {
     if (!o) return tg_fail(TG_ERR_ARG, "optimizer: step on NULL");
@@ -482,9 +479,6 @@ tg_status tg_optimizer_step(tg_optimizer *o) {
     adam_scalars k = {0};
     if (needs_v(o->cfg.kind)) adam_setup(o, c, &k);
     step_job j = {o, c, &k};
-    if (o->elems >= STEP_SPLIT_MIN)
-        tg_parallel_shared(step_part, &j, STEP_PARTS * tg_get_threads());
-    else
-        step_part(&j, 0, 1);
+    tg_parallel(step_part, &j, o->elems >= STEP_SPLIT_MIN ? tg_get_threads() : 1);
     return TG_OK;
 }

@@ -44,11 +44,6 @@ tg_status tg_fail(tg_status s, const char *fmt, ...)
  * whichever thread runs it. */
 typedef void (*tg_task_fn)(void *ctx, int part, int parts);
 void tg_parallel(tg_task_fn fn, void *ctx, int parts);
-/* The same, but parts are taken, not assigned: thread k runs its own range
- * [k·parts/n, (k+1)·parts/n) in order, then takes the others' remaining
- * parts from the back of their ranges. For jobs cut in several parts per
- * thread whose parts cost nothing extra each (elementwise passes). */
-void tg_parallel_shared(tg_task_fn fn, void *ctx, int parts);
 /* 1 once tg_set_threads was called (tapegrad threads, OpenBLAS on one). */
 int tg_threads_managed(void);
 /* A buffer of at least `bytes` owned by the calling thread, valid until its

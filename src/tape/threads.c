@@ -38,10 +38,6 @@ typedef struct pool {
     tg_task_fn fn; /* the current job, written before gen is bumped */
     void *ctx;
     int parts;
-    int shared; /* tg_parallel_shared: parts taken from per-thread ranges */
-    /* shared jobs: thread k's parts not yet taken, [front, back) packed as
-     * front << 32 | back, taken from the front by k, from the back by others */
-    _Atomic uint64_t range[TG_MAX_THREADS];
     pthread_mutex_t mu;
     pthread_cond_t cv;
 } pool;
@@ -98,44 +94,9 @@ static unsigned wait_job(unsigned seen) {
  * to the next (the update, the weight gradients), and those rows stay in
  * its core's cache. Moving a written cache line to another core is slow
  * (on the VM measured here a mismatched split made an update 4x slower). */
-static void run_assigned(int me) {
+static void run_mine(int me) {
     for (int p = me; p < P.parts; p += P.n)
         P.fn(P.ctx, p, P.parts);
-}
-
-/* Take one part of thread k's range, from its front or back; -1 if none is left. */
-static int take(int k, int from_back) {
-    uint64_t r = atomic_load_explicit(&P.range[k], memory_order_relaxed);
-    for (;;) {
-        uint32_t front = (uint32_t)(r >> 32), back = (uint32_t)r;
-        if (front >= back) return -1;
-        uint64_t next = from_back ? r - 1 : r + ((uint64_t)1 << 32);
-        if (atomic_compare_exchange_weak_explicit(&P.range[k], &r, next, memory_order_acq_rel,
-                                                  memory_order_relaxed))
-            return (int)(from_back ? back - 1 : front);
-    }
-}
-
-/* A shared job: thread me runs its own range in order, then helps the
- * others from the back of theirs. Why: on the VM measured here one vCPU
- * ran the same code 15-35 % slower than the other for minutes at a time
- * (bench_update pinned with taskset), and with parts assigned the faster
- * thread waited for the slower at every job. The owner still runs most of
- * its range, so rows mostly stay with the core that last wrote them. */
-static void run_shared(int me) {
-    int p;
-    while ((p = take(me, 0)) >= 0)
-        P.fn(P.ctx, p, P.parts);
-    for (int i = 1; i < P.n; i++)
-        while ((p = take((me + i) % P.n, 1)) >= 0)
-            P.fn(P.ctx, p, P.parts);
-}
-
-static void run_mine(int me) {
-    if (P.shared)
-        run_shared(me);
-    else
-        run_assigned(me);
 }
 
 static void *worker(void *arg) {
@@ -157,18 +118,12 @@ static void run_serial(tg_task_fn fn, void *ctx, int parts) {
         fn(ctx, p, parts);
 }
 
-static void launch(tg_task_fn fn, void *ctx, int parts, int shared) {
+void tg_parallel(tg_task_fn fn, void *ctx, int parts) {
     if (parts <= 1 || P.n <= 1 || atomic_flag_test_and_set_explicit(&busy, memory_order_acquire)) {
         run_serial(fn, ctx, parts);
         return;
     }
-    P.fn = fn, P.ctx = ctx, P.parts = parts, P.shared = shared;
-    if (shared) /* thread k owns parts [k·parts/n, (k+1)·parts/n) */
-        for (int k = 0; k < P.n; k++) {
-            uint64_t front = (uint64_t)k * (uint64_t)parts / (uint64_t)P.n,
-                     back = (uint64_t)(k + 1) * (uint64_t)parts / (uint64_t)P.n;
-            atomic_store_explicit(&P.range[k], front << 32 | back, memory_order_relaxed);
-        }
+    P.fn = fn, P.ctx = ctx, P.parts = parts;
     atomic_store(&P.pending, P.n - 1);
     atomic_fetch_add(&P.gen, 1); /* seq_cst: publishes the job */
     if (atomic_load(&P.sleepers) > 0) {
@@ -189,14 +144,6 @@ static void launch(tg_task_fn fn, void *ctx, int parts, int shared) {
         }
     }
     atomic_flag_clear_explicit(&busy, memory_order_release);
-}
-
-void tg_parallel(tg_task_fn fn, void *ctx, int parts) {
-    launch(fn, ctx, parts, 0);
-}
-
-void tg_parallel_shared(tg_task_fn fn, void *ctx, int parts) {
-    launch(fn, ctx, parts, 1);
 }
 
 int tg_get_threads(void) {
