@@ -209,8 +209,9 @@ typedef struct fill_job {
  * first lines miss, and the hardware prefetcher follows a stream only
  * within a 4 KiB page. So before copying row i, one line per 2 KiB of row
  * i + FILL_AHEAD is requested: the next rows' misses overlap this row's
- * copy. bench_fill, 128 rows: 2 threads 66 → 45 µs, 1 thread 123 → 85 µs
- * (benches/RESULTS.md, stop 10); every line of the next row requested
+ * copy. bench_fill, 128 rows, alternated runs: 2 threads 70–72 → 47–53
+ * µs, 1 thread 129–138 → 84–90 µs (benches/RESULTS.md, stop 10); every
+ * line of the next row requested
  * instead was slower than none (stop 9): it fills the miss queue, and
  * requests spread over the copy of row i (one per 2 KiB copied) came too
  * late: 1 thread 112 µs. */

@@ -22,12 +22,13 @@
  * Subnormals: the update treats them as 0. Where a gradient stays 0 (a
  * dead ReLU unit, a pixel that is always 0) the state decays geometrically
  * into the subnormal range, and arithmetic on subnormals is many times
- * slower on x86: Fashion-MNIST, Adam, float32, after 1000 steps 3 % of the
- * first layer's m was subnormal; bench_update's Adam step took 74 µs instead
- * of 47 (benches/RESULTS.md, stop 10). On x86 the update runs with the
- * thread's MXCSR set to flush-to-zero and denormals-are-zero (restored
- * after): a subnormal result is stored as 0, a subnormal input read as 0,
- * at no cost per element. Elsewhere the state alone is flushed, by a
+ * slower on x86: Fashion-MNIST, Adam, float32, after 1000 steps 2.4 % of
+ * the first layer's m was subnormal; bench_update's Adam step (1 thread)
+ * took 77–79 µs with such units against 44–49 with none, and 48–57 µs
+ * with them once flushed (benches/RESULTS.md, stop 10). On x86 the update
+ * runs with the thread's MXCSR set to flush-to-zero and
+ * denormals-are-zero (restored after): a subnormal result is stored as 0,
+ * a subnormal input read as 0, at no cost per element. Elsewhere the state alone is flushed, by a
  * compare. Either way no state is ever subnormal; such values are far
  * below half an ulp of any weight they could move.
  *
@@ -44,6 +45,9 @@
 #include <float.h>
 #include <string.h>
 #include <tgmath.h> /* sqrt on float is sqrtf */
+#if defined(__SSE2__)
+#include <xmmintrin.h> /* _mm_getcsr, _mm_setcsr */
+#endif
 
 struct tg_optimizer {
     tg_opt_config cfg;
@@ -93,7 +97,6 @@ tg_opt_config tg_opt_defaults(tg_opt_kind kind) {
 /* Subnormals as 0 (see above). FLUSH(x, tiny): x, or 0 where |x| is below
  * tiny, the smallest normal; on x86 the MXCSR does that already. */
 #if defined(__SSE2__)
-#include <xmmintrin.h>
 #define FTZ_DAZ 0x8040u /* MXCSR bits 15 (flush to zero) and 6 (denormals are zero) */
 static unsigned subnormals_off(void) {
     unsigned csr = _mm_getcsr();
