@@ -6,26 +6,22 @@
 # Usage: sh benches/fashion_accuracy.sh [BUILD_DIR]   (a release build)
 set -eu
 cd "$(dirname "$0")/.."
+. benches/fashion_common.sh
 build=${1:-build-release}
 [ -d "$build" ] || meson setup "$build" --buildtype=release >/dev/null
 ninja -C "$build" >/dev/null
-data=/usr/share/datasets/fashion-mnist
-recipe="--hidden 256,128 --act relu --opt adam --lr 1e-3 --batch 128 --val 0 --threads 2"
 accs=""
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT INT TERM
 for seed in 1 2 3; do
-    "$build/src/cli/tapegrad" fit "idx:$data/train" --test-data "idx:$data/t10k" $recipe \
-        --epochs 5 --seed "$seed" >"$log"
+    fit "$build/src/cli/tapegrad" "$seed" 5 >"$log"
     line=$(tail -n 1 "$log")
-    # training time: the epochs' time= fields (the training loops only: no
-    # loading, no evaluation)
-    train_s=$(grep -o 'time=[0-9.]*' "$log" | cut -d= -f2 | awk '{ s += $1 } END { printf "%.2f", s }')
+    train_s=$(train_seconds <"$log")
     echo "seed $seed: $line train_s=$train_s"
     accs="$accs ${line##*accuracy=}"
 done
 echo "$accs" | tr ' ' '\n' | sed '/^$/d' | sort -n | sed -n 2p | sed 's/^/median test accuracy (5 epochs, 3 seeds): /'
 long=${EPOCHS_LONG:-20}
-"$build/src/cli/tapegrad" fit "idx:$data/train" --test-data "idx:$data/t10k" $recipe \
-    --epochs "$long" --seed 1 --log "$build/fashion-long.csv" | tail -n 1 | sed "s/^/$long epochs, seed 1: /"
+fit "$build/src/cli/tapegrad" 1 "$long" --log "$build/fashion-long.csv" | tail -n 1 |
+    sed "s/^/$long epochs, seed 1: /"
 echo "per-epoch test accuracy of the long run: $build/fashion-long.csv (column test_accuracy)"
