@@ -376,69 +376,42 @@ static void adam_setup(const tg_optimizer *o, double c, adam_scalars *k) {
     k->bc2s = sqrt(1.0 - pow(cf->beta2, t));      /* sqrt(bc2) */
 }
 
-/* Elements [lo, hi) of parameter i, float32. */
-static void step_f32(tg_optimizer *o, int i, double c, const adam_scalars *k, size_t lo,
-                     size_t hi) {
-    const tg_opt_config *cf = &o->cfg;
-    tg_tensor *p = o->params[i];
-    size_t n = hi - lo;
-    float *w = (float *)p->data + lo, *g = (float *)p->grad + lo;
-    float *m = o->m ? (float *)o->m[i] + lo : NULL, *v = o->v ? (float *)o->v[i] + lo : NULL;
-    float lr = (float)cf->lr, cc = (float)c, wd = (float)cf->weight_decay;
-    switch (cf->kind) {
-    case TG_OPT_SGD:
-        if (c == 1.0 && cf->weight_decay == 0.0)
-            sgd_plain_f32(n, w, g, lr);
-        else
-            sgd_f32(n, w, g, lr, cc, wd);
-        break;
-    case TG_OPT_MOMENTUM:
-        momentum_f32(n, w, g, m, lr, cc, wd, (float)cf->momentum);
-        break;
-    case TG_OPT_NESTEROV:
-        nesterov_f32(n, w, g, m, lr, cc, wd, (float)cf->momentum);
-        break;
-    case TG_OPT_RMSPROP:
-        rmsprop_f32(n, w, g, m, lr, cc, wd, (float)cf->rho, (float)cf->eps);
-        break;
-    case TG_OPT_ADAM:
-    case TG_OPT_ADAMW:
-        adam_f32(n, w, g, m, v, k);
-        break;
+/* step_f32, step_f64: elements [lo, hi) of parameter i by the configured
+ * rule, the per-step scalars cast once to the parameter's type. */
+#define STEP_FN(real, sfx)                                                                         \
+    static void step_##sfx(tg_optimizer *o, int i, double c, const adam_scalars *k, size_t lo,     \
+                           size_t hi) {                                                            \
+        const tg_opt_config *cf = &o->cfg;                                                         \
+        tg_tensor *p = o->params[i];                                                               \
+        size_t n = hi - lo;                                                                        \
+        real *w = (real *)p->data + lo, *g = (real *)p->grad + lo;                                 \
+        real *m = o->m ? (real *)o->m[i] + lo : NULL, *v = o->v ? (real *)o->v[i] + lo : NULL;     \
+        real lr = (real)cf->lr, cc = (real)c, wd = (real)cf->weight_decay;                         \
+        switch (cf->kind) {                                                                        \
+        case TG_OPT_SGD:                                                                           \
+            if (c == 1.0 && cf->weight_decay == 0.0)                                               \
+                sgd_plain_##sfx(n, w, g, lr);                                                      \
+            else                                                                                   \
+                sgd_##sfx(n, w, g, lr, cc, wd);                                                    \
+            break;                                                                                 \
+        case TG_OPT_MOMENTUM:                                                                      \
+            momentum_##sfx(n, w, g, m, lr, cc, wd, (real)cf->momentum);                            \
+            break;                                                                                 \
+        case TG_OPT_NESTEROV:                                                                      \
+            nesterov_##sfx(n, w, g, m, lr, cc, wd, (real)cf->momentum);                            \
+            break;                                                                                 \
+        case TG_OPT_RMSPROP:                                                                       \
+            rmsprop_##sfx(n, w, g, m, lr, cc, wd, (real)cf->rho, (real)cf->eps);                   \
+            break;                                                                                 \
+        case TG_OPT_ADAM:                                                                          \
+        case TG_OPT_ADAMW:                                                                         \
+            adam_##sfx(n, w, g, m, v, k);                                                          \
+            break;                                                                                 \
+        }                                                                                          \
     }
-}
 
-/* Elements [lo, hi) of parameter i, float64. */
-static void step_f64(tg_optimizer *o, int i, double c, const adam_scalars *k, size_t lo,
-                     size_t hi) {
-    const tg_opt_config *cf = &o->cfg;
-    tg_tensor *p = o->params[i];
-    size_t n = hi - lo;
-    double *w = (double *)p->data + lo, *g = (double *)p->grad + lo;
-    double *m = o->m ? (double *)o->m[i] + lo : NULL, *v = o->v ? (double *)o->v[i] + lo : NULL;
-    double lr = cf->lr, wd = cf->weight_decay;
-    switch (cf->kind) {
-    case TG_OPT_SGD:
-        if (c == 1.0 && wd == 0.0)
-            sgd_plain_f64(n, w, g, lr);
-        else
-            sgd_f64(n, w, g, lr, c, wd);
-        break;
-    case TG_OPT_MOMENTUM:
-        momentum_f64(n, w, g, m, lr, c, wd, cf->momentum);
-        break;
-    case TG_OPT_NESTEROV:
-        nesterov_f64(n, w, g, m, lr, c, wd, cf->momentum);
-        break;
-    case TG_OPT_RMSPROP:
-        rmsprop_f64(n, w, g, m, lr, c, wd, cf->rho, cf->eps);
-        break;
-    case TG_OPT_ADAM:
-    case TG_OPT_ADAMW:
-        adam_f64(n, w, g, m, v, k);
-        break;
-    }
-}
+STEP_FN(float, f32)
+STEP_FN(double, f64)
 
 /* One part of a step: the same share of every parameter, cut at multiples
  * of 16 rows (or elements: 64-byte lines for float32) so that no two
