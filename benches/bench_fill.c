@@ -27,12 +27,8 @@ static void load(tg_dataset *all) {
     fprintf(stderr, "bench_fill: no Fashion-MNIST (%s); random data of its shape\n",
             tg_last_error());
     all->n = 60000, all->d = 784;
-    all->x = malloc(all->n * all->d * sizeof(double));
-    all->y = malloc(all->n * sizeof(double));
-    if (!all->x || !all->y) {
-        fprintf(stderr, "bench_fill: out of memory\n");
-        exit(2);
-    }
+    all->x = bench_malloc("bench_fill", all->n * all->d * sizeof(double));
+    all->y = bench_malloc("bench_fill", all->n * sizeof(double));
     tg_rng g;
     tg_rng_seed(&g, 1);
     for (size_t i = 0; i < all->n * all->d; i++)
@@ -47,14 +43,10 @@ static void run(const tg_dataset *ds, const char *source, int threads, int reps)
     tg_tensor *x, *y;
     BENCH_OK(tg_tensor_new(&x, TG_F32, 2, (size_t[]){rows, ds->d}));
     BENCH_OK(tg_tensor_new(&y, TG_F32, 1, &rows));
-    size_t *idx = malloc(ds->n * sizeof *idx);
+    size_t *idx = bench_malloc("bench_fill", ds->n * sizeof *idx);
     size_t junk_bytes = (size_t)8 << 20;
-    char *junk = malloc(junk_bytes);
-    double *us = malloc((size_t)reps * sizeof *us);
-    if (!idx || !junk || !us) {
-        fprintf(stderr, "bench_fill: out of memory\n");
-        exit(2);
-    }
+    char *junk = bench_malloc("bench_fill", junk_bytes);
+    double *us = bench_malloc("bench_fill", (size_t)reps * sizeof *us);
     for (size_t i = 0; i < ds->n; i++)
         idx[i] = i;
     tg_rng g;
@@ -98,11 +90,7 @@ int main(int argc, char **argv) {
     BENCH_OK(tg_dataset_split(&all, 0, 0, 1, &lib, NULL, NULL));
     tg_dataset plain = lib;
     size_t bytes = lib.n * lib.d * sizeof(double);
-    plain.x = malloc(bytes);
-    if (!plain.x) {
-        fprintf(stderr, "bench_fill: out of memory\n");
-        return 2;
-    }
+    plain.x = bench_malloc("bench_fill", bytes);
     memcpy(plain.x, lib.x, bytes);
     for (int t = threads ? threads : 1; t <= (threads ? threads : 2); t++) {
         run(&lib, "library", t, reps);

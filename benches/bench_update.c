@@ -33,11 +33,7 @@ static const size_t shapes[NPARAM][2] = {{784, 256}, {1, 256},  {256, 128},
 /* A gradient for each parameter, uniform in ±1e-3 (the scale of the
  * Fashion run's first-layer gradients). */
 static float *gradients(tg_rng *g, size_t n) {
-    float *v = malloc(n * sizeof *v);
-    if (!v) {
-        fprintf(stderr, "bench_update: out of memory\n");
-        exit(2);
-    }
+    float *v = bench_malloc("bench_update", n * sizeof *v);
     for (size_t i = 0; i < n; i++)
         v[i] = (float)(2e-3 * tg_rng_uniform(g) - 1e-3);
     return v;
@@ -85,8 +81,8 @@ int main(int argc, char **argv) {
     bench_check_build("bench_update");
     int only = 0;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--threads") == 0) {
-            only = (int)bench_parse_pos("bench_update", "--threads", argv[i + 1 < argc ? ++i : i]);
+        if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            only = (int)bench_parse_pos("bench_update", "--threads", argv[++i]);
         } else {
             fprintf(stderr, "usage: bench_update [--threads N]\n");
             return 1;

@@ -27,6 +27,16 @@
         }                                                                                          \
     } while (0)
 
+/* malloc, or exit with "<prog>: out of memory": a bench has no fallback. */
+static inline void *bench_malloc(const char *prog, size_t bytes) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        exit(2);
+    }
+    return p;
+}
+
 static inline double bench_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -105,32 +105,10 @@ static size_t last_dim(const tg_tensor *x) {
     return x->rank ? x->shape[x->rank - 1] : 1;
 }
 
-/* Values from a sample domain (as tg_sample_inputs draws them); `bad`
- * puts one value outside it. */
+/* Values from a sample domain (tg_sample_fill, as tg_sample_inputs draws
+ * them); `bad` puts one value outside it. */
 static void fill(ctx *c, tg_tensor *x, tg_domain d, size_t classes, int bad) {
-    size_t cols = last_dim(x);
-    for (size_t i = 0; i < x->size; i++) {
-        double u = tg_rng_uniform(&c->rng), v;
-        switch (d) {
-        case TG_DOM_AWAY0: v = (u < 0.5 ? -1.0 : 1.0) * (0.1 + tg_rng_uniform(&c->rng)); break;
-        case TG_DOM_PROB: v = 0.05 + 0.9 * u; break;
-        case TG_DOM_BINARY: v = u < 0.5 ? 0.0 : 1.0; break;
-        case TG_DOM_LABEL: v = (double)(tg_rng_next(&c->rng) % (classes ? classes : 1)); break;
-        case TG_DOM_SIMPLEX: v = 0.1 + u; break;
-        case TG_DOM_SMALL: v = 0.05 * (2 * u - 1); break;
-        default: v = tg_rng_normal(&c->rng); break;
-        }
-        tg_set(x, i, v);
-    }
-    if (d == TG_DOM_SIMPLEX) {
-        for (size_t r = 0; r < x->size / cols; r++) {
-            double s = 0;
-            for (size_t j = 0; j < cols; j++)
-                s += tg_get(x, r * cols + j);
-            for (size_t j = 0; j < cols; j++)
-                tg_set(x, r * cols + j, tg_get(x, r * cols + j) / s);
-        }
-    }
+    tg_sample_fill(x, d, classes, &c->rng);
     if (bad) {
         static const double label_bad[] = {-1, 0.5, 1e9};
         size_t i = tg_rng_next(&c->rng) % x->size;

@@ -88,6 +88,10 @@ tg_status tg_apply(tg_tape *t, const tg_op *op, int n_in, const tg_tensor *const
  * *attr the op's sample attributes. Used by self-tests and fuzzers. */
 tg_status tg_sample_inputs(const tg_op *op, size_t m, size_t k, size_t n, tg_dtype dtype,
                            tg_rng *rng, tg_tensor **in, tg_attr *attr);
+/* Fill x with random values of domain d, as tg_sample_inputs does
+ * (TG_DOM_LABEL: integers in [0, classes); TG_DOM_SIMPLEX: rows summing to
+ * 1 along the last axis). Does nothing if x or rng is NULL. */
+void tg_sample_fill(tg_tensor *x, tg_domain d, size_t classes, tg_rng *rng);
 
 /* The i-th op recorded on t (0 <= i < tg_tape_size(t)), NULL otherwise:
  * read-only access for graph export and tools. */

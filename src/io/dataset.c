@@ -210,17 +210,16 @@ typedef struct fill_job {
  * within a 4 KiB page. So before copying row i, one line per 2 KiB of row
  * i + FILL_AHEAD is requested: the next rows' misses overlap this row's
  * copy. bench_fill, 128 rows, alternated runs: 2 threads 70–72 → 47–53
- * µs, 1 thread 129–138 → 84–90 µs (benches/RESULTS.md, stop 10); every
- * line of the next row requested
- * instead was slower than none (stop 9): it fills the miss queue, and
- * requests spread over the copy of row i (one per 2 KiB copied) came too
- * late: 1 thread 112 µs. */
+ * µs, 1 thread 129–138 → 84–90 µs (benches/RESULTS.md, stop 10). Every
+ * line of the next row requested instead was slower than none (stop 9):
+ * it fills the miss queue; requests spread over the copy of row i (one
+ * per 2 KiB copied) came too late: 1 thread 112 µs. */
 #define FILL_AHEAD   3
 #define FILL_PF_STEP 256 /* elements: 2 KiB of doubles */
 
-static const double *row_of(const fill_job *j, size_t i) {
-    size_t k = j->idx ? j->idx[j->start + i] : j->start + i;
-    return j->ds->x + k * j->ds->d;
+/* The data set's example behind row i of the batch. */
+static size_t example_of(const fill_job *j, size_t i) {
+    return j->idx ? j->idx[j->start + i] : j->start + i;
 }
 
 static void fill_part(void *ctx, int part, int parts) {
@@ -231,10 +230,12 @@ static void fill_part(void *ctx, int part, int parts) {
     tg_part_range(j->rows, part, parts, 16, &lo, &hi);
     for (size_t i = lo; i < hi; i++) {
         /* row i + FILL_AHEAD; at the first row, the rows up to it as well */
-        for (size_t a = i == lo ? i : i + FILL_AHEAD; a <= i + FILL_AHEAD && a < hi; a++)
+        for (size_t a = i == lo ? i : i + FILL_AHEAD; a <= i + FILL_AHEAD && a < hi; a++) {
+            const double *ahead = j->ds->x + example_of(j, a) * d;
             for (size_t c = 0; c < d; c += FILL_PF_STEP)
-                __builtin_prefetch(row_of(j, a) + c);
-        size_t k = j->idx ? j->idx[j->start + i] : j->start + i;
+                __builtin_prefetch(ahead + c);
+        }
+        size_t k = example_of(j, i);
         const double *src = j->ds->x + k * d;
         if (j->x->dtype == TG_F64) {
             memcpy((double *)j->x->data + i * d, src, d * sizeof(double));

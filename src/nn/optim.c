@@ -28,9 +28,9 @@
  * with them once flushed (benches/RESULTS.md, stop 10). On x86 the update
  * runs with the thread's MXCSR set to flush-to-zero and
  * denormals-are-zero (restored after): a subnormal result is stored as 0,
- * a subnormal input read as 0, at no cost per element. Elsewhere the state alone is flushed, by a
- * compare. Either way no state is ever subnormal; such values are far
- * below half an ulp of any weight they could move.
+ * a subnormal input read as 0, at no cost per element. Elsewhere the state
+ * alone is flushed, by a compare. Either way no state is ever subnormal;
+ * such values are far below half an ulp of any weight they could move.
  *
  * Speed: each rule is one loop per dtype over restrict pointers, with the
  * per-step scalars (α, c, bias corrections) hoisted, no calls but sqrt (an

@@ -142,11 +142,6 @@ static void bias_away0_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     s->attr.f[0] = 0.01;
 }
 
-static void bias_real_sample(size_t m, size_t k, size_t n, tg_sample *s) {
-    (void)n;
-    tg_bias_sample(m, k, TG_DOM_REAL, TG_DOM_REAL, s);
-}
-
 /* σ(x) = 1/(1+e^{−x}); σ' = σ(1−σ). */
 ACTIVATION(sigmoid, (real)1 / ((real)1 + TG_EXP(-x)), y *((real)1 - y))
 /* tanh' = 1 − tanh². */
@@ -179,8 +174,8 @@ UNARY_OP(tg_op_leaky_relu, "leaky_relu", leaky, leaky_check, away0_sample)
                        .vjp = bias_##FN##_vjp,                                                     \
                        .sample = SAMPLE};
 
-BIAS_OP(tg_op_bias_sigmoid, "bias_sigmoid", sigmoid, tg_bias_check, bias_real_sample)
-BIAS_OP(tg_op_bias_tanh, "bias_tanh", tanh, tg_bias_check, bias_real_sample)
+BIAS_OP(tg_op_bias_sigmoid, "bias_sigmoid", sigmoid, tg_bias_check, tg_bias_real_sample)
+BIAS_OP(tg_op_bias_tanh, "bias_tanh", tanh, tg_bias_check, tg_bias_real_sample)
 BIAS_OP(tg_op_bias_relu, "bias_relu", relu, tg_bias_check, bias_away0_sample)
 BIAS_OP(tg_op_bias_leaky_relu, "bias_leaky_relu", leaky, bias_leaky_check, bias_away0_sample)
 

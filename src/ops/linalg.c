@@ -330,7 +330,7 @@ void tg_bias_sample(size_t m, size_t k, tg_domain dx, tg_domain db, tg_sample *s
     s->domain[1] = db;
 }
 
-static void bias_sample(size_t m, size_t k, size_t n, tg_sample *s) {
+void tg_bias_real_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     (void)n;
     tg_bias_sample(m, k, TG_DOM_REAL, TG_DOM_REAL, s);
 }
@@ -342,7 +342,7 @@ const tg_op tg_op_bias_add = {.name = "bias_add",
                               .forward = bias_forward,
                               .jvp = bias_jvp,
                               .vjp = bias_vjp,
-                              .sample = bias_sample,
+                              .sample = tg_bias_real_sample,
                               .identity_r = 1u};
 
 tg_status tg_bias_add(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_tensor **out) {

@@ -68,9 +68,11 @@ static inline void tg_sample_2d(tg_sample *s, int i, size_t r, size_t c, tg_doma
 }
 
 /* Bias-add's shape check (X n×d, b of size d), shared with the fused
- * bias + activation ops, and its sample: X m×k from dx, b (k) from db. */
+ * bias + activation ops, and its samples: X m×k from dx, b (k) from db;
+ * tg_bias_real_sample, both real (bias_add's, and the smooth fused ops'). */
 tg_status tg_bias_check(tg_call *c, char *msg, size_t len);
 void tg_bias_sample(size_t m, size_t k, tg_domain dx, tg_domain db, tg_sample *s);
+void tg_bias_real_sample(size_t m, size_t k, size_t n, tg_sample *s);
 
 /* The op entries, one per op, defined in the family files. */
 extern const tg_op tg_op_matmul, tg_op_bias_add;

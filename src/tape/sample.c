@@ -20,11 +20,12 @@ static double draw(tg_rng *g, tg_domain d) {
     }
 }
 
-static void fill(tg_tensor *x, tg_domain d, size_t classes, tg_rng *g) {
+void tg_sample_fill(tg_tensor *x, tg_domain d, size_t classes, tg_rng *g) {
+    if (!x || !g) return;
     size_t cols = x->rank ? x->shape[x->rank - 1] : 1;
     for (size_t i = 0; i < x->size; i++) {
         if (d == TG_DOM_LABEL)
-            tg_set(x, i, (double)(tg_rng_next(g) % classes));
+            tg_set(x, i, (double)(tg_rng_next(g) % (classes ? classes : 1)));
         else if (d == TG_DOM_SIMPLEX)
             tg_set(x, i, 0.1 + tg_rng_uniform(g));
         else
@@ -61,7 +62,7 @@ tg_status tg_sample_inputs(const tg_op *op, size_t m, size_t k, size_t n, tg_dty
             return st;
         }
         size_t classes = s.rank[0] ? s.shape[0][s.rank[0] - 1] : 1;
-        fill(in[i], s.domain[i], classes, rng);
+        tg_sample_fill(in[i], s.domain[i], classes, rng);
     }
     *attr = s.attr;
     return TG_OK;
