@@ -142,14 +142,24 @@ static void bias_away0_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     s->attr.f[0] = 0.01;
 }
 
-/* σ(x) = 1/(1+e^{−x}); σ' = σ(1−σ). */
-ACTIVATION(sigmoid, (real)1 / ((real)1 + TG_EXP(-x)), y *((real)1 - y))
-/* tanh' = 1 − tanh². */
-ACTIVATION(tanh, TG_TANH(x), (real)1 - y * y)
-/* relu' = [x > 0] (0 at the kink, as PyTorch). */
-ACTIVATION(relu, x > 0 ? x : (real)0, (real)(x > 0))
-/* leaky relu with slope β for x ≤ 0. */
-ACTIVATION(leaky, x > 0 ? x : beta * x, x > 0 ? (real)1 : beta)
+/* Each activation's value and derivative are a few ulps from the true
+ * ones at every input, ±inf and the tails included (test_extremes): the
+ * forms below avoid both overflow and cancellation. NaN propagates through
+ * both maps: every selection is written so that a NaN x takes the branch
+ * that returns it (NaN > 0 and NaN <= 0 are both false), because hiding a
+ * NaN (relu(NaN) = 0) makes a broken network report an ordinary loss.
+ * PyTorch gives relu(NaN) = NaN too; its r-map passes ζ at a NaN input,
+ * ours gives NaN (the derivative there is undefined). */
+
+/* σ(x) = 1/(1+e^{−x}), σ'(x) = σ(x)σ(−x), both from e^{−|x|} (fastmath.h). */
+ACTIVATION(sigmoid, TG_SIGMOID(x), TG_DSIGMOID(x))
+/* tanh' = sech² = 1 − tanh², from e^{−2|x|} (fastmath.h): 1 − y² of a
+ * rounded y is exactly 0 in float32 from |x| ≈ 9.1 on (true value 5e−8 there). */
+ACTIVATION(tanh, TG_TANH(x), TG_DTANH(x))
+/* relu(x) = max(x, 0) (relu(−0) = −0), relu' = [x > 0] (0 at the kink), as PyTorch. */
+ACTIVATION(relu, (x < 0) ? (real)0 : x, (x > 0) ? (real)1 : (x <= 0) ? (real)0 : x)
+/* leaky relu with slope β for x ≤ 0 (β·NaN is NaN already). */
+ACTIVATION(leaky, x > 0 ? x : beta * x, x > 0 ? (real)1 : x <= 0 ? beta : x)
 
 #define UNARY_OP(VAR, NAME, FN, CHECK, SAMPLE)                                                     \
     const tg_op VAR = {.name = NAME,                                                               \
@@ -216,7 +226,10 @@ tg_status tg_bias_leaky_relu(tg_tape *t, const tg_tensor *x, const tg_tensor *b,
 
 /* ---------------------------------------------------------------- softmax */
 
-/* S(x)_j = e^{x_j − m} / Σ_k e^{x_k − m}, m = max_k x_k (no overflow). */
+/* S(x)_j = e^{x_j − m} / Σ_k e^{x_k − m}, m = max_k x_k (no overflow).
+ * Range: a few ulps for any finite row (float32 tails down to the
+ * subnormals, fastmath.h); a −inf entry gives 0; a row holding NaN or +inf,
+ * or only −inf, gives NaN throughout, as PyTorch. */
 static void softmax_forward(tg_call *c) {
     size_t d = tg_last_dim(c->out), rows = tg_rows(c->out);
     TG_DISPATCH(

@@ -2,7 +2,10 @@
  * All are bilinear or linear, so d and r read off directly:
  *   d(a ± b) = ȧ ± ḃ,          r(ζ) = (ζ, ±ζ)
  *   d(a ⊙ b) = ȧ ⊙ b + a ⊙ ḃ,  r(ζ) = (ζ ⊙ b, ζ ⊙ a)
- *   d(c·a)   = c·ȧ,            r(ζ) = c·ζ */
+ *   d(c·a)   = c·ȧ,            r(ζ) = c·ζ
+ * Range: each value and adjoint is one correctly rounded IEEE operation, so
+ * exact to ½ ulp for every input; overflow gives ±inf, inf − inf and 0·inf
+ * give NaN, and NaN propagates (as PyTorch). */
 #include "ops.h"
 
 static tg_status same_check(tg_call *c, char *msg, size_t len) {

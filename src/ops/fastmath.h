@@ -4,22 +4,25 @@
  *
  * exp: x = n·ln2 + r with |r| <= ln2/2 (ln2 split in two for an exact
  * n·ln2, Cody–Waite), e^r by a degree-7 polynomial (Cephes expf's
- * coefficients), 2^n put into the exponent bits. Max error about 1 ulp on
- * [−87, 88]; inputs are clamped there (callers only need exp to saturate);
- * NaN in, NaN out, so anomaly mode still sees it.
+ * coefficients), 2^n put into the exponent bits. Max error about 1 ulp over
+ * the whole float range: subnormal results below −87.3, 0 below −103.98,
+ * +inf above 88.72 (as libm's expf; test_extremes checks it against exp in
+ * double); NaN in, NaN out, so anomaly mode still sees it.
  * tanh: an odd polynomial below 0.625 (Cephes tanhf), 1 − 2/(e^{2|x|} + 1)
  * above, where no cancellation occurs; both computed, one selected, so the
  * loop has no branch. */
 #ifndef TG_FASTMATH_H
 #define TG_FASTMATH_H
 
+#include <math.h> /* INFINITY */
 #include <stdint.h>
 #include <string.h>
 
 static inline float tg_expf(float x) {
-    /* Clamp with comparisons that send NaN to −87 (the integer conversion
-     * below must never see NaN), then give NaN back at the end. */
-    float xc = x > 88.0f ? 88.0f : x >= -87.0f ? x : -87.0f;
+    /* Clamp with comparisons that send NaN to −104 (the integer conversion
+     * below must never see NaN), then select the exact ends and give NaN
+     * back at the end. */
+    float xc = x > 89.0f ? 89.0f : x >= -104.0f ? x : -104.0f;
     const float magic = 12582912.0f; /* 1.5·2^23: adding it rounds to an integer */
     float n = (xc * 1.44269504088896341f + magic) - magic;
     float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
@@ -30,10 +33,19 @@ static inline float tg_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return x == x ? p * scale : x;
+    /* 2^n as 2^h · 2^(n−h), h = n/2: each factor is a normal float for n in
+     * [−150, 128], so results in the subnormal range (x < −87.3) and the
+     * overflow to inf (x > 88.72) come out of one final rounding, as libm's
+     * expf gives them, instead of a clamp at the normal range. */
+    int32_t ni = (int32_t)n, h = ni / 2;
+    int32_t b1 = (h + 127) << 23, b2 = (ni - h + 127) << 23;
+    float s1, s2;
+    memcpy(&s1, &b1, sizeof s1);
+    memcpy(&s2, &b2, sizeof s2);
+    float y = p * s1 * s2;
+    y = x < -103.98f ? 0.0f : y;        /* below half the least subnormal */
+    y = x > 88.7228394f ? INFINITY : y; /* above log(FLT_MAX) */
+    return x == x ? y : x;
 }
 
 static inline float tg_tanhf(float x) {
@@ -50,12 +62,45 @@ static inline float tg_tanhf(float x) {
     return a < 0.625f ? small : big;
 }
 
-static inline float tg_sigmoidf(float x) {
-    return 1.0f / (1.0f + tg_expf(-x));
-}
-
 /* Type-generic: the fast float version, libm for double. */
 #define TG_EXP(x)  _Generic((x), float : tg_expf, default : exp)(x)
 #define TG_TANH(x) _Generic((x), float : tg_tanhf, default : tanh)(x)
+
+/* σ(x) and the derivatives σ'(x) = σ(x)σ(−x) and tanh'(x) = sech²(x), all
+ * from e = e^{−|x|} (or e^{−2|x|}), which never overflows:
+ *   σ(x) = 1/(1+e) for x ≥ 0, e/(1+e) for x < 0,
+ *   σ'(x) = e/(1+e)²,   tanh'(x) = 4e/(1+e)² with e = e^{−2|x|}.
+ * Each is a few ulps from the true value over the whole range, tails
+ * included: σ(−100) = 3.7e−44 in float32 (1/(1+e^{100}) gives 0), and
+ * σ'(30) = 9.4e−14 where y(1 − y) of a rounded y gives 0 (PyTorch's form,
+ * exact only while 1 − y has no cancellation). NaN in, NaN out; ±inf give
+ * σ = 1 or 0 and derivatives 0. */
+static inline float tg_sigmoid_f32(float x) {
+    const float e = tg_expf(-fabsf(x)), r = 1.0f / (1.0f + e);
+    return x >= 0 ? r : e * r;
+}
+static inline double tg_sigmoid_f64(double x) {
+    const double e = exp(-fabs(x)), r = 1.0 / (1.0 + e);
+    return x >= 0 ? r : e * r;
+}
+static inline float tg_dsigmoid_f32(float x) {
+    const float e = tg_expf(-fabsf(x)), q = 1.0f + e;
+    return e / (q * q);
+}
+static inline double tg_dsigmoid_f64(double x) {
+    const double e = exp(-fabs(x)), q = 1.0 + e;
+    return e / (q * q);
+}
+static inline float tg_dtanh_f32(float x) {
+    const float e = tg_expf(-2.0f * fabsf(x)), q = 1.0f + e;
+    return 4.0f * e / (q * q);
+}
+static inline double tg_dtanh_f64(double x) {
+    const double e = exp(-2.0 * fabs(x)), q = 1.0 + e;
+    return 4.0 * e / (q * q);
+}
+#define TG_SIGMOID(x)  _Generic((x), float : tg_sigmoid_f32, default : tg_sigmoid_f64)(x)
+#define TG_DSIGMOID(x) _Generic((x), float : tg_dsigmoid_f32, default : tg_dsigmoid_f64)(x)
+#define TG_DTANH(x)    _Generic((x), float : tg_dtanh_f32, default : tg_dtanh_f64)(x)
 
 #endif

@@ -18,6 +18,12 @@ static void scalar_out(tg_dtype dt, void *p, double v) {
         *(double *)p = v;
 }
 
+/* a·b with 0·b = 0 for every b (as xlogy): a target of 0 at a masked class
+ * (a logit or log-probability of −inf) contributes nothing, never 0·(−inf) = NaN. */
+static inline double xmul(double a, double b) {
+    return a == 0 ? 0 : a * b;
+}
+
 /* ---------------------------------------------------------------- elementwise pair losses */
 
 /* 𝕁(a, b) = k·Σᵢ ℓ(aᵢ, bᵢ), k = 1/N (a mean) or 1 (a sum), ℓ: ℝ² → ℝ. Then
@@ -131,7 +137,9 @@ static void real_sample(size_t m, size_t k, size_t n, tg_sample *s) {
  *   which with neither clamp active is the usual (p − y)/(p(1 − p)), used then
  *   (no cancellation between the two terms when p ≈ y). At p = 0 or 1 it is
  *   finite, where PyTorch's (p−y)/max(p(1−p), 1e-12) is not the derivative of
- *   its own forward. log(1−p) is log1p(−p), exact for small p. */
+ *   its own forward. log(1−p) is log1p(−p), exact for small p.
+ *   Range: value and derivatives a few ulps from the clamped ℓ's for every p
+ *   in [0, 1] (0 and 1 included) and y in [0, 1]; NaN y gives NaN. */
 PAIR_LOSS(bce, "bce", 1, bce_check, bce_sample, {
     const real l1 = log(a), l0 = log1p(-a), lo = (real)-100;
     const int on1 = l1 > lo, on0 = l0 > lo;
@@ -141,18 +149,27 @@ PAIR_LOSS(bce, "bce", 1, bce_check, bce_sample, {
     pb = L0 - L1;
 })
 
-/* bce_logits: ℓ(x, y) = max(x, 0) − x·y + log1p(e^{−|x|}) = −(y log σ(x) + (1−y) log(1−σ(x))),
- * never overflowing; ∂ₓℓ = σ(x) − y, ∂_yℓ = −x. σ(x) = 1/(1+e^{−x}) for x ≥ 0,
- * e^{x}/(1+e^{x}) for x < 0: e^{−|x|} never overflows. */
+/* bce_logits: ℓ(x, y) = −(y log σ(x) + (1−y) log(1−σ(x))) = y·sp(−x) + (1−y)·sp(x),
+ * sp(x) = log(1 + eˣ) = max(x, 0) + log1p(e^{−|x|}). Written per sign of x as
+ *   x ≥ 0: ℓ = (1−y)·x + log1p(e),   ∂ₓℓ = (1−y) − e/(1+e),
+ *   x < 0: ℓ = −y·x + log1p(e),      ∂ₓℓ = e/(1+e) − y,     e = e^{−|x|},
+ * (∂ₓℓ = σ(x) − y, ∂_yℓ = −x): e never overflows, and with a hard label the
+ * large-|x| terms are exact where σ(x) − y would round σ to 1 first. The
+ * products use 0·x = 0, so a masked logit (−inf with target 0, or +inf with
+ * target 1) contributes 0 and gradient 0, not NaN (PyTorch gives NaN there:
+ * a deliberate difference). Exact to a few ulps for every finite x and y in
+ * [0, 1]; NaN in x or y gives NaN. */
 PAIR_LOSS(bce_logits, "bce_logits", 1, pair_check, logits_sample, {
-    const real e = exp(-fabs(a));
-    const real sig = a >= 0 ? 1 / (1 + e) : e / (1 + e);
-    l = (a > 0 ? a : 0) - a * b + log1p(e);
-    pa = sig - b;
+    const real e = exp(-fabs(a)), q = e / (1 + e);
+    l = (a >= 0 ? (real)xmul(1 - b, a) : (real)xmul(-b, a)) + log1p(e);
+    pa = a >= 0 ? (1 - b) - q : q - b;
     pb = -a;
 })
 
-/* sse: S = Σ (f − y)² (seed 004's S, a sum): ∂_f = 2(f − y), ∂_y = −2(f − y). */
+/* sse: S = Σ (f − y)² (seed 004's S, a sum): ∂_f = 2(f − y), ∂_y = −2(f − y).
+ * Range (sse and mse): each ℓ is two rounded operations, exact to 1 ulp
+ * while |f − y| < √max of the dtype (1.8e19 in float32); beyond, inf, as
+ * the true value is; inf − inf and NaN give NaN. */
 PAIR_LOSS(sse, "sse", 0, pair_check, real_sample, {
     const real r = a - b;
     l = r * r;
@@ -171,10 +188,19 @@ PAIR_LOSS(mse, "mse", 1, pair_check, real_sample, {
 /* ---------------------------------------------------------------- softmax cross-entropy */
 
 /* Both ops act on rows x of the logits (last axis, C classes) through
- *   log_softmax(x)ⱼ = xⱼ − lse(x),  lse(x) = m + log Σⱼ e^{xⱼ − m},  m = maxⱼ xⱼ
- * (subtracting m: no overflow), and softmax sⱼ = e^{xⱼ − lse}. forward keeps
- * each row's lse in c->saved (doubles) for the maps; replay recomputes it. */
-static void rows_lse(const tg_tensor *x, double *lse) {
+ *   log_softmax(x)ⱼ = (xⱼ − m) − log Σₖ e^{xₖ − m},  m = maxₖ xₖ,
+ * and softmax sⱼ = e^{log_softmax(x)ⱼ}. The row maximum is never added
+ * back: m + log Σ then − xⱼ loses everything below ulp(m) (at logits of
+ * 1e16 the loss came out 0 instead of log 2). forward keeps each row's m and
+ * log Σ in c->saved (two doubles) for the maps; replay recomputes them.
+ * Exact to a few ulps for any finite logits; a logit of −inf is a masked
+ * class (sⱼ = 0, log_softmax −inf); a row holding +inf or NaN, or only
+ * −inf, gives NaN, as PyTorch. */
+typedef struct row_lse {
+    double m, log_sum;
+} row_lse;
+
+static void rows_lse(const tg_tensor *x, row_lse *rl) {
     size_t C = tg_last_dim(x), rows = tg_rows(x);
     TG_DISPATCH(
         x->dtype, const real *X = x->data; for (size_t r = 0; r < rows; r++) {
@@ -184,9 +210,15 @@ static void rows_lse(const tg_tensor *x, double *lse) {
                 m = xr[j] > m ? xr[j] : m;
             double s = 0;
             for (size_t j = 0; j < C; j++)
-                s += exp(xr[j] - m);
-            lse[r] = (double)m + log(s);
+                s += exp((double)xr[j] - (double)m);
+            rl[r].m = (double)m;
+            rl[r].log_sum = log(s);
         });
+}
+
+/* log_softmax of logit v in the row described by rl, in double. */
+static inline double log_softmax_at(double v, const row_lse *rl) {
+    return (v - rl->m) - rl->log_sum;
 }
 
 /* The class of row r: labels[r] if it is an integer in [0, C), else −1. */
@@ -211,7 +243,7 @@ static tg_status sce_check(tg_call *c, char *msg, size_t len) {
         snprintf(msg, len, "label %g at row %zu is not a class in [0, %zu)", tg_get(lab, r), r, C);
         return TG_ERR_VALUE;
     }
-    c->saved_bytes = n * sizeof(double);
+    c->saved_bytes = n * sizeof(row_lse);
     tg_out_scalar(c);
     return TG_OK;
 }
@@ -220,11 +252,12 @@ static tg_status sce_check(tg_call *c, char *msg, size_t len) {
 static void sce_forward(tg_call *c) {
     const tg_tensor *x = c->in[0];
     size_t n = x->shape[0], C = x->shape[1];
-    double *lse = c->saved, s = 0;
-    rows_lse(x, lse);
+    row_lse *rl = c->saved;
+    double s = 0;
+    rows_lse(x, rl);
     for (size_t r = 0; r < n; r++) {
         long y = label_of(c->in[1], r, C);
-        s += y >= 0 ? lse[r] - tg_get(x, r * C + (size_t)y) : NAN;
+        s -= y >= 0 ? log_softmax_at(tg_get(x, r * C + (size_t)y), &rl[r]) : NAN;
     }
     scalar_out(x->dtype, c->out->data, s / (double)n);
 }
@@ -233,14 +266,14 @@ static void sce_forward(tg_call *c) {
 static void sce_jvp(const tg_call *c, const void *const *tin, void *tout) {
     const tg_tensor *x = c->in[0];
     size_t n = x->shape[0], C = x->shape[1];
-    const double *lse = c->saved;
+    const row_lse *rl = c->saved;
     double s = 0;
     TG_DISPATCH(
         x->dtype, const real *X = x->data; const real *t = tin[0];
         for (size_t r = 0; t && r < n; r++) {
             long y = label_of(c->in[1], r, C);
             for (size_t j = 0; j < C; j++)
-                s += exp((real)(X[r * C + j] - lse[r])) * t[r * C + j];
+                s += exp((real)log_softmax_at(X[r * C + j], &rl[r])) * t[r * C + j];
             if (y >= 0) s -= t[r * C + (size_t)y];
         });
     scalar_out(x->dtype, tout, s / (double)n);
@@ -250,14 +283,14 @@ static void sce_jvp(const tg_call *c, const void *const *tin, void *tout) {
 static void sce_vjp(const tg_call *c, const void *gout, void *const *gin) {
     const tg_tensor *x = c->in[0];
     size_t n = x->shape[0], C = x->shape[1];
-    const double *lse = c->saved;
+    const row_lse *rl = c->saved;
     double kg = scalar_in(x->dtype, gout) / (double)n;
     TG_DISPATCH(
         x->dtype, const real *X = x->data; real *gx = gin[0]; const real k = (real)kg;
         for (size_t r = 0; gx && r < n; r++) {
             long y = label_of(c->in[1], r, C);
             for (size_t j = 0; j < C; j++)
-                gx[r * C + j] += k * exp((real)(X[r * C + j] - lse[r]));
+                gx[r * C + j] += k * exp((real)log_softmax_at(X[r * C + j], &rl[r]));
             if (y >= 0) gx[r * C + (size_t)y] -= k;
         });
 }
@@ -295,7 +328,7 @@ static tg_status sceo_check(tg_call *c, char *msg, size_t len) {
         s = TG_ERR_SHAPE;
     }
     if (s) return s;
-    c->saved_bytes = tg_rows(c->in[0]) * sizeof(double);
+    c->saved_bytes = tg_rows(c->in[0]) * sizeof(row_lse);
     tg_out_scalar(c);
     return TG_OK;
 }
@@ -303,13 +336,14 @@ static tg_status sceo_check(tg_call *c, char *msg, size_t len) {
 static void sceo_forward(tg_call *c) {
     const tg_tensor *x = c->in[0];
     size_t C = tg_last_dim(x), n = tg_rows(x);
-    double *lse = c->saved, s = 0;
-    rows_lse(x, lse);
+    row_lse *rl = c->saved;
+    double s = 0;
+    rows_lse(x, rl);
     TG_DISPATCH(
         x->dtype, const real *X = x->data; const real *Y = c->in[1]->data;
         for (size_t r = 0; r < n; r++) {
             for (size_t j = 0; j < C; j++)
-                s -= Y[r * C + j] * (real)(X[r * C + j] - lse[r]);
+                s -= xmul(Y[r * C + j], (real)log_softmax_at(X[r * C + j], &rl[r]));
         });
     scalar_out(x->dtype, c->out->data, s / (double)n);
 }
@@ -318,7 +352,7 @@ static void sceo_forward(tg_call *c) {
 static void sceo_jvp(const tg_call *c, const void *const *tin, void *tout) {
     const tg_tensor *x = c->in[0];
     size_t C = tg_last_dim(x), n = tg_rows(x);
-    const double *lse = c->saved;
+    const row_lse *rl = c->saved;
     double s = 0;
     TG_DISPATCH(
         x->dtype, const real *X = x->data; const real *Y = c->in[1]->data; const real *tx = tin[0];
@@ -328,9 +362,9 @@ static void sceo_jvp(const tg_call *c, const void *const *tin, void *tout) {
                 sigma += Y[r * C + j];
             for (size_t j = 0; j < C; j++) {
                 size_t i = r * C + j;
-                const real ls = (real)(X[i] - lse[r]);
+                const real ls = (real)log_softmax_at(X[i], &rl[r]);
                 if (tx) s += (exp(ls) * (real)sigma - Y[i]) * tx[i];
-                if (ty) s -= ls * ty[i];
+                if (ty) s -= xmul(ty[i], ls);
             }
         });
     scalar_out(x->dtype, tout, s / (double)n);
@@ -341,7 +375,7 @@ static void sceo_jvp(const tg_call *c, const void *const *tin, void *tout) {
 static void sceo_vjp(const tg_call *c, const void *gout, void *const *gin) {
     const tg_tensor *x = c->in[0];
     size_t C = tg_last_dim(x), n = tg_rows(x);
-    const double *lse = c->saved;
+    const row_lse *rl = c->saved;
     double kg = scalar_in(x->dtype, gout) / (double)n;
     TG_DISPATCH(
         x->dtype, const real *X = x->data; const real *Y = c->in[1]->data; real *gx = gin[0];
@@ -351,9 +385,9 @@ static void sceo_vjp(const tg_call *c, const void *gout, void *const *gin) {
                 sigma += Y[r * C + j];
             for (size_t j = 0; j < C; j++) {
                 size_t i = r * C + j;
-                const real ls = (real)(X[i] - lse[r]);
+                const real ls = (real)log_softmax_at(X[i], &rl[r]);
                 if (gx) gx[i] += k * (exp(ls) * (real)sigma - Y[i]);
-                if (gy) gy[i] -= k * ls;
+                if (gy) gy[i] -= (real)xmul(k, ls);
             }
         });
 }

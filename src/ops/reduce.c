@@ -1,6 +1,9 @@
 /* Reductions: sum and mean of all elements (→ a scalar) or along one axis
  * (the axis is removed). Both are linear maps R, so d = R and r = Rᵀ:
- * r broadcasts ζ back over the reduced axis (times 1/len for the mean). */
+ * r broadcasts ζ back over the reduced axis (times 1/len for the mean).
+ * Range: sums accumulate in double, so a float32 result is the exact sum
+ * rounded once unless the float64 sum itself cancels (error ≤ len·u·Σ|x|
+ * in double); ±inf and NaN propagate; the r-maps read no input values. */
 #include "ops.h"
 
 /* The reduction as outer × len × inner: out[o, j] = k · Σ_l x[o, l, j]. */

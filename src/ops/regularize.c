@@ -2,7 +2,10 @@
  * added to the cost 𝕁, with lp_reg = 2 or 1:
  *   l2: R(W) = λ/(2n)·Σ W²,   ∇R = λ/n·W
  *   l1: R(W) = λ/(2n)·Σ |W|,  ∇R = λ/(2n)·sign(W)  (0 at W = 0: a subgradient)
- * R is ℝᴺ → ℝ, so d R(ξ) = ⟨∇R, ξ⟩ and rR(ζ) = ζ·∇R. attr.f = {λ, n}. */
+ * R is ℝᴺ → ℝ, so d R(ξ) = ⟨∇R, ξ⟩ and rR(ζ) = ζ·∇R. attr.f = {λ, n}.
+ * Range: the sum accumulates in double (exact to a few ulps of the dtype
+ * unless it overflows, W² beyond the dtype's range: inf); the gradients are
+ * one or two rounded products; NaN propagates through both (sign(NaN) = NaN). */
 #include "ops.h"
 
 static tg_status reg_check(tg_call *c, char *msg, size_t len) {
@@ -34,8 +37,11 @@ static void reg_forward(tg_call *c, int l1) {
         *(double *)c->out->data = k * s;
 }
 
-/* ρ'(w)·k: λ/n·w (l2) or λ/(2n)·sign(w) (l1), with k = λ/(2n). */
-#define REG_GRAD(l1, k, w) ((l1) ? (k) * (real)(((w) > 0) - ((w) < 0)) : 2 * (k) * (w))
+/* ρ'(w)·k: λ/n·w (l2) or λ/(2n)·sign(w) (l1), with k = λ/(2n). sign(NaN) is
+ * NaN, not 0: a NaN weight must show in its gradient (torch.sign(NaN) is 0,
+ * so PyTorch's l1 hides it; a deliberate difference). */
+#define REG_SIGN(w)        ((w) != (w) ? (w) : (real)(((w) > 0) - ((w) < 0)))
+#define REG_GRAD(l1, k, w) ((l1) ? (k)*REG_SIGN(w) : 2 * (k) * (w))
 
 /* d-map: dR(ẇ) = Σ ρ'(w)·k·ẇ. */
 static void reg_jvp(const tg_call *c, const void *const *tin, void *tout, int l1) {
