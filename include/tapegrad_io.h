@@ -65,9 +65,11 @@ tg_status tg_batch_fill(const tg_dataset *ds, const size_t *idx, size_t start, s
 /* ---------------------------------------------------------------- metrics */
 
 /* Fraction of rows whose prediction matches the label. logits: rows × C
- * (argmax) or rows × 1 (logit > 0 means class 1). */
+ * (argmax) or rows × 1 (logit > 0 means class 1). NaN if rows is 0, the
+ * shapes disagree, or any logit is NaN (a model gone NaN has no accuracy). */
 double tg_accuracy(const tg_tensor *logits, const double *labels, size_t rows);
-/* confusion[true · C + predicted] += 1 for each row; C = classes. */
+/* confusion[true · C + predicted] += 1 for each row; C = classes. Rows
+ * whose logits hold a NaN, or whose label is no class, are not counted. */
 void tg_confusion_add(const tg_tensor *logits, const double *labels, size_t rows, int classes,
                       uint64_t *confusion);
 

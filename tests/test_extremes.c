@@ -7,6 +7,7 @@
  * every op of the table whose derivative depends on the input (issue 12):
  * relu(NaN) = 0 made a network with a NaN weight report an ordinary loss. */
 #include "check.h"
+#include "tapegrad_io.h"
 #include "tapegrad_op.h"
 
 #include <float.h>
@@ -673,6 +674,26 @@ static void test_nan_matmul(void) {
         }
 }
 
+/* Metrics: a row of NaN logits has no prediction; argmax by comparisons
+ * alone skipped it and scored a NaN model like a live one. */
+static void test_nan_metrics(void) {
+    size_t shape[2] = {2, 3}, bshape[2] = {2, 1};
+    const double v[6] = {NAN, 1, 0, 0, 2, 1}, bv[2] = {NAN, 1}, lab[2] = {1, 1};
+    tg_tensor *l = leaf(0, TG_F32, 2, shape, v), *b = leaf(0, TG_F64, 2, bshape, bv);
+    CHECK(isnan(tg_accuracy(l, lab, 2)), "accuracy with a NaN row: %g", tg_accuracy(l, lab, 2));
+    CHECK(isnan(tg_accuracy(b, lab, 2)), "binary accuracy with a NaN logit: %g",
+          tg_accuracy(b, lab, 2));
+    CHECK(tg_accuracy(l, lab + 1, 0) != tg_accuracy(l, lab + 1, 0), "no rows: NaN");
+    uint64_t conf[9] = {0};
+    tg_confusion_add(l, lab, 2, 3, conf);
+    uint64_t total = 0;
+    for (int i = 0; i < 9; i++)
+        total += conf[i];
+    CHECK(total == 1 && conf[1 * 3 + 1] == 1, "confusion counted %llu rows",
+          (unsigned long long)total);
+    tg_tensor_free(l), tg_tensor_free(b);
+}
+
 int main(void) {
     test_activations();
     test_softmax();
@@ -683,5 +704,6 @@ int main(void) {
     test_nan_through_table();
     test_nan_network();
     test_nan_matmul();
+    test_nan_metrics();
     return check_summary();
 }
