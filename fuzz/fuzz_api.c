@@ -530,7 +530,8 @@ static void act_invalid(ctx *c) {
         apply(c, op, op->arity, (const tg_tensor *const *)in, &attr, EXPECT_FAIL);
         break;
     case 1: { /* the wrong number of inputs */
-        int n = op->arity + (fb_u8(&c->b) % 2 ? 1 : -1);
+        int n = op->variadic ? (fb_u8(&c->b) % 2 ? 0 : TG_MAX_INPUTS + 1)
+                             : op->arity + (fb_u8(&c->b) % 2 ? 1 : -1);
         in[op->arity] = in[0];
         sentinel();
         s = tg_apply(c->t, op, n, (const tg_tensor *const *)in, &attr, &out);

@@ -9,7 +9,7 @@
  * (Proposition 3.1); tg_jvp composes the d-maps forward.
  *
  * Conventions
- *   - Tensors are dense, row-major, rank 0..4, float32 or float64.
+ *   - Tensors are dense, row-major, rank 0..8, float32 or float64.
  *   - Batches are ROWS: a batch of n examples with d features is an n×d
  *     tensor, as in seed 003 and in BLAS/PyTorch code. The seed-001 formulas,
  *     written with examples in columns, read here transposed: the seed's
@@ -40,8 +40,9 @@ extern "C" {
 #define TG_VERSION_MAJOR 0
 #define TG_VERSION_MINOR 1
 #define TG_VERSION_PATCH 0
-#define TG_MAX_RANK      4  /* tensors have rank 0..4 */
-#define TG_MAX_ARITY     3  /* an op takes at most 3 tensor inputs */
+#define TG_MAX_RANK      8  /* tensors have rank 0..8 */
+#define TG_MAX_ARITY     4  /* a fixed-arity op takes at most 4 tensor inputs */
+#define TG_MAX_INPUTS    65536 /* a variadic op (concat, stack) takes 1..65536 */
 #define TG_MAX_THREADS   64 /* tg_set_threads takes 1..64 */
 
 /* ---------------------------------------------------------------- status */
@@ -80,7 +81,7 @@ typedef struct tg_tensor {
     tg_dtype dtype;
     tg_kind kind;
     int rank;
-    size_t shape[TG_MAX_RANK]; /* shape[rank..3] are 1 */
+    size_t shape[TG_MAX_RANK]; /* shape[rank..TG_MAX_RANK-1] are 1 */
     size_t size;               /* number of elements (1 for rank 0) */
     void *data;                /* float* or double*, row-major, 64-byte aligned */
     void *grad;                /* parameters only: accumulated gradient (aligned too) */

@@ -25,8 +25,8 @@ typedef struct tg_attr {
 /* One recorded application of an op: what its maps see. */
 typedef struct tg_call {
     const struct tg_op *op;
-    int n_in;
-    const tg_tensor *in[TG_MAX_ARITY];
+    int n_in;                   /* op->arity, or any 1..TG_MAX_INPUTS if variadic */
+    const tg_tensor *const *in; /* n_in inputs (kept in the tape's arena) */
     tg_tensor *out; /* dtype and shape set by check; data by forward */
     tg_attr attr;
     void *saved;        /* scratch kept from forward for the maps */
@@ -54,7 +54,11 @@ typedef struct tg_sample {
 
 typedef struct tg_op {
     const char *name;
+    /* Number of tensor inputs, 1..TG_MAX_ARITY. A variadic op (variadic = 1)
+     * takes any number 1..TG_MAX_INPUTS instead, and arity is then the
+     * number its sample makes. */
     int arity;
+    int variadic;
     unsigned nondiff; /* bit i set: input i carries no derivative (labels) */
     /* Validate inputs and attr; set c->out's dtype, rank and shape and
      * c->saved_bytes. On failure return a status and write the reason into
@@ -76,6 +80,16 @@ typedef struct tg_op {
      * the output's adjoint buffer itself and leave gin[i] NULL. Optional. */
     unsigned identity_r;
 } tg_op;
+
+/* Whether input i of op carries no derivative / has the identity r-map:
+ * bit i of nondiff / identity_r, 0 for i past the mask's width (the
+ * inputs of a variadic op beyond it carry derivatives). */
+static inline int tg_op_nondiff(const tg_op *op, int i) {
+    return i >= 0 && i < (int)(8 * sizeof op->nondiff) && (op->nondiff >> i & 1u);
+}
+static inline int tg_op_identity_r(const tg_op *op, int i) {
+    return i >= 0 && i < (int)(8 * sizeof op->identity_r) && (op->identity_r >> i & 1u);
+}
 
 /* Record op on the tape: checks NULLs, arity, dtypes, then op->check, then
  * runs op->forward. The result is in *out. */

@@ -33,12 +33,15 @@ static int cmp_leaf(const void *a, const void *b) {
  * input's leaf is a binary search (graphs can have thousands of ops). */
 static tg_status collect_leaves(const tg_tape *t, leaf **out, size_t *count) {
     int n = tg_tape_size(t);
-    leaf *v = tg_malloc(((size_t)n * TG_MAX_ARITY + 1) * sizeof *v);
+    size_t inputs = 1;
+    for (int i = 0; i < n; i++)
+        inputs += (size_t)tg_tape_call(t, i)->n_in;
+    leaf *v = tg_malloc(inputs * sizeof *v);
     if (!v) return tg_fail(TG_ERR_NOMEM, "dot: out of memory");
     size_t k = 0;
     for (int i = 0; i < n; i++) {
         const tg_call *c = tg_tape_call(t, i);
-        for (int j = 0; c && j < c->n_in && j < TG_MAX_ARITY; j++)
+        for (int j = 0; c && j < c->n_in; j++)
             if (c->in[j] && !is_op_result(t, c->in[j], i)) v[k++] = (leaf){c->in[j], SIZE_MAX};
     }
     qsort(v, k, sizeof *v, cmp_leaf);
@@ -90,7 +93,7 @@ static void put_op(FILE *f, const tg_tape *t, int i, leaf *leaves, size_t n_leav
     fprintf(f, "  n%d [shape=ellipse, label=\"", i);
     put_escaped(f, c->op ? c->op->name : "?");
     fprintf(f, "\\n%s\"];\n", shape);
-    for (int j = 0; j < c->n_in && j < TG_MAX_ARITY; j++) {
+    for (int j = 0; j < c->n_in; j++) {
         const tg_tensor *x = c->in[j];
         if (!x) continue;
         if (is_op_result(t, x, i))

@@ -17,6 +17,8 @@ struct tg_tape {
     tg_arena arena;
     tg_node *nodes;
     int n, cap;
+    void **maps;    /* gin/tin for calls of more than TG_MAX_ARITY inputs */
+    int maps_cap;
     unsigned gen; /* bumped by each backward/jvp: marks adjoints/tangents stale */
     int anomaly;  /* check every output and adjoint for NaN/Inf */
 };
@@ -37,6 +39,7 @@ void tg_tape_free(tg_tape *t) {
     if (!t) return;
     tg_arena_free(&t->arena);
     tg_free(t->nodes);
+    tg_free(t->maps);
     tg_free(t);
 }
 
@@ -68,7 +71,10 @@ static void bump_gen(tg_tape *t) {
 
 static tg_status check_inputs(const tg_tape *t, const tg_op *op, int n_in,
                               const tg_tensor *const *in) {
-    if (n_in != op->arity)
+    if (op->variadic && (n_in < 1 || n_in > TG_MAX_INPUTS))
+        return tg_fail(TG_ERR_ARG, "%s: takes 1..%d inputs, got %d", op->name, TG_MAX_INPUTS,
+                       n_in);
+    if (!op->variadic && n_in != op->arity)
         return tg_fail(TG_ERR_ARG, "%s: takes %d inputs, got %d", op->name, op->arity, n_in);
     if (n_in > 0 && !in) return tg_fail(TG_ERR_ARG, "%s: inputs array is NULL", op->name);
     for (int i = 0; i < n_in; i++) {
@@ -83,7 +89,7 @@ static tg_status check_inputs(const tg_tape *t, const tg_op *op, int n_in,
             return tg_fail(TG_ERR_DTYPE, "%s: mixed dtypes: input 0 is %s, input %d is %s",
                            op->name, in[0]->dtype == TG_F32 ? "f32" : "f64", i,
                            x->dtype == TG_F32 ? "f32" : "f64");
-        if ((op->nondiff >> i & 1u) && x->requires_grad)
+        if (tg_op_nondiff(op, i) && x->requires_grad)
             return tg_fail(TG_ERR_ARG,
                            "%s: input %d carries no derivative and must not be a "
                            "parameter or depend on one",
@@ -113,17 +119,22 @@ tg_status tg_apply(tg_tape *t, const tg_op *op, int n_in, const tg_tensor *const
     tg_status s = check_inputs(t, op, n_in, in);
     if (s) return s;
 
-    /* The call is built in its node's slot; it counts only once n moves. */
+    /* The call is built in its node's slot; it counts only once n moves.
+     * Its inputs are copied to the arena (the node array may move). */
     if ((s = grow_nodes(t))) return s;
+    const tg_tensor **ins = tg_arena_alloc(&t->arena, (size_t)n_in * sizeof *ins);
+    if (!ins) return tg_fail(TG_ERR_NOMEM, "%s: out of memory for the inputs", op->name);
+    memcpy(ins, in, (size_t)n_in * sizeof *ins);
     tg_node *nd = &t->nodes[t->n];
     memset(nd, 0, sizeof *nd);
     tg_call *c = &nd->call;
     c->op = op;
     c->n_in = n_in;
-    for (int i = 0; i < n_in; i++)
-        c->in[i] = in[i];
+    c->in = ins;
     if (attr) c->attr = *attr;
-    tg_tensor shape = {.dtype = in[0]->dtype, .shape = {1, 1, 1, 1}};
+    tg_tensor shape = {.dtype = in[0]->dtype};
+    for (int i = 0; i < TG_MAX_RANK; i++)
+        shape.shape[i] = 1;
     c->out = &shape;
     char msg[400];
     msg[0] = '\0';
@@ -144,7 +155,7 @@ tg_status tg_apply(tg_tape *t, const tg_op *op, int n_in, const tg_tensor *const
     o->tape = t;
     o->node = t->n;
     for (int i = 0; i < n_in; i++)
-        if (!(op->nondiff >> i & 1u)) o->requires_grad |= in[i]->requires_grad;
+        if (!tg_op_nondiff(op, i)) o->requires_grad |= in[i]->requires_grad;
     c->out = o;
     c->saved = c->saved_bytes ? mem + head + bytes : NULL;
     op->forward(c);
@@ -188,7 +199,7 @@ static void *adjoint_of(tg_tape *t, tg_node *nd) {
 static int hand_over(tg_tape *t, tg_node *nd, int i) {
     const tg_call *c = &nd->call;
     const tg_tensor *x = c->in[i];
-    if (!(c->op->identity_r >> i & 1u) || x->kind != TG_NODE || !x->requires_grad) return 0;
+    if (!tg_op_identity_r(c->op, i) || x->kind != TG_NODE || !x->requires_grad) return 0;
     tg_node *src = &t->nodes[x->node];
     if (src->adj_gen == t->gen || x->size != c->out->size) return 0;
     for (int j = 0; j < c->n_in; j++)
@@ -209,7 +220,7 @@ static tg_status check_output(const tg_tape *t, const tg_tensor *out, const char
 static tg_status input_adjoint(tg_tape *t, const tg_call *c, int i, void **gin) {
     const tg_tensor *x = c->in[i];
     *gin = NULL;
-    if ((c->op->nondiff >> i & 1u) || !x->requires_grad) return TG_OK;
+    if (tg_op_nondiff(c->op, i) || !x->requires_grad) return TG_OK;
     if (x->kind == TG_PARAM) {
         *gin = x->grad;
         return TG_OK;
@@ -217,6 +228,19 @@ static tg_status input_adjoint(tg_tape *t, const tg_call *c, int i, void **gin) 
     if (x->kind != TG_NODE) return TG_OK;
     *gin = adjoint_of(t, &t->nodes[x->node]);
     return *gin ? TG_OK : tg_fail(TG_ERR_NOMEM, "backward: out of memory for adjoints");
+}
+
+/* Room for the gin/tin pointers of a call with n inputs: `local` (of
+ * TG_MAX_ARITY) or the tape's array, grown for variadic calls. Zeroed. */
+static void **map_slots(tg_tape *t, void **local, int n) {
+    if (n > TG_MAX_ARITY && n > t->maps_cap) {
+        void **m = tg_realloc(t->maps, (size_t)n * sizeof *m);
+        if (!m) return NULL;
+        t->maps = m, t->maps_cap = n;
+    }
+    void **slots = n > TG_MAX_ARITY ? t->maps : local;
+    memset(slots, 0, (size_t)(n > TG_MAX_ARITY ? n : TG_MAX_ARITY) * sizeof *slots);
+    return slots;
 }
 
 /* r(h∘g∘f) = rf∘rg∘rh (Proposition 3.1): walk the tape from `out` back to
@@ -234,7 +258,8 @@ tg_status tg_backward_seed(tg_tape *t, const tg_tensor *out, const void *seed) {
     for (int k = out->node; k >= 0; k--) {
         tg_node *nd = &t->nodes[k];
         if (!nd->call.out->requires_grad || nd->adj_gen != t->gen) continue;
-        void *gin[TG_MAX_ARITY] = {NULL, NULL, NULL};
+        void *local[TG_MAX_ARITY], **gin = map_slots(t, local, nd->call.n_in);
+        if (!gin) return tg_fail(TG_ERR_NOMEM, "backward: out of memory for %d inputs", nd->call.n_in);
         int any = 0, handed = 0; /* one buffer can be handed to one input only */
         for (int i = 0; i < nd->call.n_in; i++) {
             if (!handed && hand_over(t, nd, i)) {
@@ -291,11 +316,13 @@ tg_status tg_jvp(tg_tape *t, int n, const tg_tensor *const *leaves, const void *
     for (int k = 0; k < t->n; k++) {
         tg_node *nd = &t->nodes[k];
         const tg_call *c = &nd->call;
-        const void *tin[TG_MAX_ARITY] = {NULL, NULL, NULL};
+        void *local[TG_MAX_ARITY], **slots = map_slots(t, local, c->n_in);
+        if (!slots) return tg_fail(TG_ERR_NOMEM, "jvp: out of memory for %d inputs", c->n_in);
+        const void **tin = (const void **)slots;
         int any = 0;
         for (int i = 0; i < c->n_in; i++) {
             const tg_tensor *x = c->in[i];
-            if (c->op->nondiff >> i & 1u) continue;
+            if (tg_op_nondiff(c->op, i)) continue;
             if (x->kind == TG_NODE) {
                 const tg_node *src = &t->nodes[x->node];
                 tin[i] = src->tan_gen == t->gen ? src->tan : NULL;
@@ -308,7 +335,7 @@ tg_status tg_jvp(tg_tape *t, int n, const tg_tensor *const *leaves, const void *
         if (!c->op->jvp) return tg_fail(TG_ERR_STATE, "jvp: op %s has no d-map", c->op->name);
         if (!nd->tan) nd->tan = tg_arena_alloc(&t->arena, bytes_of(c->out));
         if (!nd->tan) return tg_fail(TG_ERR_NOMEM, "jvp: out of memory for tangents");
-        c->op->jvp(c, tin, nd->tan);
+        c->op->jvp(c, (const void *const *)tin, nd->tan);
         nd->tan_gen = t->gen;
     }
     return TG_OK;
