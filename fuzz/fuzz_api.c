@@ -315,10 +315,10 @@ static tg_tensor *apply_checked(ctx *c, const tg_op *op, int n_in, const tg_tens
     int prank = 0, valid = -1;
     size_t pshape[TG_MAX_RANK] = {0};
     if (expect == EXPECT_ANY) {
-        valid = oracle(op, in, attr ? attr : &(tg_attr){{0, 0}, {0, 0}}, &prank, pshape);
+        valid = oracle(op, in, attr ? attr : &(tg_attr){.f = {0, 0}, .i = {0, 0}}, &prank, pshape);
         if (valid >= 0) expect = valid ? EXPECT_OK : EXPECT_FAIL;
     } else if (expect == EXPECT_OK) {
-        valid = oracle(op, in, attr ? attr : &(tg_attr){{0, 0}, {0, 0}}, &prank, pshape);
+        valid = oracle(op, in, attr ? attr : &(tg_attr){.f = {0, 0}, .i = {0, 0}}, &prank, pshape);
         FUZZ_ASSERT(valid != 0); /* the harness built a valid call */
     }
     int before = tg_tape_size(c->t);

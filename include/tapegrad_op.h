@@ -16,10 +16,15 @@
 extern "C" {
 #endif
 
-/* Non-tensor arguments of an op (leaky relu's β, an axis, λ and n, ...). */
+/* Non-tensor arguments of an op: scalars in f (leaky relu's β, λ and n,
+ * clamp's bounds), integers in i (an axis, a flag, a seed), and per-axis
+ * lists in v (a permutation, a shape, slice starts/stops/steps, pad
+ * widths: up to three values per axis). Copied into each recorded call. */
+#define TG_ATTR_V (3 * TG_MAX_RANK)
 typedef struct tg_attr {
     double f[2];
-    long i[2];
+    long i[4];
+    long v[TG_ATTR_V];
 } tg_attr;
 
 /* One recorded application of an op: what its maps see. */

@@ -171,7 +171,7 @@ static void check_activation(const tg_op *op, const act_ref *ref, int fused, tg_
     tg_tensor *x = leaf(1, dt, 2, shape, act_in), *b = leaf(1, dt, 1, &n, NULL), *y = NULL;
     tg_tape *t;
     CHECK_OK(tg_tape_new(&t));
-    tg_attr attr = {{beta, 0}, {0, 0}};
+    tg_attr attr = {.f = {beta, 0}, .i = {0, 0}};
     const tg_tensor *in[2] = {x, b};
     CHECK_OK(tg_apply(t, op, fused ? 2 : 1, in, &attr, &y));
     void *seed = ones(dt, n), *tan[2] = {ones(dt, n), NULL};

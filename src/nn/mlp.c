@@ -45,7 +45,7 @@ tg_status tg_activate(tg_tape *t, tg_act act, const tg_tensor *x, tg_tensor **ou
     const struct act_ops *a = act_of(act);
     if (!a) return tg_fail(TG_ERR_ARG, "activate: unknown activation %d", (int)act);
     if (a->plain) {
-        tg_attr attr = {{a->beta, 0}, {0, 0}};
+        tg_attr attr = {.f = {a->beta, 0}, .i = {0, 0}};
         return tg_apply1(t, a->plain, x, &attr, out);
     }
     if (!out) return tg_fail(TG_ERR_ARG, "activate: out is NULL");
@@ -61,7 +61,7 @@ tg_status tg_dense_forward(tg_tape *t, const tg_dense *l, const tg_tensor *x, tg
     if (!a) return tg_fail(TG_ERR_ARG, "dense: unknown activation %d", (int)l->act);
     tg_tensor *u;
     tg_status s = tg_matmul(t, x, l->w, &u);
-    tg_attr attr = {{a->beta, 0}, {0, 0}};
+    tg_attr attr = {.f = {a->beta, 0}, .i = {0, 0}};
     return s ? s : tg_apply2(t, a->fused, u, l->b, &attr, out);
 }
 

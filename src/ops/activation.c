@@ -202,7 +202,7 @@ tg_status tg_relu(tg_tape *t, const tg_tensor *x, tg_tensor **out) {
 }
 
 tg_status tg_leaky_relu(tg_tape *t, const tg_tensor *x, double beta, tg_tensor **out) {
-    tg_attr a = {{beta, 0}, {0, 0}};
+    tg_attr a = {.f = {beta, 0}, .i = {0, 0}};
     return tg_apply1(t, &tg_op_leaky_relu, x, &a, out);
 }
 
@@ -220,7 +220,7 @@ tg_status tg_bias_relu(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_te
 
 tg_status tg_bias_leaky_relu(tg_tape *t, const tg_tensor *x, const tg_tensor *b, double beta,
                              tg_tensor **out) {
-    tg_attr a = {{beta, 0}, {0, 0}};
+    tg_attr a = {.f = {beta, 0}, .i = {0, 0}};
     return tg_apply2(t, &tg_op_bias_leaky_relu, x, b, &a, out);
 }
 

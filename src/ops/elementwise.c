@@ -171,6 +171,6 @@ const tg_op tg_op_scale = {.name = "scale",
                            .sample = scale_sample};
 
 tg_status tg_scale(tg_tape *t, const tg_tensor *a, double c, tg_tensor **out) {
-    tg_attr at = {{c, 0}, {0, 0}};
+    tg_attr at = {.f = {c, 0}, .i = {0, 0}};
     return tg_apply1(t, &tg_op_scale, a, &at, out);
 }

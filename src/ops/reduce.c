@@ -123,11 +123,11 @@ tg_status tg_mean(tg_tape *t, const tg_tensor *a, tg_tensor **out) {
 }
 
 tg_status tg_sum_axis(tg_tape *t, const tg_tensor *a, int axis, tg_tensor **out) {
-    tg_attr at = {{0, 0}, {axis, 0}};
+    tg_attr at = {.f = {0, 0}, .i = {axis, 0}};
     return tg_apply1(t, &tg_op_sum_axis, a, &at, out);
 }
 
 tg_status tg_mean_axis(tg_tape *t, const tg_tensor *a, int axis, tg_tensor **out) {
-    tg_attr at = {{0, 0}, {axis, 0}};
+    tg_attr at = {.f = {0, 0}, .i = {axis, 0}};
     return tg_apply1(t, &tg_op_mean_axis, a, &at, out);
 }

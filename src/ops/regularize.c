@@ -113,11 +113,11 @@ const tg_op tg_op_l1 = {.name = "l1",
                         .sample = l1_sample};
 
 tg_status tg_l2(tg_tape *t, const tg_tensor *w, double lambda, double n, tg_tensor **out) {
-    tg_attr at = {{lambda, n}, {0, 0}};
+    tg_attr at = {.f = {lambda, n}, .i = {0, 0}};
     return tg_apply1(t, &tg_op_l2, w, &at, out);
 }
 
 tg_status tg_l1(tg_tape *t, const tg_tensor *w, double lambda, double n, tg_tensor **out) {
-    tg_attr at = {{lambda, n}, {0, 0}};
+    tg_attr at = {.f = {lambda, n}, .i = {0, 0}};
     return tg_apply1(t, &tg_op_l1, w, &at, out);
 }
