@@ -111,13 +111,14 @@ static void test_csv_errors(void) {
     /* Line numbers count the header and blank lines: they are the file's lines. */
     expect_csv_err("bad2.csv", "h1,h2\n\n1,2\n3,x\n", -1, TG_ERR_IO, ":4:2: 'x' is not a number");
     expect_csv_err("garbage.csv", "1,2\n1.5x,2\n", -1, TG_ERR_IO, ":2:1: '1.5x' is not a number");
-    expect_csv_err("emptycell.csv", "1,2,3\n4,,6\n", -1, TG_ERR_IO, ":2:2: '' is not a number");
+    expect_csv_err("emptycell.csv", "1,2,3\n4,,6\n", -1, TG_ERR_IO, ":2:2: empty cell");
+    expect_csv_err("blankcell.csv", "1,2,3\n4, \t,6\n", -1, TG_ERR_IO, ":2:2: empty cell");
     expect_csv_err("trailcomma.csv", "1,2\n3,4,\n", -1, TG_ERR_IO,
                    ":2: row has 3 cells, expected 2");
-    expect_csv_err("nan.csv", "1,2\nnan,2\n", -1, TG_ERR_IO, ":2:1: 'nan' is not a number");
-    expect_csv_err("inf.csv", "1,2\n3,-inf\n", -1, TG_ERR_IO, ":2:2: '-inf' is not a number");
+    expect_csv_err("nan.csv", "1,2\nnan,2\n", -1, TG_ERR_IO, ":2:1: 'nan' is not a finite number");
+    expect_csv_err("inf.csv", "1,2\n3,-inf\n", -1, TG_ERR_IO, ":2:2: '-inf' is not a finite number");
     expect_csv_err("overflow.csv", "1,2\n3,1e999\n", -1, TG_ERR_IO,
-                   ":2:2: '1e999' is not a number");
+                   ":2:2: '1e999' is too large for float64");
     expect_csv_err("ragged.csv", "1,2,3,4\n1,2,3,4,5\n", -1, TG_ERR_IO,
                    ":2: row has 5 cells, expected 4");
     expect_csv_err("short.csv", "a,b,c,d\n1,2,3,4\n\n1,2,3\n", -1, TG_ERR_IO,
@@ -130,12 +131,13 @@ static void test_csv_errors(void) {
     expect_csv_err("range2.csv", "1,2\n", -2, TG_ERR_ARG, ": label column -2: must be >= 0");
     expect_csv_err("onecol.csv", "y\n1\n2\n", -1, TG_ERR_IO,
                    ":2: only 1 column: needs a label and at least one feature");
-    /* A NUL byte inside a cell must not end it early. */
+    /* A NUL byte inside a cell must not end it early; the message shows it
+     * escaped. */
     static const char nul[] = "1,2\n3,4\0"
                               "5\n";
     const char *np = write_file("nul.csv", nul, sizeof nul - 1);
     char nmsg[256];
-    snprintf(nmsg, sizeof nmsg, "%s:2:2: '4' is not a number", np);
+    snprintf(nmsg, sizeof nmsg, "%s:2:2: '4\\x005' is not a number", np);
     EXPECT_ERR(tg_csv_load(np, -1, &(tg_dataset){0}), TG_ERR_IO, nmsg);
     /* A long bad cell is shortened in the message. */
     char cell[200];
@@ -153,7 +155,7 @@ static void test_csv_errors(void) {
     snprintf(msg, sizeof msg, "%s: No such file or directory", missing);
     tg_dataset ds;
     EXPECT_ERR(tg_csv_load(missing, -1, &ds), TG_ERR_IO, msg);
-    EXPECT_ERR(tg_csv_load(NULL, -1, &ds), TG_ERR_ARG, "csv: path or out is NULL");
+    EXPECT_ERR(tg_csv_load(NULL, -1, &ds), TG_ERR_ARG, "csv: path, options or out is NULL");
 }
 
 /* 2 rows of 100 000 columns: far past any fixed line buffer. */
