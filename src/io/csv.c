@@ -151,15 +151,11 @@ static int is_na_word(const char *s, size_t n) {
  * (2^128 − 2^103) to at most FLT_MAX; from there on a float is inf. */
 #define F32_LIMIT 0x1.ffffffp+127
 
-/* Classifies s[0..n), blanks around it allowed, and parses it into *v.
+/* Classifies s[0..n), trimmed, and parses it into *v.
  * strtod alone would accept "", "1x" (stopping early), "nan" and "inf";
  * the end pointer must reach the end of the cell. A NUL byte inside the
  * cell stops strtod early and so makes it text. s[n] must be writable. */
 static cell_kind parse_cell(char *s, size_t n, tg_dtype dt, double *v) {
-    while (n > 0 && is_blank(s[0]))
-        s++, n--;
-    while (n > 0 && is_blank(s[n - 1]))
-        n--;
     if (n == 0) return CELL_EMPTY;
     char saved = s[n];
     s[n] = '\0';
@@ -191,9 +187,15 @@ static void for_cells(char *s, size_t n, size_t cells, tg_dtype dt, cell_fn each
     for (size_t j = 0; j < cells; j++) {
         char *comma = memchr(s, ',', (size_t)(end - s));
         size_t len = comma ? (size_t)(comma - s) : (size_t)(end - s);
+        char *t = s; /* the cell without the blanks around it */
+        size_t tn = len;
+        while (tn > 0 && is_blank(t[0]))
+            t++, tn--;
+        while (tn > 0 && is_blank(t[tn - 1]))
+            tn--;
         double v = 0;
-        cell_kind kind = parse_cell(s, len, dt, &v);
-        if (each(ctx, j, kind, v, s, len)) return;
+        cell_kind kind = parse_cell(t, tn, dt, &v);
+        if (each(ctx, j, kind, v, t, tn)) return;
         s += len + 1;
     }
 }
