@@ -176,6 +176,16 @@ static void test_csv_errors(void) {
     EXPECT_ERR(tg_csv_load(NULL, -1, &ds), TG_ERR_ARG, "csv: path, options or out is NULL");
 }
 
+/* A file, and the message after its path that loading it must give. */
+typedef struct csv_case {
+    const char *name, *text, *msg;
+} csv_case;
+
+static void expect_csv_errs(const csv_case *cases, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        expect_csv_err(cases[i].name, cases[i].text, -1, TG_ERR_IO, cases[i].msg);
+}
+
 /* Line ends: LF, CRLF and a lone CR all end a line, each counted once;
  * a UTF-8 byte-order mark is not part of the first cell (issue 12 §3). */
 static void test_csv_line_ends(void) {
@@ -222,13 +232,13 @@ static void test_csv_line_ends(void) {
 /* The header is decided from all the first line's cells (issue 12 §3). */
 static void test_csv_header(void) {
     /* The issue's cases: these lines were taken as headers and dropped. */
-    expect_csv_err("nan1.csv", "0.5,nan,0\n1,2,1\n3,4,0\n", -1, TG_ERR_IO,
-                   ":1:2: 'nan' is not a finite number");
-    expect_csv_err("empty1.csv", "0.5,,0\n1,2,1\n", -1, TG_ERR_IO, ":1:2: empty cell");
-    expect_csv_err("na1.csv", "0.5, NA ,0\n1,2,1\n", -1, TG_ERR_IO,
-                   ":1:2: 'NA' is not a finite number");
-    expect_csv_err("inf1.csv", "-Infinity,1,0\n1,2,1\n", -1, TG_ERR_IO,
-                   ":1:1: '-Infinity' is not a finite number");
+    static const csv_case dropped[] = {
+        {"nan1.csv", "0.5,nan,0\n1,2,1\n3,4,0\n", ":1:2: 'nan' is not a finite number"},
+        {"empty1.csv", "0.5,,0\n1,2,1\n", ":1:2: empty cell"},
+        {"na1.csv", "0.5, NA ,0\n1,2,1\n", ":1:2: 'NA' is not a finite number"},
+        {"inf1.csv", "-Infinity,1,0\n1,2,1\n", ":1:1: '-Infinity' is not a finite number"},
+    };
+    expect_csv_errs(dropped, sizeof dropped / sizeof *dropped);
     /* Forced: yes skips the line whatever it holds, no reads it as data. */
     tg_csv_options opt = tg_csv_defaults();
     opt.header = TG_CSV_HEADER_YES;
@@ -290,16 +300,17 @@ static void test_csv_dtype(void) {
 
 /* Error text never carries the input's control characters (issue 12 §3). */
 static void test_csv_escapes(void) {
-    expect_csv_err("ctl.csv", "1,2\n3,a\x01\x7f\x1b[31m\n", -1, TG_ERR_IO,
-                   ":2:2: 'a\\x01\\x7F\\x1B[31m' is not a number");
-    expect_csv_err("tab.csv", "1,2\n3,a\tb\n", -1, TG_ERR_IO, ":2:2: 'a\\tb' is not a number");
     /* UTF-8 stays readable; a C1 control (U+009B, CSI) and a stray byte do not. */
-    expect_csv_err("utf8.csv", "1,2\n3,\xC3\xA9t\xC3\xA9\n", -1, TG_ERR_IO,
-                   ":2:2: '\xC3\xA9t\xC3\xA9' is not a number");
-    expect_csv_err("c1.csv",
-                   "1,2\n3,\xC2\x9B"
-                   "2J\xFF\n",
-                   -1, TG_ERR_IO, ":2:2: '\\xC2\\x9B2J\\xFF' is not a number");
+    static const csv_case cases[] = {
+        {"ctl.csv", "1,2\n3,a\x01\x7f\x1b[31m\n", ":2:2: 'a\\x01\\x7F\\x1B[31m' is not a number"},
+        {"tab.csv", "1,2\n3,a\tb\n", ":2:2: 'a\\tb' is not a number"},
+        {"utf8.csv", "1,2\n3,\xC3\xA9t\xC3\xA9\n", ":2:2: '\xC3\xA9t\xC3\xA9' is not a number"},
+        {"c1.csv",
+         "1,2\n3,\xC2\x9B"
+         "2J\xFF\n",
+         ":2:2: '\\xC2\\x9B2J\\xFF' is not a number"},
+    };
+    expect_csv_errs(cases, sizeof cases / sizeof *cases);
     /* The guess's note too. */
     tg_csv_options opt = tg_csv_defaults();
     expect_csv_opt("ctl-note.csv", "\x1b]0;x\x07,1\n2,3\n", &opt, 1, 1, (double[]){2},
