@@ -115,8 +115,19 @@ tg_status tg_mlp_load(tg_mlp **out, const char *path);
 
 /* Replace the file at path with buf, atomically: a temporary file in the
  * same folder, fsync, rename, fsync of the folder. A crash leaves the old
- * file or the new one. TG_ERR_IO names the path and the failing step. */
+ * file or the new one. SIGINT, SIGTERM, SIGHUP or SIGQUIT during the write
+ * (where the program left their default action) removes the temporary file
+ * and then ends the process as the signal would have; SIGKILL leaves
+ * PATH.tmp.XXXXXX. A folder as path, or any failing step, is TG_ERR_IO
+ * naming the path and the step. */
 tg_status tg_write_file_atomic(const char *path, const void *buf, size_t len);
+
+/* Whether tg_write_file_atomic(path, ...) could start: path is not a
+ * folder and a temporary file can be created (and is removed again) beside
+ * it. For checking an output before a long run rather than after it.
+ * TG_ERR_IO naming the path and the reason ("Permission denied",
+ * "Read-only file system", "No such file or directory"). */
+tg_status tg_write_check(const char *path);
 
 /* ---------------------------------------------------------------- graph export */
 

@@ -131,16 +131,16 @@ static void test_csv_errors(void) {
     expect_csv_err("emptycell.csv", "1,2,3\n4,,6\n", -1, TG_ERR_IO, ":2:2: empty cell");
     expect_csv_err("blankcell.csv", "1,2,3\n4, \t,6\n", -1, TG_ERR_IO, ":2:2: empty cell");
     expect_csv_err("trailcomma.csv", "1,2\n3,4,\n", -1, TG_ERR_IO,
-                   ":2: row has 3 cells, expected 2");
+                   ":2:3: row has 3 cells, expected 2");
     expect_csv_err("nan.csv", "1,2\nnan,2\n", -1, TG_ERR_IO, ":2:1: 'nan' is not a finite number");
     expect_csv_err("inf.csv", "1,2\n3,-inf\n", -1, TG_ERR_IO,
                    ":2:2: '-inf' is not a finite number");
     expect_csv_err("overflow.csv", "1,2\n3,1e999\n", -1, TG_ERR_IO,
                    ":2:2: '1e999' is too large for float64");
     expect_csv_err("ragged.csv", "1,2,3,4\n1,2,3,4,5\n", -1, TG_ERR_IO,
-                   ":2: row has 5 cells, expected 4");
+                   ":2:5: row has 5 cells, expected 4");
     expect_csv_err("short.csv", "a,b,c,d\n1,2,3,4\n\n1,2,3\n", -1, TG_ERR_IO,
-                   ":4: row has 3 cells, expected 4");
+                   ":4:4: row has 3 cells, expected 4");
     expect_csv_err("empty.csv", "", -1, TG_ERR_IO, ": no data rows");
     expect_csv_err("blank.csv", "\n\r\n  \n", -1, TG_ERR_IO, ": no data rows");
     expect_csv_err("headeronly.csv", "a,b,c\n", -1, TG_ERR_IO, ": no data rows after the header");
@@ -148,7 +148,7 @@ static void test_csv_errors(void) {
                    ": label column 4 out of range: the file has 4 columns");
     expect_csv_err("range2.csv", "1,2\n", -2, TG_ERR_ARG, ": label column -2: must be >= 0");
     expect_csv_err("onecol.csv", "y\n1\n2\n", -1, TG_ERR_IO,
-                   ":2: only 1 column: needs a label and at least one feature");
+                   ":2:1: only 1 column: needs a label and at least one feature");
     /* A NUL byte inside a cell must not end it early; the message shows it
      * escaped. */
     static const char nul[] = "1,2\n3,4\0"
@@ -209,7 +209,7 @@ static void test_csv_line_ends(void) {
                    ":4:2: 'x' is not a number");
     /* A CR inside an unquoted cell ends the line: the rest is a short row. */
     expect_csv_err("cr-cell.csv", "1,2,3\n4,5\r6\n", -1, TG_ERR_IO,
-                   ":2: row has 2 cells, expected 3");
+                   ":2:3: row has 2 cells, expected 3");
     expect_csv_err("utf16.csv",
                    "\xFF\xFE"
                    "1\0,\0"
@@ -264,7 +264,7 @@ static void test_csv_header(void) {
     expect_csv(",a,y\n", ",a,y\n0,1.5,1\n", -1, 1, 2, (double[]){0, 1.5}, (double[]){1});
     /* A title line over a table is not its header. */
     expect_csv_err("title.csv", "My data\n1,2,0\n", -1, TG_ERR_IO,
-                   ":2: row has 3 cells, the header (line 1) has 1");
+                   ":2:2: row has 3 cells, the header (line 1) has 1");
     opt.header = (tg_csv_header)3;
     expect_csv_err_opt("mode.csv", "1,2\n", &opt, TG_ERR_ARG, ": header mode 3");
 }

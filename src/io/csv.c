@@ -255,6 +255,12 @@ typedef struct loader {
     size_t header_cells; /* and its cell count */
 } loader;
 
+/* The column a ragged row is reported at: its first cell too many, or
+ * the first one missing. */
+static size_t extra_col(size_t cells, size_t want) {
+    return (cells < want ? cells : want) + 1;
+}
+
 static tg_status nomem(const loader *L) {
     return tg_fail(TG_ERR_NOMEM, "%s: out of memory", L->path);
 }
@@ -264,10 +270,11 @@ static tg_status nomem(const loader *L) {
  * table (a title line, a note). */
 static tg_status set_columns(loader *L, size_t cells, long line) {
     if (L->header_line && cells != L->header_cells)
-        return tg_fail(TG_ERR_IO, "%s:%ld: row has %zu cells, the header (line %ld) has %zu",
-                       L->path, line, cells, L->header_line, L->header_cells);
+        return tg_fail(TG_ERR_IO, "%s:%ld:%zu: row has %zu cells, the header (line %ld) has %zu",
+                       L->path, line, extra_col(cells, L->header_cells), cells, L->header_line,
+                       L->header_cells);
     if (cells < 2)
-        return tg_fail(TG_ERR_IO, "%s:%ld: only 1 column: needs a label and at least one feature",
+        return tg_fail(TG_ERR_IO, "%s:%ld:1: only 1 column: needs a label and at least one feature",
                        L->path, line);
     int label = L->opt->label_col;
     if (label >= 0 && (size_t)label >= cells)
@@ -389,8 +396,8 @@ static tg_status take_line(loader *L, char *s, size_t n, long line) {
     tg_status st;
     if (!L->cols && (st = set_columns(L, cells, line))) return st;
     if (cells != L->cols)
-        return tg_fail(TG_ERR_IO, "%s:%ld: row has %zu cells, expected %zu", L->path, line, cells,
-                       L->cols);
+        return tg_fail(TG_ERR_IO, "%s:%ld:%zu: row has %zu cells, expected %zu", L->path, line,
+                       extra_col(cells, L->cols), cells, L->cols);
     if ((st = grow(L))) return st;
     store_ctx c = {L, L->x + L->n * (L->cols - 1), {0, CELL_NUMBER, NULL, 0}};
     for_cells(s, n, cells, L->opt->dtype, store_cell, &c);
