@@ -66,8 +66,11 @@ tg_status tg_csv_load_opts(const char *path, tg_csv_options *opt, tg_dataset *ou
 tg_status tg_csv_load(const char *path, int label_col, tg_dataset *out);
 
 /* IDX (the MNIST format): PREFIX-images-idx3-ubyte[.gz] and
- * PREFIX-labels-idx1-ubyte[.gz]; pixels scaled to [0, 1]. A truncated or
- * foreign file is TG_ERR_IO naming the file. */
+ * PREFIX-labels-idx1-ubyte[.gz]; pixels scaled to [0, 1]. Each file is read
+ * to its end. A truncated or foreign file, data past what the header
+ * promised, or a gzip stream that fails zlib's CRC and length check ("gzip
+ * data check failed") or lacks them is TG_ERR_IO naming the file. Memory
+ * grows with the bytes read, not with the sizes the header claims. */
 tg_status tg_idx_load(const char *prefix, tg_dataset *out);
 
 /* The number of classes if every target is an integer in [0, 1000): the

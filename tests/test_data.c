@@ -538,6 +538,62 @@ static void test_idx(void) {
     expect_idx_err("nolab", TG_ERR_IO, "-labels-idx1-ubyte[.gz]: No such file or directory");
 }
 
+/* Rewrites DIR/name with its byte at `at` (from the end if negative) xored
+ * with `flip`, or, with flip 0, its last `-at` bytes cut off. */
+static void damage(const char *name, long at, unsigned char flip) {
+    const char *p = in_dir(name);
+    unsigned char buf[4096];
+    FILE *f = fopen(p, "rb");
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f) fclose(f);
+    CHECK(n > 20 && n < sizeof buf, "%s: %zu bytes", p, n);
+    if (n <= 20 || n >= sizeof buf) return;
+    if (flip)
+        buf[at < 0 ? n - (size_t)-at : (size_t)at] ^= flip;
+    else
+        n -= (size_t)-at;
+    write_file(name, buf, n);
+}
+
+/* Issue 12 §4: every gzip byte is checked, nothing past the promised data
+ * is ignored, and a header's claim reserves no memory (§5). */
+static void test_idx_integrity(void) {
+    static const char *const gz = "-images-idx3-ubyte.gz";
+    const struct {
+        const char *prefix;
+        long at;
+        unsigned char flip;
+        const char *msg;
+    } cases[] = {
+        /* 4 images of 28×28: deflate's data, past the 10-byte gzip header */
+        {"flip", 40, 0x10, "gzip data check failed"},
+        {"crc", -6, 0x01, "gzip data check failed (incorrect data check)"},
+        {"isize", -2, 0x01, "gzip data check failed (incorrect length check)"},
+        {"cut", -3, 0, "truncated gzip stream: its CRC and length are missing"},
+    };
+    char name[64], msg[512];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        write_set(cases[i].prefix, 1, 0, 4, 4, 28, 28, 4 * 784);
+        snprintf(name, sizeof name, "%s%s", cases[i].prefix, gz);
+        damage(name, cases[i].at, cases[i].flip);
+        snprintf(msg, sizeof msg, "%s: %s", in_dir(name), cases[i].msg);
+        expect_idx_err(cases[i].prefix, TG_ERR_IO, msg);
+    }
+    write_set("more", 0, 0, 2, 2, 2, 2, 9);
+    snprintf(msg, sizeof msg, "%s: trailing data after the 8 bytes of pixels the header promised",
+             in_dir("more-images-idx3-ubyte"));
+    expect_idx_err("more", TG_ERR_IO, msg);
+    write_set("moregz", 0, 1, 2, 2, 2, 2, 8);
+    write_idx("moregz-labels-idx1-ubyte.gz", 1, 0x801, 1, (uint32_t[]){1}, 2);
+    write_idx("moregz-images-idx3-ubyte", 0, 0x803, 3, (uint32_t[]){1, 2, 2}, 4);
+    expect_idx_err("moregz", TG_ERR_IO, "trailing data after the 1 bytes of labels");
+    /* 1e8 labels claimed, 100 present: "truncated" under a 1 MiB limit on
+     * any one block (the loader first asked 8 MB). */
+    tg_testing_alloc_limit((size_t)1 << 20);
+    expect_idx_err("claims", TG_ERR_IO, "truncated: expected 100000000 bytes of labels, got 100");
+    tg_testing_alloc_limit(0);
+}
+
 static void test_idx_nomem(void) {
     write_set("oom", 1, 0, 5, 5, 4, 4, 5 * 16);
     tg_status s = TG_ERR_NOMEM;
@@ -893,6 +949,7 @@ int main(void) {
     test_csv_nomem();
     test_csv_mutations();
     test_idx();
+    test_idx_integrity();
     test_idx_nomem();
     test_fashion_mnist();
     test_split();
