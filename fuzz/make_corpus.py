@@ -48,18 +48,21 @@ put("csv", "bad_empty", LAST)
 put("csv", "bad_nul", LAST + b"1,2\n3,4\x005\n")
 put("csv", "bad_overflow", LAST + b"1e999,1\n")
 put("csv", "bad_long_line", LAST + b"1," + b"9" * 5000 + b"x\n")
-put("csv", "valid_bom", LAST + b"\xef\xbb\xbf0.5,1.5,0\n1,2,1\n3,4,0\n")
-put("csv", "valid_cr", LAST + b"a,b,y\r1,2,0\r3,4,1\r\r\n5,6")
-put("csv", "valid_guess", LAST + b"id,0.5,y\n1,2,0\n")
-put("csv", "valid_header_yes", YES + b"0.5,nan,0\n1,2,1\n")
-put("csv", "valid_f64_big", F64 + b"1e39,1\n2,3\n")
-put("csv", "bad_header_no", NO + b"a,b\n1,2\n")
-put("csv", "bad_nan_first", LAST + b"0.5,nan,0\n1,2,1\n")
-put("csv", "bad_empty_first", LAST + b"0.5,,0\n1,2,1\n")
-put("csv", "bad_f32_big", LAST + b"1,2\n1e39,1\n")
-put("csv", "bad_title", LAST + b"My data\n1,2,0\n")
-put("csv", "bad_control", LAST + b"1,2\n3,\x1b[2J\x07\xc2\x9b\n")
-put("csv", "bad_utf16", LAST + b"\xff\xfe1\x00,\x002\x00")
+# issue 12: line ends, BOM, the header decision, dtype limits, escapes
+for name, data in [
+        ("valid_bom", LAST + b"\xef\xbb\xbf0.5,1.5,0\n1,2,1\n3,4,0\n"),
+        ("valid_cr", LAST + b"a,b,y\r1,2,0\r3,4,1\r\r\n5,6"),
+        ("valid_guess", LAST + b"id,0.5,y\n1,2,0\n"),
+        ("valid_header_yes", YES + b"0.5,nan,0\n1,2,1\n"),
+        ("valid_f64_big", F64 + b"1e39,1\n2,3\n"),
+        ("bad_header_no", NO + b"a,b\n1,2\n"),
+        ("bad_nan_first", LAST + b"0.5,nan,0\n1,2,1\n"),
+        ("bad_empty_first", LAST + b"0.5,,0\n1,2,1\n"),
+        ("bad_f32_big", LAST + b"1,2\n1e39,1\n"),
+        ("bad_title", LAST + b"My data\n1,2,0\n"),
+        ("bad_control", LAST + b"1,2\n3,\x1b[2J\x07\xc2\x9b\n"),
+        ("bad_utf16", LAST + b"\xff\xfe1\x00,\x002\x00")]:
+    put("csv", name, data)
 
 # ---------------------------------------------------------------- idx
 # byte 0: flags; bytes 1..2: length of the images part; images; labels
