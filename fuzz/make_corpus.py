@@ -26,9 +26,11 @@ def put(target, name, data):
 
 
 # ---------------------------------------------------------------- csv
-# byte 0: label column (byte % 6 - 1: 0 -> last, 1 -> column 0, ...)
+# byte 0: label column (byte % 6 - 1: 0 -> last, 1 -> column 0, ...), header
+# mode (byte / 6 % 3: auto, yes, no), dtype (byte / 18 % 2: f32, f64)
 
 LAST, FIRST = b"\x00", b"\x01"
+YES, NO, F64 = b"\x06", b"\x0c", b"\x12"  # each with the label last
 put("csv", "valid_header", LAST + b"a,b,label\n1,2,0\n3.5,-4e-2,1\n5,6,1\n")
 put("csv", "valid_noheader", LAST + b"0.1,0.2,0.3,2\n1,1,1,0\n2,2,2,1\n")
 put("csv", "valid_crlf_blanks", LAST + b"x,y\r\n\r\n1,2\r\n  3 ,\t4\r\n\n5,6")
@@ -46,6 +48,21 @@ put("csv", "bad_empty", LAST)
 put("csv", "bad_nul", LAST + b"1,2\n3,4\x005\n")
 put("csv", "bad_overflow", LAST + b"1e999,1\n")
 put("csv", "bad_long_line", LAST + b"1," + b"9" * 5000 + b"x\n")
+# issue 12: line ends, BOM, the header decision, dtype limits, escapes
+for name, data in [
+        ("valid_bom", LAST + b"\xef\xbb\xbf0.5,1.5,0\n1,2,1\n3,4,0\n"),
+        ("valid_cr", LAST + b"a,b,y\r1,2,0\r3,4,1\r\r\n5,6"),
+        ("valid_guess", LAST + b"id,0.5,y\n1,2,0\n"),
+        ("valid_header_yes", YES + b"0.5,nan,0\n1,2,1\n"),
+        ("valid_f64_big", F64 + b"1e39,1\n2,3\n"),
+        ("bad_header_no", NO + b"a,b\n1,2\n"),
+        ("bad_nan_first", LAST + b"0.5,nan,0\n1,2,1\n"),
+        ("bad_empty_first", LAST + b"0.5,,0\n1,2,1\n"),
+        ("bad_f32_big", LAST + b"1,2\n1e39,1\n"),
+        ("bad_title", LAST + b"My data\n1,2,0\n"),
+        ("bad_control", LAST + b"1,2\n3,\x1b[2J\x07\xc2\x9b\n"),
+        ("bad_utf16", LAST + b"\xff\xfe1\x00,\x002\x00")]:
+    put("csv", name, data)
 
 # ---------------------------------------------------------------- idx
 # byte 0: flags; bytes 1..2: length of the images part; images; labels
@@ -80,6 +97,10 @@ put("idx", "bad_huge_claim", idx_input(idx(0x803, [100000000, 64, 64], pix), idx
 put("idx", "bad_zero_pixels", idx_input(idx(0x803, [3, 0, 2], pix), lab))
 put("idx", "bad_no_labels", idx_input(img, lab, 16))
 put("idx", "bad_no_images", idx_input(img, lab, 32))
+gz_img = gzip.compress(img, mtime=0)
+put("idx", "bad_gzip_crc", idx_input(gz_img[:-8] + bytes([gz_img[-8] ^ 1]) + gz_img[-7:], lab, 4))
+put("idx", "bad_gzip_trailer_cut", idx_input(gz_img[:-3], lab, 4))
+put("idx", "bad_trailing", idx_input(img + b"\x00", lab))
 put("idx", "bad_gzip_cut", bytes([4]) + struct.pack("<H", 20) + gzip.compress(img, mtime=0)[:20] + lab)
 
 # ---------------------------------------------------------------- model

@@ -27,15 +27,50 @@ typedef struct tg_dataset {
 
 void tg_dataset_free(tg_dataset *ds); /* frees x and y, zeroes *ds */
 
-/* CSV: comma-separated numbers, one example per line. A first line that is
- * not all numbers is a header. label_col: the target's column, 0-based; −1
- * is the last column. Empty lines are skipped; a malformed cell or a ragged
- * row is TG_ERR_IO naming file, line and column. */
+/* CSV: comma-separated numbers, one example per line; lines end in LF, CRLF
+ * or a lone CR (old Mac files), the last one may have no end. A leading
+ * UTF-8 byte-order mark is skipped. label_col: the target's column, 0-based;
+ * −1 is the last column. Empty lines are skipped. Nothing is dropped
+ * silently: a malformed cell, a ragged row, or a cell the dtype cannot hold
+ * as a finite number (empty, nan, inf, NA, 1e39 for float32, 1e999) is
+ * TG_ERR_IO naming file, line and column, with the cell's text in quotes and
+ * its control characters escaped ('\r', \x01).
+ *
+ * The header: with TG_CSV_HEADER_AUTO the first non-empty line is a header
+ * only if it could not be data: at least one of its cells is text (not a
+ * number, not empty, not NaN-like: nan, inf, NA, N/A, null, None, ...). A
+ * first line with both text and number cells is a guess (taken as a
+ * header), and the guess is explained in `note`. A header must have as many
+ * cells as the rows under it. TG_CSV_HEADER_YES skips the first non-empty
+ * line whatever it holds; TG_CSV_HEADER_NO reads it as data. */
+typedef enum tg_csv_header {
+    TG_CSV_HEADER_AUTO,
+    TG_CSV_HEADER_YES,
+    TG_CSV_HEADER_NO
+} tg_csv_header;
+
+typedef struct tg_csv_options {
+    int label_col;        /* the target's column; −1 the last */
+    tg_csv_header header; /* how the first line is read */
+    tg_dtype dtype;       /* every cell must be finite in this dtype */
+    char note[256];       /* out: one line when AUTO guessed, else "" */
+} tg_csv_options;
+
+/* label_col −1, TG_CSV_HEADER_AUTO, TG_F64, no note. */
+tg_csv_options tg_csv_defaults(void);
+
+/* Loads path with the options; opt->note is written (see above). */
+tg_status tg_csv_load_opts(const char *path, tg_csv_options *opt, tg_dataset *out);
+
+/* tg_csv_load_opts with the defaults and label_col. */
 tg_status tg_csv_load(const char *path, int label_col, tg_dataset *out);
 
 /* IDX (the MNIST format): PREFIX-images-idx3-ubyte[.gz] and
- * PREFIX-labels-idx1-ubyte[.gz]; pixels scaled to [0, 1]. A truncated or
- * foreign file is TG_ERR_IO naming the file. */
+ * PREFIX-labels-idx1-ubyte[.gz]; pixels scaled to [0, 1]. Each file is read
+ * to its end. A truncated or foreign file, data past what the header
+ * promised, or a gzip stream that fails zlib's CRC and length check ("gzip
+ * data check failed") or lacks them is TG_ERR_IO naming the file. Memory
+ * grows with the bytes read, not with the sizes the header claims. */
 tg_status tg_idx_load(const char *prefix, tg_dataset *out);
 
 /* The number of classes if every target is an integer in [0, 1000): the
@@ -85,8 +120,19 @@ tg_status tg_mlp_load(tg_mlp **out, const char *path);
 
 /* Replace the file at path with buf, atomically: a temporary file in the
  * same folder, fsync, rename, fsync of the folder. A crash leaves the old
- * file or the new one. TG_ERR_IO names the path and the failing step. */
+ * file or the new one. SIGINT, SIGTERM, SIGHUP or SIGQUIT during the write
+ * (where the program left their default action) removes the temporary file
+ * and then ends the process as the signal would have; SIGKILL leaves
+ * PATH.tmp.XXXXXX. A folder as path, or any failing step, is TG_ERR_IO
+ * naming the path and the step. */
 tg_status tg_write_file_atomic(const char *path, const void *buf, size_t len);
+
+/* Whether tg_write_file_atomic(path, ...) could start: path is not a
+ * folder and a temporary file can be created (and is removed again) beside
+ * it. For checking an output before a long run rather than after it.
+ * TG_ERR_IO naming the path and the reason ("Permission denied",
+ * "Read-only file system", "No such file or directory"). */
+tg_status tg_write_check(const char *path);
 
 /* ---------------------------------------------------------------- graph export */
 

@@ -136,7 +136,7 @@ def test_bad_data(d):
     with open(bad, "w") as f:
         f.write("1,2,0\n3,4\n")
     rc, out, err = run("fit", bad)
-    check(rc == 1 and "bad.csv:2" in err and len(err.strip().splitlines()) == 1,
+    check(rc == 1 and "bad.csv:2:3: row has 2 cells" in err and len(err.strip().splitlines()) == 1,
           f"ragged row: exit {rc}, {err!r}")
     rc, out, err = run("fit", os.path.join(d, "missing.csv"))
     check(rc == 1 and "missing.csv" in err, f"missing file: {rc} {err!r}")
@@ -156,6 +156,123 @@ def test_bad_data(d):
         f.write("1,2,0\n3,4,1\n")
     rc, out, err = run("eval", model, bad)
     check(rc == 1 and "features" in err, f"feature count mismatch: {rc} {err!r}")
+
+
+def fit_rows(path, *extra):
+    """fit on every row (no split); the row count from the 'fit:' line."""
+    rc, out, err = run("fit", path, "--epochs", "1", "--val", "0", "--test", "0", *extra)
+    first = out.splitlines()[0] if out else ""
+    n = int(first.split()[1]) if first.startswith("fit: ") else None
+    return rc, n, err
+
+
+def test_csv_good_cases(d):
+    """Issue 12 §3: every row is trained on, whatever the line ends or BOM."""
+    rows = "1,2,1\n3,4,0\n5,6,1\n"
+    cases = [("bom.csv", b"\xef\xbb\xbf0.5,1.5,0\n" + rows.encode(), 4),
+             ("bomhdr.csv", b"\xef\xbb\xbfa,b,y\n" + rows.encode(), 3),
+             ("cr.csv", b"a,b,y\r1,2,1\r3,4,0\r5,6,1", 3),
+             ("crlf.csv", b"0.5,1.5,0\r\n1,2,1\r\n\r\n3,4,0\r\n", 3),
+             ("noend.csv", b"1,2,1\n3,4,0", 2)]
+    for name, data, want in cases:
+        path = os.path.join(d, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        rc, n, err = fit_rows(path)
+        check(rc == 0 and n == want and err == "", f"{name}: exit {rc}, {n} rows, want {want}: {err!r}")
+    # A nan-looking first line: data (an error, below) unless --header yes.
+    nanfirst = os.path.join(d, "nanfirst.csv")
+    with open(nanfirst, "w") as f:
+        f.write("0.5,nan,0\n" + rows)
+    rc, n, err = fit_rows(nanfirst, "--header", "yes")
+    check(rc == 0 and n == 3, f"--header yes skips the nan line: exit {rc}, {n} rows, {err!r}")
+    # Text and numbers on line 1: a header, said in one stderr line.
+    guess = os.path.join(d, "guess.csv")
+    with open(guess, "w") as f:
+        f.write("id,0.5,y\n" + rows)
+    rc, n, err = fit_rows(guess)
+    check(rc == 0 and n == 3 and len(err.splitlines()) == 1 and
+          "guess.csv:1: taken as a header" in err and "--header no" in err,
+          f"the guess is said: exit {rc}, {n} rows, {err!r}")
+    rc, n, err = fit_rows(guess, "--header", "no")
+    check(rc == 1 and err.strip().endswith("guess.csv:1:1: 'id' is not a number"),
+          f"--header no reads line 1 as data: exit {rc}, {err!r}")
+    # float32 refuses 1e39; float64 holds it.
+    big = os.path.join(d, "big.csv")
+    with open(big, "w") as f:
+        f.write(rows + "1e39,1,0\n")
+    rc, n, err = fit_rows(big, "--dtype", "f64")
+    check(rc == 0 and n == 4, f"--dtype f64 holds 1e39: exit {rc}, {n} rows, {err!r}")
+
+
+def test_csv_bad_cases(d):
+    """Issue 12 §3: exit 1 and one line naming file, line and column; no raw
+    control character from the file on the terminal."""
+    rows = "1,2,1\n3,4,0\n"
+    cases = [("nan1.csv", "0.5,nan,0\n" + rows, ":1:2: 'nan' is not a finite number"),
+             ("empty1.csv", "0.5,,0\n" + rows, ":1:2: empty cell: a data row needs a number in each"),
+             ("na.csv", rows + "7,NA,1\n", ":3:2: 'NA' is not a finite number"),
+             ("inf.csv", rows + "inf,1,1\n", ":3:1: 'inf' is not a finite number"),
+             ("emptyrow.csv", "a,b,y\n" + rows + "5,,1\n", ":4:2: empty cell: a data row needs a number in each"),
+             ("f32.csv", rows + "1e39,1,0\n",
+              ":3:1: '1e39' is too large for float32: load as float64 (--dtype f64)"),
+             ("f64.csv", rows + "1,1e999,0\n", ":3:2: '1e999' is too large for float64"),
+             ("label.csv", rows + "1,2,-1e40\n", ":3:3: '-1e40' is too large for float32: load as float64 (--dtype f64)"),
+             ("ctl.csv", rows + "1,\x1b[2J\x07,0\r\n", ":3:2: '\\x1B[2J\\x07' is not a number"),
+             ("crcell.csv", "a,b,y\r\n1,2,1\r\n3,4x\r5,0\r\n", ":3:3: row has 2 cells, expected 3"),
+             ("ragged.csv", rows + "1,2\n", ":3:3: row has 2 cells, expected 3"),
+             ("title.csv", "My data\n" + rows, ":2:2: row has 3 cells, the header (line 1) has 1")]
+    for name, text, msg in cases:
+        path = os.path.join(d, name)
+        with open(path, "w", newline="") as f:
+            f.write(text)
+        rc, out, err = run("fit", path, "--epochs", "1")
+        lines = err.strip().split("\n")
+        check(rc == 1 and len(lines) == 1 and lines[0] == f"tapegrad: {path}{msg}" and
+              not any(ord(c) < 32 and c != "\n" for c in err) and "epoch" not in out,
+              f"{name}: exit {rc}, {err!r}, want {msg!r}")
+
+
+def read_only_dir(d):
+    """A folder no file can be created in: chmod 0555, or where that does not
+    stop us (root), /sys, which refuses new files to root too. None if none."""
+    ro = os.path.join(d, "ro")
+    os.mkdir(ro)
+    os.chmod(ro, 0o555)
+    try:
+        open(os.path.join(ro, "probe"), "w").close()
+    except OSError:
+        return ro
+    os.unlink(os.path.join(ro, "probe"))
+    try:
+        open("/sys/tapegrad-probe", "w").close()
+    except OSError:
+        return "/sys"
+    return None
+
+
+def test_outputs_checked_first(d):
+    """Issue 12 §5: an output that cannot be written fails before training:
+    exit 1, one line, nothing on stdout; no temporary file left."""
+    data = os.path.join(d, "ok.csv")
+    write_blobs(data, 200, 2, 11)
+    ro = read_only_dir(d)
+    outs = [("--save", d, "is a directory"),
+            ("--save", os.path.join(d, "nodir", "m.tgm"), "No such file or directory"),
+            ("--plot", d, "is a directory"),
+            ("--log", os.path.join(d, "nodir", "l.csv"), "No such file or directory")]
+    if ro:
+        outs.append(("--save", os.path.join(ro, "m.tgm"), "Permission denied"))
+    else:
+        print("note: no read-only folder found; that case skipped")
+    for opt, path, why in outs:
+        rc, out, err = run("fit", data, "--epochs", "50", opt, path)
+        check(rc == 1 and out == "" and len(err.strip().splitlines()) == 1 and
+              err.startswith(f"tapegrad: {path}:") and why in err,
+              f"{opt} {path}: exit {rc}, stdout {out[:80]!r}, {err!r}")
+    if ro and ro != "/sys":
+        check(os.listdir(ro) == [], f"the check left files: {os.listdir(ro)}")
+        os.chmod(ro, 0o755)
 
 
 def test_detect_anomaly(d):
@@ -190,6 +307,9 @@ def main():
         test_binary_and_regression(d)
         test_bad_arguments(d)
         test_bad_data(d)
+        test_csv_good_cases(d)
+        test_csv_bad_cases(d)
+        test_outputs_checked_first(d)
         test_gradcheck_ops()
         test_detect_anomaly(d)
     finally:

@@ -13,7 +13,13 @@
  * time from no file at all: after the kill there is either still no file or
  * a complete model. A kill during a save leaves the temporary file
  * PATH.tmp.XXXXXX behind (nothing can remove it after SIGKILL); the test
- * counts and removes those. POSIX only. */
+ * counts and removes those.
+ *
+ * Then the signals a user sends (issue 12 §5): SIGTERM and SIGINT at random
+ * moments of saves must leave no temporary file at all, the process must
+ * still die of the signal, and the file must be one model or the other.
+ * The saver runs a second thread (tg_set_threads(2)), so a signal sent to
+ * the process can land on a thread that is not the one saving. POSIX only. */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp, nanosleep, kill */
 
 #include "check.h"
@@ -29,8 +35,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ROUNDS       60 /* kills while replacing a model */
-#define FRESH_ROUNDS 20 /* kills while creating one */
+#define ROUNDS        60 /* kills while replacing a model */
+#define FRESH_ROUNDS  20 /* kills while creating one */
+#define SIGNAL_ROUNDS 40 /* SIGTERM and SIGINT, in turn, while replacing */
 
 static char dir[] = "/tmp/tg-crash-XXXXXX";
 
@@ -95,6 +102,7 @@ static pid_t start_saver(const char *path, const tg_mlp *first, const tg_mlp *se
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
+        if (tg_set_threads(2) != TG_OK) _exit(4);
         for (unsigned k = 0;; k++)
             if (tg_mlp_save(k % 2 ? second : first, path) != TG_OK) _exit(3);
     }
@@ -102,13 +110,33 @@ static pid_t start_saver(const char *path, const tg_mlp *first, const tg_mlp *se
     return pid;
 }
 
-static void kill_saver(pid_t pid, long after_us) {
+static void kill_saver(pid_t pid, long after_us, int sig) {
     sleep_us(after_us);
-    kill(pid, SIGKILL);
+    kill(pid, sig);
     int st = 0;
     CHECK(waitpid(pid, &st, 0) == pid, "waitpid");
-    /* It must have been killed, not have failed on its own. */
-    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "saver ended with status %d", st);
+    /* It must have died of the signal, not have failed on its own. */
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == sig, "saver ended with status %d", st);
+}
+
+/* SIGTERM and SIGINT in turn: the model is A or B, no temporary file. */
+static void signal_rounds(const char *path, const tg_mlp *a, const tg_mlp *b, double window,
+                          tg_rng *g) {
+    int temps = 0, bad = 0;
+    for (int r = 0; r < SIGNAL_ROUNDS; r++) {
+        pid_t pid = start_saver(path, b, a);
+        if (pid <= 0) break;
+        kill_saver(pid, (long)(tg_rng_uniform(g) * window), r % 2 ? SIGINT : SIGTERM);
+        tg_mlp *m = NULL;
+        tg_status s = tg_mlp_load(&m, path);
+        bad += !(s == TG_OK && (same_model(m, a) || same_model(m, b)));
+        tg_mlp_free(m);
+        temps += clean_temporaries("model.tgm");
+    }
+    printf("%d SIGTERM/SIGINT while replacing: %d bad files, %d temporary files left\n",
+           SIGNAL_ROUNDS, bad, temps);
+    CHECK(bad == 0, "%d files were neither model after a signal", bad);
+    CHECK(temps == 0, "%d temporary files left by SIGTERM/SIGINT", temps);
 }
 
 int main(void) {
@@ -138,7 +166,7 @@ int main(void) {
     for (int r = 0; r < ROUNDS; r++) {
         pid_t pid = start_saver(path, b, a);
         if (pid <= 0) break;
-        kill_saver(pid, (long)(tg_rng_uniform(&g) * window));
+        kill_saver(pid, (long)(tg_rng_uniform(&g) * window), SIGKILL);
         tg_mlp *m = NULL;
         tg_status s = tg_mlp_load(&m, path);
         int is_a = s == TG_OK && same_model(m, a), is_b = s == TG_OK && same_model(m, b);
@@ -154,7 +182,7 @@ int main(void) {
         unlink(fresh);
         pid_t pid = start_saver(fresh, b, a);
         if (pid <= 0) break;
-        kill_saver(pid, (long)(tg_rng_uniform(&g) * window));
+        kill_saver(pid, (long)(tg_rng_uniform(&g) * window), SIGKILL);
         struct stat st;
         if (stat(fresh, &st) != 0 && errno == ENOENT) {
             fresh_none++;
@@ -176,6 +204,7 @@ int main(void) {
            "left by kills (removed); %lds\n",
            ROUNDS, saw_a, saw_b, bad, FRESH_ROUNDS, fresh_none, fresh_b, temps,
            (long)(time(NULL) - start));
+    signal_rounds(path, a, b, window, &g);
     /* Both outcomes seen: the kills did land at different points of saves. */
     CHECK(saw_a > 0 && saw_b > 0, "only one model ever seen (A %d, B %d)", saw_a, saw_b);
     unlink(path);

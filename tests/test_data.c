@@ -12,7 +12,6 @@
 #include <unistd.h>
 #include <zlib.h>
 
-
 /* ---------------------------------------------------------------- temp files */
 
 static char dir[64];
@@ -63,12 +62,12 @@ static void check_values(const double *got, const double *want, size_t n, const 
         CHECK(got[i] == want[i], "%s[%zu] = %g, want %g", what, i, got[i], want[i]);
 }
 
-/* Loads text with label_col and checks shape and every value exactly:
+/* Loads text with the options and checks shape and every value exactly:
  * strtod is correctly rounded, so the doubles equal the literals. */
-static void expect_csv(const char *name, const char *text, int label_col, size_t n, size_t d,
-                       const double *x, const double *y) {
+static void expect_csv_opt(const char *name, const char *text, tg_csv_options *opt, size_t n,
+                           size_t d, const double *x, const double *y) {
     tg_dataset ds;
-    CHECK_OK(tg_csv_load(write_text(name, text), label_col, &ds));
+    CHECK_OK(tg_csv_load_opts(write_text(name, text), opt, &ds));
     CHECK(ds.n == n && ds.d == d, "%s: %zux%zu, want %zux%zu", name, ds.n, ds.d, n, d);
     if (ds.n == n && ds.d == d) {
         check_values(ds.x, x, n * d, name);
@@ -76,6 +75,15 @@ static void expect_csv(const char *name, const char *text, int label_col, size_t
     }
     tg_dataset_free(&ds);
     CHECK(ds.x == NULL && ds.y == NULL && ds.n == 0, "free does not zero the data set");
+}
+
+/* The same with the default options and label_col. */
+static void expect_csv(const char *name, const char *text, int label_col, size_t n, size_t d,
+                       const double *x, const double *y) {
+    tg_csv_options opt = tg_csv_defaults();
+    opt.label_col = label_col;
+    expect_csv_opt(name, text, &opt, n, d, x, y);
+    CHECK(opt.note[0] == '\0', "%s: a note where nothing was guessed: %s", name, opt.note);
 }
 
 static void test_csv_good(void) {
@@ -96,14 +104,23 @@ static void test_csv_good(void) {
 
 /* ---------------------------------------------------------------- CSV: errors */
 
-static void expect_csv_err(const char *name, const char *text, int label_col, tg_status want,
-                           const char *msg_after_path) {
+static void expect_csv_err_opt(const char *name, const char *text, tg_csv_options *opt,
+                               tg_status want, const char *msg_after_path) {
     const char *p = write_text(name, text);
     char msg[512];
     snprintf(msg, sizeof msg, "%s%s", p, msg_after_path);
     tg_dataset ds = {.n = 99};
-    EXPECT_ERR(tg_csv_load(p, label_col, &ds), want, msg);
+    EXPECT_ERR(tg_csv_load_opts(p, opt, &ds), want, msg);
     CHECK(ds.n == 0 && ds.x == NULL && ds.y == NULL, "%s: output not cleared on error", name);
+    /* One line: nothing from the input may break it. */
+    CHECK(strpbrk(tg_last_error(), "\r\n") == NULL, "%s: control character in message", name);
+}
+
+static void expect_csv_err(const char *name, const char *text, int label_col, tg_status want,
+                           const char *msg_after_path) {
+    tg_csv_options opt = tg_csv_defaults();
+    opt.label_col = label_col;
+    expect_csv_err_opt(name, text, &opt, want, msg_after_path);
 }
 
 static void test_csv_errors(void) {
@@ -111,17 +128,19 @@ static void test_csv_errors(void) {
     /* Line numbers count the header and blank lines: they are the file's lines. */
     expect_csv_err("bad2.csv", "h1,h2\n\n1,2\n3,x\n", -1, TG_ERR_IO, ":4:2: 'x' is not a number");
     expect_csv_err("garbage.csv", "1,2\n1.5x,2\n", -1, TG_ERR_IO, ":2:1: '1.5x' is not a number");
-    expect_csv_err("emptycell.csv", "1,2,3\n4,,6\n", -1, TG_ERR_IO, ":2:2: '' is not a number");
+    expect_csv_err("emptycell.csv", "1,2,3\n4,,6\n", -1, TG_ERR_IO, ":2:2: empty cell");
+    expect_csv_err("blankcell.csv", "1,2,3\n4, \t,6\n", -1, TG_ERR_IO, ":2:2: empty cell");
     expect_csv_err("trailcomma.csv", "1,2\n3,4,\n", -1, TG_ERR_IO,
-                   ":2: row has 3 cells, expected 2");
-    expect_csv_err("nan.csv", "1,2\nnan,2\n", -1, TG_ERR_IO, ":2:1: 'nan' is not a number");
-    expect_csv_err("inf.csv", "1,2\n3,-inf\n", -1, TG_ERR_IO, ":2:2: '-inf' is not a number");
+                   ":2:3: row has 3 cells, expected 2");
+    expect_csv_err("nan.csv", "1,2\nnan,2\n", -1, TG_ERR_IO, ":2:1: 'nan' is not a finite number");
+    expect_csv_err("inf.csv", "1,2\n3,-inf\n", -1, TG_ERR_IO,
+                   ":2:2: '-inf' is not a finite number");
     expect_csv_err("overflow.csv", "1,2\n3,1e999\n", -1, TG_ERR_IO,
-                   ":2:2: '1e999' is not a number");
+                   ":2:2: '1e999' is too large for float64");
     expect_csv_err("ragged.csv", "1,2,3,4\n1,2,3,4,5\n", -1, TG_ERR_IO,
-                   ":2: row has 5 cells, expected 4");
+                   ":2:5: row has 5 cells, expected 4");
     expect_csv_err("short.csv", "a,b,c,d\n1,2,3,4\n\n1,2,3\n", -1, TG_ERR_IO,
-                   ":4: row has 3 cells, expected 4");
+                   ":4:4: row has 3 cells, expected 4");
     expect_csv_err("empty.csv", "", -1, TG_ERR_IO, ": no data rows");
     expect_csv_err("blank.csv", "\n\r\n  \n", -1, TG_ERR_IO, ": no data rows");
     expect_csv_err("headeronly.csv", "a,b,c\n", -1, TG_ERR_IO, ": no data rows after the header");
@@ -129,13 +148,14 @@ static void test_csv_errors(void) {
                    ": label column 4 out of range: the file has 4 columns");
     expect_csv_err("range2.csv", "1,2\n", -2, TG_ERR_ARG, ": label column -2: must be >= 0");
     expect_csv_err("onecol.csv", "y\n1\n2\n", -1, TG_ERR_IO,
-                   ":2: only 1 column: needs a label and at least one feature");
-    /* A NUL byte inside a cell must not end it early. */
+                   ":2:1: only 1 column: needs a label and at least one feature");
+    /* A NUL byte inside a cell must not end it early; the message shows it
+     * escaped. */
     static const char nul[] = "1,2\n3,4\0"
                               "5\n";
     const char *np = write_file("nul.csv", nul, sizeof nul - 1);
     char nmsg[256];
-    snprintf(nmsg, sizeof nmsg, "%s:2:2: '4' is not a number", np);
+    snprintf(nmsg, sizeof nmsg, "%s:2:2: '4\\x005' is not a number", np);
     EXPECT_ERR(tg_csv_load(np, -1, &(tg_dataset){0}), TG_ERR_IO, nmsg);
     /* A long bad cell is shortened in the message. */
     char cell[200];
@@ -153,7 +173,170 @@ static void test_csv_errors(void) {
     snprintf(msg, sizeof msg, "%s: No such file or directory", missing);
     tg_dataset ds;
     EXPECT_ERR(tg_csv_load(missing, -1, &ds), TG_ERR_IO, msg);
-    EXPECT_ERR(tg_csv_load(NULL, -1, &ds), TG_ERR_ARG, "csv: path or out is NULL");
+    EXPECT_ERR(tg_csv_load(NULL, -1, &ds), TG_ERR_ARG, "csv: path, options or out is NULL");
+}
+
+/* A file, and the message after its path that loading it must give. */
+typedef struct csv_case {
+    const char *name, *text, *msg;
+} csv_case;
+
+static void expect_csv_errs(const csv_case *cases, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        expect_csv_err(cases[i].name, cases[i].text, -1, TG_ERR_IO, cases[i].msg);
+}
+
+/* Line ends: LF, CRLF and a lone CR all end a line, each counted once;
+ * a UTF-8 byte-order mark is not part of the first cell (issue 12 §3). */
+static void test_csv_line_ends(void) {
+    /* The issue's case: the BOM made line 1 a header, 3 of 4 rows loaded. */
+    expect_csv("bom.csv",
+               "\xEF\xBB\xBF"
+               "0.5,1.5,0\n1,2,1\n3,4,0\n5,6,1\n",
+               -1, 4, 2, (double[]){0.5, 1.5, 1, 2, 3, 4, 5, 6}, (double[]){0, 1, 0, 1});
+    expect_csv("bomhdr.csv",
+               "\xEF\xBB\xBF"
+               "a,y\r\n7,1\r\n",
+               -1, 1, 1, (double[]){7}, (double[]){1});
+    /* Old Mac files: "no data rows after the header" before. */
+    expect_csv("cr.csv", "a,b,y\r1,2,0\r3,4,1\r", -1, 2, 2, (double[]){1, 2, 3, 4},
+               (double[]){0, 1});
+    expect_csv("cr-noend.csv", "1,2\r\r3,4", -1, 2, 1, (double[]){1, 3}, (double[]){2, 4});
+    expect_csv("mixed.csv", "1,2\n3,4\r5,6\r\n7,8\n\r\n9,10", -1, 5, 1, (double[]){1, 3, 5, 7, 9},
+               (double[]){2, 4, 6, 8, 10});
+    /* Line numbers: a CRLF is one end, a CR then a CRLF two. */
+    expect_csv_err("crlf-line.csv", "1,2\r\n3,4\r\r\n5,x\r\n", -1, TG_ERR_IO,
+                   ":4:2: 'x' is not a number");
+    /* A CR inside an unquoted cell ends the line: the rest is a short row. */
+    expect_csv_err("cr-cell.csv", "1,2,3\n4,5\r6\n", -1, TG_ERR_IO,
+                   ":2:3: row has 2 cells, expected 3");
+    expect_csv_err("utf16.csv",
+                   "\xFF\xFE"
+                   "1\0,\0"
+                   "2\0",
+                   -1, TG_ERR_IO,
+                   ":1:1: UTF-16 text (byte-order mark \\xFF\\xFE): save it as UTF-8");
+    /* A CRLF split across the reader's 64 KiB blocks: the CR is the last
+     * byte of the first block, the LF the first of the next. */
+    enum { BLOCK = 1 << 16 };
+    char *text = malloc(BLOCK + 64);
+    CHECK(text != NULL, "malloc");
+    if (!text) return;
+    memset(text, ' ', BLOCK);
+    memcpy(text + BLOCK - 4, "1,2\r", 4);
+    strcpy(text + BLOCK, "\n3,4\r\n5,y\n");
+    expect_csv_err("split-crlf.csv", text, -1, TG_ERR_IO, ":3:2: 'y' is not a number");
+    free(text);
+}
+
+/* The header is decided from all the first line's cells (issue 12 §3). */
+static void test_csv_header(void) {
+    /* The issue's cases: these lines were taken as headers and dropped. */
+    static const csv_case dropped[] = {
+        {"nan1.csv", "0.5,nan,0\n1,2,1\n3,4,0\n", ":1:2: 'nan' is not a finite number"},
+        {"empty1.csv", "0.5,,0\n1,2,1\n", ":1:2: empty cell"},
+        {"na1.csv", "0.5, NA ,0\n1,2,1\n", ":1:2: 'NA' is not a finite number"},
+        {"inf1.csv", "-Infinity,1,0\n1,2,1\n", ":1:1: '-Infinity' is not a finite number"},
+    };
+    expect_csv_errs(dropped, sizeof dropped / sizeof *dropped);
+    /* Forced: yes skips the line whatever it holds, no reads it as data. */
+    tg_csv_options opt = tg_csv_defaults();
+    opt.header = TG_CSV_HEADER_YES;
+    expect_csv_opt("yes.csv", "0.5,nan,0\n1,2,1\n3,4,0\n", &opt, 2, 2, (double[]){1, 2, 3, 4},
+                   (double[]){1, 0});
+    expect_csv_opt("yes-num.csv", "\n9,9\n1,2\n", &opt, 1, 1, (double[]){1}, (double[]){2});
+    expect_csv_err_opt("yes-only.csv", "1,2\n", &opt, TG_ERR_IO, ": no data rows after the header");
+    opt.header = TG_CSV_HEADER_NO;
+    expect_csv_opt("no.csv", "0.5,1.5,0\n1,2,1\n", &opt, 2, 2, (double[]){0.5, 1.5, 1, 2},
+                   (double[]){0, 1});
+    expect_csv_err_opt("no-text.csv", "x,y\n1,2\n", &opt, TG_ERR_IO, ":1:1: 'x' is not a number");
+    CHECK(opt.note[0] == '\0', "forced: no note: %s", opt.note);
+    /* Text and numbers together: taken as a header, and said so. */
+    opt.header = TG_CSV_HEADER_AUTO;
+    expect_csv_opt("guess.csv", "id,0.5,y\n1,2,0\n", &opt, 1, 2, (double[]){1, 2}, (double[]){0});
+    char want[256];
+    snprintf(want, sizeof want,
+             "%s:1: taken as a header (cell 1 'id' is text) though cell 2 '0.5' is a number; "
+             "--header no reads it as data",
+             in_dir("guess.csv"));
+    CHECK(strcmp(opt.note, want) == 0, "note '%s', want '%s'", opt.note, want);
+    /* pandas' index column has an empty name: still a header. */
+    expect_csv(",a,y\n", ",a,y\n0,1.5,1\n", -1, 1, 2, (double[]){0, 1.5}, (double[]){1});
+    /* A title line over a table is not its header. */
+    expect_csv_err("title.csv", "My data\n1,2,0\n", -1, TG_ERR_IO,
+                   ":2:2: row has 3 cells, the header (line 1) has 1");
+    opt.header = (tg_csv_header)3;
+    expect_csv_err_opt("mode.csv", "1,2\n", &opt, TG_ERR_ARG, ": header mode 3");
+}
+
+/* A cell the dtype cannot hold as a finite number is an error with what
+ * would hold it; the float32 limit is exact (issue 12 §3). */
+static void test_csv_dtype(void) {
+    tg_csv_options opt = tg_csv_defaults();
+    opt.dtype = TG_F32;
+    expect_csv_err_opt("f32.csv", "1,2\n1e39,1\n", &opt, TG_ERR_IO,
+                       ":2:1: '1e39' is too large for float32: load as float64 (--dtype f64)");
+    expect_csv_err_opt("f32-label.csv", "1,2\n1,-4e38\n", &opt, TG_ERR_IO,
+                       ":2:2: '-4e38' is too large for float32");
+    /* 2^128 − 2^103 rounds to inf in float32; the double just below it
+     * rounds to FLT_MAX = 0x1.fffffep+127. */
+    expect_csv_err_opt("f32-edge.csv", "0x1.ffffffp+127,1\n", &opt, TG_ERR_IO,
+                       ":1:1: '0x1.ffffffp+127' is too large for float32");
+    expect_csv_opt("f32-max.csv", "0x1.fffffefffffffp+127,-0x1.fffffep+127\n", &opt, 1, 1,
+                   (double[]){0x1.fffffefffffffp+127}, (double[]){-0x1.fffffep+127});
+    opt.dtype = TG_F64;
+    expect_csv_opt("f64.csv", "1,2\n1e39,1\n", &opt, 2, 1, (double[]){1, 1e39}, (double[]){2, 1});
+    /* Underflow is no error: 1e-400 is 0 in float64, as strtod gives. */
+    expect_csv("tiny.csv", "1e-400,1\n", -1, 1, 1, (double[]){0}, (double[]){1});
+    /* Integer labels past int: loaded exactly, not wrapped into a class. */
+    tg_dataset ds;
+    CHECK_OK(
+        tg_csv_load(write_text("bigint.csv", "1,4294967296\n2,18446744073709551617\n"), -1, &ds));
+    CHECK(ds.n == 2 && ds.y[0] == 4294967296.0 && ds.y[1] == 18446744073709551616.0,
+          "big integer labels");
+    CHECK(tg_dataset_classes(&ds) == 0, "labels of 2^32 are no class: %d", tg_dataset_classes(&ds));
+    tg_dataset_free(&ds);
+}
+
+/* Error text never carries the input's control characters (issue 12 §3). */
+static void test_csv_escapes(void) {
+    /* UTF-8 stays readable; a C1 control (U+009B, CSI) and a stray byte do not. */
+    static const csv_case cases[] = {
+        {"ctl.csv", "1,2\n3,a\x01\x7f\x1b[31m\n", ":2:2: 'a\\x01\\x7F\\x1B[31m' is not a number"},
+        {"tab.csv", "1,2\n3,a\tb\n", ":2:2: 'a\\tb' is not a number"},
+        {"utf8.csv", "1,2\n3,\xC3\xA9t\xC3\xA9\n", ":2:2: '\xC3\xA9t\xC3\xA9' is not a number"},
+        {"c1.csv",
+         "1,2\n3,\xC2\x9B"
+         "2J\xFF\n",
+         ":2:2: '\\xC2\\x9B2J\\xFF' is not a number"},
+    };
+    expect_csv_errs(cases, sizeof cases / sizeof *cases);
+    /* The guess's note too. */
+    tg_csv_options opt = tg_csv_defaults();
+    expect_csv_opt("ctl-note.csv", "\x1b]0;x\x07,1\n2,3\n", &opt, 1, 1, (double[]){2},
+                   (double[]){3});
+    CHECK(strstr(opt.note, "'\\x1B]0;x\\x07'") != NULL, "note not escaped: %s", opt.note);
+}
+
+/* Memory follows the data (issue 12 §5): one line of 10^6 columns (2 MB)
+ * needs 8 MB of doubles; the loader once asked 64 rows' worth (512 MB)
+ * before storing the first. Under a 32 MiB per-block limit it loads. */
+static void test_csv_memory(void) {
+    enum { COLS = 1000000 };
+    char *text = malloc(2 * (size_t)COLS + 1);
+    CHECK(text != NULL, "malloc");
+    if (!text) return;
+    for (size_t j = 0; j < COLS; j++)
+        memcpy(text + 2 * j, j + 1 < COLS ? "1," : "0\n", 2);
+    const char *p = write_file("wide1.csv", text, 2 * (size_t)COLS);
+    free(text);
+    tg_dataset ds;
+    tg_testing_alloc_limit((size_t)32 << 20);
+    tg_status s = tg_csv_load(p, -1, &ds);
+    tg_testing_alloc_limit(0);
+    CHECK(s == TG_OK && ds.n == 1 && ds.d == COLS - 1 && ds.y[0] == 0 && ds.x[COLS - 2] == 1,
+          "10^6 columns under 32 MiB blocks: %s %s", tg_status_name(s), tg_last_error());
+    tg_dataset_free(&ds);
 }
 
 /* 2 rows of 100 000 columns: far past any fixed line buffer. */
@@ -353,6 +536,62 @@ static void test_idx(void) {
     /* Images present, labels missing. */
     write_idx("nolab-images-idx3-ubyte", 0, 0x803, 3, (uint32_t[]){1, 1, 1}, 1);
     expect_idx_err("nolab", TG_ERR_IO, "-labels-idx1-ubyte[.gz]: No such file or directory");
+}
+
+/* Rewrites DIR/name with its byte at `at` (from the end if negative) xored
+ * with `flip`, or, with flip 0, its last `-at` bytes cut off. */
+static void damage(const char *name, long at, unsigned char flip) {
+    const char *p = in_dir(name);
+    unsigned char buf[4096];
+    FILE *f = fopen(p, "rb");
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f) fclose(f);
+    CHECK(n > 20 && n < sizeof buf, "%s: %zu bytes", p, n);
+    if (n <= 20 || n >= sizeof buf) return;
+    if (flip)
+        buf[at < 0 ? n - (size_t)-at : (size_t)at] ^= flip;
+    else
+        n -= (size_t)-at;
+    write_file(name, buf, n);
+}
+
+/* Issue 12 §4: every gzip byte is checked, nothing past the promised data
+ * is ignored, and a header's claim reserves no memory (§5). */
+static void test_idx_integrity(void) {
+    static const char *const gz = "-images-idx3-ubyte.gz";
+    const struct {
+        const char *prefix;
+        long at;
+        unsigned char flip;
+        const char *msg;
+    } cases[] = {
+        /* 4 images of 28×28: deflate's data, past the 10-byte gzip header */
+        {"flip", 40, 0x10, "gzip data check failed"},
+        {"crc", -6, 0x01, "gzip data check failed (incorrect data check)"},
+        {"isize", -2, 0x01, "gzip data check failed (incorrect length check)"},
+        {"cut", -3, 0, "truncated gzip stream: its CRC and length are missing"},
+    };
+    char name[64], msg[512];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        write_set(cases[i].prefix, 1, 0, 4, 4, 28, 28, 4 * 784);
+        snprintf(name, sizeof name, "%s%s", cases[i].prefix, gz);
+        damage(name, cases[i].at, cases[i].flip);
+        snprintf(msg, sizeof msg, "%s: %s", in_dir(name), cases[i].msg);
+        expect_idx_err(cases[i].prefix, TG_ERR_IO, msg);
+    }
+    write_set("more", 0, 0, 2, 2, 2, 2, 9);
+    snprintf(msg, sizeof msg, "%s: trailing data after the 8 bytes of pixels the header promised",
+             in_dir("more-images-idx3-ubyte"));
+    expect_idx_err("more", TG_ERR_IO, msg);
+    write_set("moregz", 0, 1, 2, 2, 2, 2, 8);
+    write_idx("moregz-labels-idx1-ubyte.gz", 1, 0x801, 1, (uint32_t[]){1}, 2);
+    write_idx("moregz-images-idx3-ubyte", 0, 0x803, 3, (uint32_t[]){1, 2, 2}, 4);
+    expect_idx_err("moregz", TG_ERR_IO, "trailing data after the 1 bytes of labels");
+    /* 1e8 labels claimed, 100 present: "truncated" under a 1 MiB limit on
+     * any one block (the loader first asked 8 MB). */
+    tg_testing_alloc_limit((size_t)1 << 20);
+    expect_idx_err("claims", TG_ERR_IO, "truncated: expected 100000000 bytes of labels, got 100");
+    tg_testing_alloc_limit(0);
 }
 
 static void test_idx_nomem(void) {
@@ -701,10 +940,16 @@ int main(void) {
     }
     test_csv_good();
     test_csv_errors();
+    test_csv_line_ends();
+    test_csv_header();
+    test_csv_dtype();
+    test_csv_escapes();
+    test_csv_memory();
     test_csv_long_lines();
     test_csv_nomem();
     test_csv_mutations();
     test_idx();
+    test_idx_integrity();
     test_idx_nomem();
     test_fashion_mnist();
     test_split();

@@ -277,8 +277,14 @@ static void test_forged(const unsigned char *good, size_t n) {
     FORGE(good, n, "must be 1..1e8", {N_OUT, 100000001, 8});
     FORGE(good, n, "layer 1 has bad size 0x7", {FAN, 0, 8});
     FORGE(good, n, "layer 2 has bad size 7x18446744073709551615", {FAN + 24, UINT64_MAX, 8});
-    /* Huge but legal sizes are refused by the length, before allocating. */
+    /* Huge but legal sizes are refused by the length, before allocating:
+     * under a 64 KiB limit on any one block (issue 12 §5) the message is
+     * still "truncated", not "out of memory". */
+    tg_testing_alloc_limit((size_t)64 << 10);
     FORGE(good, n, "truncated: expected 1600", {FAN + 16, 100000000, 8});
+    FORGE(good, n, "truncated: expected 44000325 bytes, file has 545", {N_IN, 1000000, 8},
+          {FAN, 1000000, 8});
+    tg_testing_alloc_limit(0);
     FORGE(good, n, "bad standardisation flag 2", {HAS_STD, 2, 1});
     FORGE(good, n, "bad standardisation for feature 0", {STD, zero_bits, 8});
     FORGE(good, n, "bad standardisation for feature 1: mean nan", {MEAN + 8, nan_bits, 8});

@@ -13,7 +13,8 @@ enum { EXIT_DATA = 1, EXIT_USAGE = 2 };
 
 typedef struct cli_opts {
     const char *data, *test_data, *model, *save, *plot, *log;
-    int label; /* column, −1 = last */
+    int label;  /* column, −1 = last */
+    int header; /* tg_csv_header: how a CSV's first line is read */
     size_t hidden[16];
     int n_hidden;
     int act;   /* tg_act */
@@ -34,8 +35,10 @@ typedef struct cli_opts {
 int cli_parse(int argc, char **argv, int first, const char *cmd, cli_opts *o);
 void cli_usage(FILE *f);
 
-/* Load DATA (a CSV path or idx:PREFIX); prints the error line on failure. */
-int cli_load(const char *spec, int label, tg_dataset *ds);
+/* Load DATA (a CSV path or idx:PREFIX) for a model of dtype dt, with o's
+ * --label and --header; prints the error line on failure, and the CSV
+ * loader's note when it guessed the header. */
+int cli_load(const char *spec, const cli_opts *o, tg_dtype dt, tg_dataset *ds);
 
 int cmd_fit(const cli_opts *o);
 int cmd_eval(const cli_opts *o);

@@ -8,20 +8,26 @@
 
 void cli_usage(FILE *f) {
     fputs("usage:\n"
-          "  tapegrad fit DATA [--test-data DATA] [--label last|first|N] [--hidden 256,128]\n"
-          "               [--act relu|tanh|sigmoid|leaky_relu] [--loss auto|bce|ce|mse]\n"
+          "  tapegrad fit DATA [--test-data DATA] [--label last|first|N] [--header auto|yes|no]\n"
+          "               [--hidden 256,128]"
+          " [--act relu|tanh|sigmoid|leaky_relu] [--loss auto|bce|ce|mse]\n"
           "               [--opt sgd|momentum|nesterov|rmsprop|adam|adamw] [--lr X] [--epochs N]\n"
           "               [--batch N] [--val FRACTION] [--test FRACTION] [--standardize]\n"
           "               [--seed N] [--dtype f32|f64] [--threads N] [--save MODEL]\n"
           "               [--plot FILE.svg] [--log FILE.csv] [--detect-anomaly]\n"
-          "  tapegrad eval MODEL DATA [--label ...] [--batch N] [--threads N]\n"
-          "  tapegrad predict MODEL DATA [--label ...] [--batch N]\n"
+          "  tapegrad eval MODEL DATA [--label ...] [--header ...] [--batch N] [--threads N]\n"
+          "  tapegrad predict MODEL DATA [--label ...] [--header ...] [--batch N]\n"
           "  tapegrad graph MODEL            (Graphviz DOT on stdout)\n"
           "  tapegrad gradcheck [--seed N]   (every op: gradcheck and adjoint check)\n"
           "  tapegrad ops                    (the op table)\n"
           "DATA is a CSV file or idx:PREFIX (PREFIX-images-idx3-ubyte[.gz] and\n"
           "PREFIX-labels-idx1-ubyte[.gz]). For eval and predict, a CSV's label column\n"
           "must be given as in fit (predict ignores its values).\n"
+          "--header: a CSV's first line is a header if some cell is text (auto, the\n"
+          "default; a guess is said on stderr), always (yes) or never (no).\n"
+          "Every cell must be a number the dtype holds (f32: |x| < 3.4e38); an empty,\n"
+          "nan, inf or NA cell is an error naming file, line and column.\n"
+          "--save, --plot, --log: checked writable before training; written atomically.\n"
           "--threads N (1..64): tapegrad's own N threads, OpenBLAS on one (default:\n"
           "one per online CPU, at most 64).\n",
           f);
@@ -86,6 +92,7 @@ static int parse_label(const char *s, int *label) {
 static void defaults(cli_opts *o) {
     memset(o, 0, sizeof *o);
     o->label = -1;
+    o->header = TG_CSV_HEADER_AUTO;
     o->hidden[0] = 64;
     o->n_hidden = 1;
     o->act = TG_ACT_RELU;
@@ -113,7 +120,13 @@ static int option(const char *cmd, const char *name, const char *v, cli_opts *o)
         o->log = v;
     else if (!strcmp(name, "--label"))
         return parse_label(v, &o->label) || bad(cmd, "bad --label", v);
-    else if (!strcmp(name, "--hidden"))
+    else if (!strcmp(name, "--header")) {
+        o->header = !strcmp(v, "auto")  ? TG_CSV_HEADER_AUTO
+                    : !strcmp(v, "yes") ? TG_CSV_HEADER_YES
+                    : !strcmp(v, "no")  ? TG_CSV_HEADER_NO
+                                        : -1;
+        if (o->header < 0) return bad(cmd, "bad --header", v);
+    } else if (!strcmp(name, "--hidden"))
         return parse_hidden(v, o) || bad(cmd, "bad --hidden", v);
     else if (!strcmp(name, "--act")) {
         if ((o->act = tg_act_parse(v)) <= 0) return bad(cmd, "unknown activation", v);

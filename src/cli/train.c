@@ -21,12 +21,26 @@ static int fail(const char *what) {
     return EXIT_DATA;
 }
 
-int cli_load(const char *spec, int label, tg_dataset *ds) {
+int cli_load(const char *spec, const cli_opts *o, tg_dtype dt, tg_dataset *ds) {
     memset(ds, 0, sizeof *ds);
-    tg_status s =
-        strncmp(spec, "idx:", 4) == 0 ? tg_idx_load(spec + 4, ds) : tg_csv_load(spec, label, ds);
+    tg_csv_options opt = tg_csv_defaults();
+    opt.label_col = o->label;
+    opt.header = (tg_csv_header)o->header;
+    opt.dtype = dt; /* a cell the model's dtype cannot hold is bad data, not NaN losses */
+    tg_status s = strncmp(spec, "idx:", 4) == 0 ? tg_idx_load(spec + 4, ds)
+                                                : tg_csv_load_opts(spec, &opt, ds);
     if (s) fprintf(stderr, "tapegrad: %s\n", tg_last_error());
+    if (!s && opt.note[0]) fprintf(stderr, "tapegrad: %s\n", opt.note);
     return s == TG_OK;
+}
+
+/* --save, --plot, --log: a folder that cannot take the file fails now,
+ * not after the whole run (issue 12 §5). */
+static int outputs_writable(const cli_opts *o) {
+    const char *outs[] = {o->save, o->plot, o->log};
+    for (int i = 0; i < 3; i++)
+        if (outs[i] && tg_write_check(outs[i])) return fail(NULL), 0;
+    return 1;
 }
 
 /* ---------------------------------------------------------------- batches */
@@ -179,8 +193,8 @@ static int choose_loss(const cli_opts *o, const fit_data *d, size_t *n_out) {
  * the test split). */
 static int prepare(const cli_opts *o, fit_data *d, int *loss, size_t *n_out) {
     memset(d, 0, sizeof *d);
-    if (!cli_load(o->data, o->label, &d->all)) return 0;
-    if (o->test_data && !cli_load(o->test_data, o->label, &d->extra_test)) return 0;
+    if (!cli_load(o->data, o, o->dtype, &d->all)) return 0;
+    if (o->test_data && !cli_load(o->test_data, o, o->dtype, &d->extra_test)) return 0;
     if (o->test_data && d->extra_test.d != d->all.d) {
         fprintf(stderr, "tapegrad: %s has %zu features, %s has %zu\n", o->test_data,
                 d->extra_test.d, o->data, d->all.d);
@@ -300,7 +314,7 @@ static int fit_report(const cli_opts *o, const tg_mlp *m, const fit_data *d, epo
 }
 
 int cmd_fit(const cli_opts *o) {
-    if (set_threads(o->threads)) return EXIT_DATA;
+    if (!outputs_writable(o) || set_threads(o->threads)) return EXIT_DATA;
     fit_data d;
     tg_mlp *m = NULL;
     epoch_row *rows = calloc((size_t)o->epochs, sizeof *rows);
@@ -333,7 +347,7 @@ int cmd_fit(const cli_opts *o) {
 static int load_pair(const cli_opts *o, tg_mlp **m, tg_dataset *ds) {
     memset(ds, 0, sizeof *ds);
     if (tg_mlp_load(m, o->model)) return fail(NULL), 0;
-    if (!cli_load(o->data, o->label, ds)) return 0;
+    if (!cli_load(o->data, o, (*m)->dtype, ds)) return 0;
     if (ds->d != (*m)->n_in) {
         fprintf(stderr, "tapegrad: %s has %zu features, the model %s expects %zu\n", o->data, ds->d,
                 o->model, (*m)->n_in);

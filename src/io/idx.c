@@ -3,7 +3,9 @@
  * and gzip files, so PREFIX-...-ubyte and PREFIX-...-ubyte.gz share one
  * path. Headers are distrusted: memory grows with the bytes actually read,
  * so a header that claims more data than the file holds reports
- * "truncated" instead of asking for a huge allocation. */
+ * "truncated" instead of asking for a huge allocation. Each file is read to
+ * its end (issue 12 §4): zlib checks a gzip stream's CRC and length only
+ * there, and bytes past what the header promised mean the header is wrong. */
 #include "../tape/internal.h"
 #include "tapegrad_io.h"
 
@@ -51,11 +53,38 @@ static long long read_bytes(idx_file *F, unsigned char *buf, size_t n) {
     return (long long)got;
 }
 
+/* Z_DATA_ERROR is zlib finding the compressed bytes damaged: a bad CRC or
+ * length in the trailer, or a stream that does not decode. */
 static tg_status read_error(idx_file *F) {
     int zerr;
     const char *msg = gzerror(F->f, &zerr);
+    size_t n = strlen(F->path); /* zlib's message starts with the path: ours does already */
+    if (strncmp(msg, F->path, n) == 0 && strncmp(msg + n, ": ", 2) == 0) msg += n + 2;
+    if (zerr == Z_DATA_ERROR)
+        return tg_fail(TG_ERR_IO, "%s: gzip data check failed (%s): the file is damaged", F->path,
+                       msg);
     return tg_fail(TG_ERR_IO, "%s: read error: %s", F->path,
                    zerr == Z_ERRNO ? strerror(errno) : msg);
+}
+
+/* After the `n` bytes of `what` the header promised: nothing more, and for
+ * a gzip file a complete, checked trailer. gzread checks the CRC and the
+ * length when it reaches the end of the stream, which only a read past the
+ * last data byte does; a stream cut inside its trailer ends with
+ * Z_BUF_ERROR and no error from gzread. */
+static tg_status expect_end(idx_file *F, size_t n, const char *what) {
+    unsigned char extra[1];
+    int k = gzread(F->f, extra, sizeof extra);
+    if (k < 0) return read_error(F);
+    if (k > 0)
+        return tg_fail(TG_ERR_IO, "%s: trailing data after the %zu bytes of %s the header promised",
+                       F->path, n, what);
+    int zerr;
+    gzerror(F->f, &zerr);
+    if (zerr == Z_BUF_ERROR)
+        return tg_fail(TG_ERR_IO, "%s: truncated gzip stream: its CRC and length are missing",
+                       F->path);
+    return TG_OK;
 }
 
 static uint32_t be32(const unsigned char *p) {
@@ -104,7 +133,7 @@ static tg_status read_values(idx_file *F, size_t n, double div, const char *what
     while (got < n) {
         size_t want = n - got < sizeof chunk ? n - got : sizeof chunk;
         if (got + want > cap) {
-            size_t c = cap ? cap * 2 : (size_t)1 << 20;
+            size_t c = cap ? cap * 2 : sizeof chunk; /* 512 KiB of doubles, then doubling */
             c = c < n ? c : n;
             double *w = tg_realloc(v, c * sizeof(double));
             if (!w) {
@@ -127,6 +156,11 @@ static tg_status read_values(idx_file *F, size_t n, double div, const char *what
             return tg_fail(TG_ERR_IO, "%s: truncated: expected %zu bytes of %s, got %zu", F->path,
                            n, what, got);
         }
+    }
+    tg_status st = expect_end(F, n, what);
+    if (st) {
+        tg_free(v);
+        return st;
     }
     *out = v;
     return TG_OK;

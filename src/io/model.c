@@ -297,10 +297,7 @@ static tg_status encode(const tg_mlp *m, const char *path, unsigned char **buf, 
 
 tg_status tg_mlp_save(const tg_mlp *m, const char *path) {
     if (!m || !path) return tg_fail(TG_ERR_ARG, "save: model or path is NULL");
-    struct stat st;
-    /* Say so plainly rather than let rename report EISDIR. */
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return tg_fail(TG_ERR_IO, "%s: is a directory", path);
+    /* tg_write_file_atomic refuses a folder as the target before writing. */
     unsigned char *buf = NULL;
     size_t len = 0;
     tg_status s = encode(m, path, &buf, &len);

@@ -29,10 +29,18 @@ void tg_testing_fail_alloc_at(uint64_t n) {
     atomic_store(&fail_at, n ? tg_alloc_count() + n : 0);
 }
 
-static int should_fail(void) {
+/* Largest block allowed (test hook); 0 = no limit. */
+static atomic_size_t limit;
+
+void tg_testing_alloc_limit(size_t bytes) {
+    atomic_store(&limit, bytes);
+}
+
+static int should_fail(size_t bytes) {
     uint64_t k = (uint64_t)atomic_fetch_add(&n_allocs, 1) + 1;
     uint64_t f = (uint64_t)atomic_load(&fail_at);
-    return f != 0 && k == f;
+    size_t most = atomic_load(&limit);
+    return (f != 0 && k == f) || (most != 0 && bytes > most);
 }
 
 /* Blocks of TG_HUGE bytes or more (data sets) start on a 2 MiB boundary,
@@ -57,18 +65,19 @@ static void *aligned(size_t bytes) {
 }
 
 void *tg_malloc(size_t bytes) {
-    return should_fail() ? NULL : aligned(bytes);
+    return should_fail(bytes) ? NULL : aligned(bytes);
 }
 
 void *tg_calloc(size_t n, size_t bytes) {
-    if (should_fail() || (bytes && n > SIZE_MAX / bytes)) return NULL;
+    int overflow = bytes && n > SIZE_MAX / bytes;
+    if (should_fail(overflow ? SIZE_MAX : n * bytes) || overflow) return NULL;
     void *p = aligned(n * bytes);
     if (p) memset(p, 0, n * bytes);
     return p;
 }
 
 void *tg_realloc(void *p, size_t bytes) {
-    return should_fail() ? NULL : realloc(p, bytes ? bytes : 1);
+    return should_fail(bytes) ? NULL : realloc(p, bytes ? bytes : 1);
 }
 
 void tg_free(void *p) {
