@@ -277,7 +277,8 @@ def test_outputs_checked_first(d):
 
 def test_detect_anomaly(d):
     """Features of 1e30 and a huge learning rate overflow float32 within a
-    few steps: --detect-anomaly stops at the first op with a NaN/Inf."""
+    few steps: --detect-anomaly stops at the first op with a NaN/Inf, and
+    without it the first non-finite loss stops the run."""
     path = os.path.join(d, "huge.csv")
     with open(path, "w") as f:
         for i in range(64):
@@ -286,8 +287,18 @@ def test_detect_anomaly(d):
     rc, out, err = run(*args, "--detect-anomaly")
     check(rc == 1 and err.startswith("tapegrad: anomaly: ") and len(err.strip().splitlines()) == 1,
           f"anomaly reported: exit {rc}, {err!r}")
-    rc, out, err = run(*args)
-    check(rc == 0, f"without the flag the run completes: exit {rc} {err!r}")
+    # Without the flag the run stops at the first non-finite training loss
+    # (it used to train on NaN and exit 0), one line, and a model saved
+    # before is left as it was.
+    model = os.path.join(d, "kept.tgm")
+    with open(model, "wb") as f:
+        f.write(b"the user's last good model")
+    rc, out, err = run(*args, "--save", model)
+    check(rc == 1 and len(err.strip().splitlines()) == 1
+          and "training loss is " in err and "at epoch 1" in err,
+          f"a NaN/inf loss stops the run: exit {rc}, {err!r}")
+    with open(model, "rb") as f:
+        check(f.read() == b"the user's last good model", "the saved model is untouched")
 
 
 def test_gradcheck_ops():

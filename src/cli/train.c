@@ -222,6 +222,21 @@ static int standardize(tg_mlp *m, fit_data *d) {
     return 1;
 }
 
+/* A training loss that is NaN or infinite stops the run (as Keras's
+ * TerminateOnNaN): every step after it would only spread the NaN through
+ * the weights, and the model must not be saved over the user's last good
+ * file. Before the update, so the weights are those of the last good step.
+ * The message goes to stop_msg (the library's error is not ours to set). */
+static char stop_msg[256];
+static tg_status finite_loss(double loss, int e, size_t start, size_t rows) {
+    if (isfinite(loss)) return TG_OK;
+    snprintf(stop_msg, sizeof stop_msg,
+             "fit: the training loss is %s at epoch %d, examples %zu..%zu of the shuffled order; "
+             "lower --lr, try --standardize, or find the op with --detect-anomaly",
+             isnan(loss) ? "nan" : "inf", e, start + 1, start + rows);
+    return TG_ERR_NUMERIC;
+}
+
 /* One epoch of shuffled mini-batches; fills the training loss and accuracy. */
 static tg_status epoch(const cli_opts *o, int e, tg_mlp *m, tg_optimizer *opt, tg_tape *t,
                        batches *bs, const tg_dataset *ds, size_t *idx, tg_rng *rng,
@@ -235,6 +250,7 @@ static tg_status epoch(const cli_opts *o, int e, tg_mlp *m, tg_optimizer *opt, t
         s = batch_load(b, ds, idx, start);
         if (!s) s = tg_mlp_forward(t, m, b->x, &logits);
         if (!s) s = tg_mlp_cost(t, m, logits, b->y, &cost);
+        if (!s) s = finite_loss(tg_get(cost, 0), e, start, b->rows);
         if (!s) s = tg_backward(t, cost);
         if (!s) s = tg_optimizer_step(opt);
         if (s) break;
@@ -284,7 +300,7 @@ static int train(const cli_opts *o, tg_mlp *m, fit_data *d, epoch_row *rows) {
         rows[e].val_loss = v.loss, rows[e].val_acc = v.acc;
         if (!s) progress_epoch_end(e + 1, o->epochs, &rows[e], held_name(d));
     }
-    if (s) fail(NULL);
+    if (s) fail(stop_msg[0] ? stop_msg : NULL);
     batches_free(&bs);
     tg_tape_free(t);
     tg_optimizer_free(opt);

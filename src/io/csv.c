@@ -374,10 +374,12 @@ static int is_header(loader *L, char *s, size_t n, size_t cells, long line) {
         char t[72], num[72]; /* 16 bytes of each: the note stays one short line */
         escape(c.text.text, c.text.len, 16, t, sizeof t);
         escape(c.number.text, c.number.len, 16, num, sizeof num);
-        snprintf(L->opt->note, sizeof L->opt->note,
-                 "%s:%ld: taken as a header (cell %zu '%s' is text) though cell %zu '%s' is a "
-                 "number; --header no reads it as data",
-                 L->path, line, c.text.col, t, c.number.col, num);
+        int k = snprintf(L->opt->note, sizeof L->opt->note,
+                         "%s:%ld: taken as a header (cell %zu '%s' is text) though cell %zu '%s' "
+                         "is a number; --header no reads it as data",
+                         L->path, line, c.text.col, t, c.number.col, num);
+        if (k >= (int)sizeof L->opt->note) /* a very long path: the note is cut, marked */
+            memcpy(L->opt->note + sizeof L->opt->note - 4, "...", 4);
     }
     return c.text.col != 0;
 }
