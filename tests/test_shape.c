@@ -282,6 +282,8 @@ static void test_pad(void) {
               "pad of a vector with NaN");
         EXPECT_ERR(tg_pad(t, v, 2, (long[]){-2, -1}, 0, &y), TG_ERR_SHAPE,
                    "pad: widths (-2, -1) leave axis 0 of (3) empty");
+        EXPECT_ERR(tg_pad(t, v, 2, (long[]){LONG_MAX, 0}, 0, &y), TG_ERR_SHAPE,
+                   "leave axis 0 of (3) empty or too large");
         EXPECT_ERR(tg_pad(t, v, 3, (long[]){1, 1, 1}, 0, &y), TG_ERR_ARG,
                    "pad: 3 pad widths for (3)");
         EXPECT_ERR(tg_pad(t, v, 4, (long[]){1, 1, 1, 1}, 0, &y), TG_ERR_ARG, "at most 2 per axis");
@@ -451,6 +453,12 @@ static void test_gather(void) {
         CHECK(bad == 0, "gather r-map: %d of 24 adjoints differ from the scatter-add", bad);
         CHECK(gx[3 * 3 + 0] == 1 + 3 + 5 + 7, "the reference sums repeats");
         if (dt == TG_F64) check_maps(t, y, 1, &x, "gather with repeats");
+        /* an index changed after recording: replay gives NaN there, no access */
+        tg_set(idx, 7, 99);
+        CHECK_OK(tg_replay(t));
+        CHECK(y && isnan(tg_get(y, 7)) && tg_get(y, 6) == tg_get(x, 3 * 3 + 0),
+              "gather replay with a bad index");
+        tg_set(idx, 7, iv[7]);
         iv[7] = 4;
         tg_tensor *b1 = leaf((tg_dtype)dt, 3, is, iv, 0);
         EXPECT_ERR(tg_gather(t, x, 1, b1, &y), TG_ERR_VALUE,

@@ -466,8 +466,9 @@ static tg_status pad_check(tg_call *c, char *msg, size_t len) {
     size_t dims[TG_MAX_RANK];
     for (int a = 0; a < x->rank; a++) {
         long b = pad_width(c, a, 0), e = pad_width(c, a, 1);
-        long d = (long)x->shape[a] + b + e;
-        if (b < -big || b > big || e < -big || e > big || d < 1) {
+        int in_range = b >= -big && b <= big && e >= -big && e <= big;
+        long d = in_range ? (long)x->shape[a] + b + e : 0;
+        if (d < 1) {
             snprintf(msg, len, "widths (%ld, %ld) leave axis %d of %s empty or too large", b, e, a,
                      SHP(sx, x));
             return TG_ERR_SHAPE;
