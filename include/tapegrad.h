@@ -236,6 +236,118 @@ tg_status tg_mse(tg_tape *t, const tg_tensor *f, const tg_tensor *y, tg_tensor *
 tg_status tg_l2(tg_tape *t, const tg_tensor *w, double lambda, double n, tg_tensor **out);
 tg_status tg_l1(tg_tape *t, const tg_tensor *w, double lambda, double n, tg_tensor **out);
 
+/* ---------------------------------------------------------------- shape and movement
+ * PyTorch's names and semantics; dims may be negative (counted from the
+ * end). Each is linear (y = S·x for a 0/1 selection S): d-map S·ξ, r-map
+ * Sᵀζ, which adds an adjoint back where its value came from (and sums it
+ * over broadcast axes). Values are copied exactly, NaN and ±inf included.
+ * Tensors have no axis of size 0: a result that would have one (an empty
+ * slice, a pad that crops everything) is refused with TG_ERR_SHAPE where
+ * PyTorch returns an empty tensor. Bad dims: TG_ERR_ARG; shapes that do
+ * not fit: TG_ERR_SHAPE; messages name the shapes. Unlike PyTorch's views
+ * these ops copy (the result is a new node). */
+
+/* torch.reshape: the elements in order under shape[0..rank-1] (rank 0..8);
+ * one entry may be −1 (inferred); the element count must match. */
+tg_status tg_reshape(tg_tape *t, const tg_tensor *x, int rank, const long *shape,
+                     tg_tensor **out);
+/* torch.flatten(x, start_dim, end_dim): those axes become one (a scalar
+ * becomes a vector of 1). start_dim must not come after end_dim. */
+tg_status tg_flatten(tg_tape *t, const tg_tensor *x, int start_dim, int end_dim, tg_tensor **out);
+/* torch.squeeze(x, dim): removes axis dim if its size is 1 (else y = x);
+ * torch.unsqueeze(x, dim): a new axis of size 1 at dim in [−r−1, r]. */
+tg_status tg_squeeze(tg_tape *t, const tg_tensor *x, int dim, tg_tensor **out);
+tg_status tg_unsqueeze(tg_tape *t, const tg_tensor *x, int dim, tg_tensor **out);
+/* torch.permute: y's axis a is x's axis perm[a]; n must be x's rank and
+ * perm a permutation. torch.transpose: dims dim0 and dim1 swapped. */
+tg_status tg_permute(tg_tape *t, const tg_tensor *x, int n, const long *perm, tg_tensor **out);
+tg_status tg_transpose(tg_tape *t, const tg_tensor *x, int dim0, int dim1, tg_tensor **out);
+/* x[start[0]:stop[0]:step[0], …] over the first n axes (the rest whole):
+ * Python's slicing: negative start/stop count from the end, out-of-range
+ * ones are clamped to [0, size] (LONG_MAX: to the end); step >= 1 (as
+ * PyTorch: no negative steps). NULL start/stop/step mean 0/LONG_MAX/1.
+ * An empty result is an error (TG_ERR_SHAPE). tg_slice_dim slices one
+ * axis (torch's x.narrow with a step). */
+tg_status tg_slice(tg_tape *t, const tg_tensor *x, int n, const long *start, const long *stop,
+                   const long *step, tg_tensor **out);
+tg_status tg_slice_dim(tg_tape *t, const tg_tensor *x, int dim, long start, long stop, long step,
+                       tg_tensor **out);
+/* torch.nn.functional.pad(x, pad, mode="constant", value): pad[0..npad-1]
+ * in PyTorch's order, (before, after) of the last axis, then of the axis
+ * before it, …; npad even and <= 2·rank. Negative widths crop. The border
+ * is `value` (any double: −inf and NaN too). The op's attr keeps the same
+ * list: attr.i[0] = npad, attr.v[0..npad-1]. */
+tg_status tg_pad(tg_tape *t, const tg_tensor *x, int npad, const long *pad, double value,
+                 tg_tensor **out);
+/* torch.broadcast_to: x stretched to shape[0..rank-1] by PyTorch's
+ * broadcasting rules; −1 keeps x's size on an axis x has. The r-map sums
+ * the adjoint over the stretched axes. */
+tg_status tg_broadcast_to(tg_tape *t, const tg_tensor *x, int rank, const long *shape,
+                          tg_tensor **out);
+/* torch.cat and torch.stack of n tensors xs[0..n-1] (1 <= n <= 65536,
+ * TG_MAX_INPUTS; variadic ops): cat joins along axis dim (equal shapes
+ * elsewhere, rank >= 1); stack along a new axis dim in [−r−1, r] (equal
+ * shapes, rank < 8). A tensor may appear more than once. */
+tg_status tg_concat(tg_tape *t, int n, const tg_tensor *const *xs, int dim, tg_tensor **out);
+tg_status tg_stack(tg_tape *t, int n, const tg_tensor *const *xs, int dim, tg_tensor **out);
+
+/* ---------------------------------------------------------------- indexing
+ * Indices, labels and masks are tensors of the data's dtype holding
+ * integers (as tg_softmax_ce's labels); they carry no derivative and must
+ * not be parameters or depend on one. An index that is not an integer in
+ * range is refused when the op is recorded (TG_ERR_VALUE naming its
+ * position: "gather: index 7 at position 5 is out of range for dim 1 of
+ * (3x5)"); should it change afterwards, tg_replay gives NaN at the outputs
+ * that read it, never an access out of bounds. */
+
+/* torch.gather(x, dim, index): y[i] = x[i with coordinate dim replaced by
+ * index[i]]; index has x's rank and sizes <= x's except along dim; y has
+ * index's shape. r-map: a scatter-add (an index used twice accumulates). */
+tg_status tg_gather(tg_tape *t, const tg_tensor *x, int dim, const tg_tensor *index,
+                    tg_tensor **out);
+/* torch.nn.functional.embedding(indices, weight): weight V×D, indices of
+ * any shape (rank <= 7) holding rows in [0, V) → indices.shape × D. The
+ * r-map scatter-adds rows of the adjoint into weight's (duplicates
+ * accumulate). No padding_idx, max_norm or sparse gradient. */
+tg_status tg_embedding(tg_tape *t, const tg_tensor *weight, const tg_tensor *indices,
+                       tg_tensor **out);
+/* torch.where(mask, a, b): y = mask != 0 ? a : b, the three broadcast
+ * together (PyTorch takes a bool mask; here any value != 0 is true, NaN
+ * included). r-maps: a gets ζ where the mask holds, b elsewhere. */
+tg_status tg_where(tg_tape *t, const tg_tensor *mask, const tg_tensor *a, const tg_tensor *b,
+                   tg_tensor **out);
+/* Tensor.masked_fill(mask, value): y = mask != 0 ? value : x, mask
+ * broadcast to x's shape; value any double (−inf for attention masks).
+ * r-map: ζ where the mask is 0. */
+tg_status tg_masked_fill(tg_tape *t, const tg_tensor *x, const tg_tensor *mask, double value,
+                         tg_tensor **out);
+/* torch.nn.functional.one_hot(labels, classes): labels (rank <= 7) →
+ * labels.shape × classes of 0 and 1 in the labels' dtype (PyTorch: int64);
+ * classes = −1 takes the largest label + 1. A constant (no derivative). */
+tg_status tg_one_hot(tg_tape *t, const tg_tensor *labels, long classes, tg_tensor **out);
+/* torch.argmax(x, dim, keepdim): the index of the largest element along
+ * dim, as a value of x's dtype; the first on ties; NaN counts as the
+ * largest (the first NaN's index), as PyTorch. A constant: x may depend
+ * on parameters, no derivative flows back. */
+tg_status tg_argmax(tg_tape *t, const tg_tensor *x, int dim, int keepdim, tg_tensor **out);
+
+/* ---------------------------------------------------------------- randomness and control */
+
+/* torch.nn.functional.dropout(x, p, training): inverted dropout. Training
+ * (train != 0): each element kept with probability 1 − p and scaled by
+ * 1/(1 − p), else 0 (y = x·0 as PyTorch computes it, so a NaN or ±inf x
+ * gives NaN even where dropped); p = 1 gives x·0. Eval (train = 0) or
+ * p = 0: y = x. The mask is drawn from a seed taken from rng (one
+ * tg_rng_next) when recorded, so tg_replay repeats it; rng may be NULL
+ * in eval or for p = 0. TG_ERR_VALUE unless 0 <= p <= 1. The mask's
+ * stream is tapegrad's own (not PyTorch's generator). */
+typedef struct tg_rng tg_rng; /* defined below with its functions */
+tg_status tg_dropout(tg_tape *t, const tg_tensor *x, double p, int train, tg_rng *rng,
+                     tg_tensor **out);
+/* Tensor.detach: y = x as a constant (a stop-gradient); x may depend on
+ * parameters, no derivative flows back through y. */
+tg_status tg_detach(tg_tape *t, const tg_tensor *x, tg_tensor **out);
+
 /* ---------------------------------------------------------------- checks */
 
 typedef struct tg_check_opts {

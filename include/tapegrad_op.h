@@ -47,7 +47,9 @@ typedef enum tg_domain {
     TG_DOM_BINARY,   /* 0 or 1 */
     TG_DOM_LABEL,    /* integer class in [0, C), C = last dim of input 0 */
     TG_DOM_SIMPLEX,  /* each row a probability distribution */
-    TG_DOM_SMALL     /* |x| < 0.05: a bias that keeps an AWAY0 input on its side of 0 */
+    TG_DOM_SMALL,    /* |x| < 0.05: a bias that keeps an AWAY0 input on its side of 0 */
+    TG_DOM_CYCLE     /* element i is i mod C (C as for LABEL): every class in turn, so that
+                        indices and masks reach every position (gather, embedding, where) */
 } tg_domain;
 
 typedef struct tg_sample {
@@ -84,13 +86,22 @@ typedef struct tg_op {
      * the output's size (bias-add's X, add). The tape may then give input i
      * the output's adjoint buffer itself and leave gin[i] NULL. Optional. */
     unsigned identity_r;
+    /* 1: the output is a constant, whatever the inputs: it never requires
+     * grad and has no derivative (argmax, one_hot, detach). Such an op sets
+     * every input's nondiff bit as well, and the tape then lets those
+     * inputs be parameters or depend on them (the one case where a nondiff
+     * input may require grad); jvp and vjp are never called and may be
+     * NULL. Derivative checks see a zero Jacobian. */
+    unsigned constant;
 } tg_op;
 
 /* Whether input i of op carries no derivative / has the identity r-map:
  * bit i of nondiff / identity_r, 0 for i past the mask's width (the
- * inputs of a variadic op beyond it carry derivatives). */
+ * inputs of a variadic op beyond it carry derivatives); every input of a
+ * constant op carries none. */
 static inline int tg_op_nondiff(const tg_op *op, int i) {
-    return i >= 0 && i < (int)(8 * sizeof op->nondiff) && (op->nondiff >> i & 1u);
+    return i >= 0 &&
+           (op->constant || (i < (int)(8 * sizeof op->nondiff) && (op->nondiff >> i & 1u)));
 }
 static inline int tg_op_identity_r(const tg_op *op, int i) {
     return i >= 0 && i < (int)(8 * sizeof op->identity_r) && (op->identity_r >> i & 1u);

@@ -328,6 +328,26 @@ static void check_fused_bias_act(tg_rng *rng) {
             }
 }
 
+/* A constant op (argmax, one_hot, detach: tg_op.constant) takes inputs
+ * that depend on parameters, and its output requires no grad: backward
+ * through it leaves the parameters' gradients at zero. */
+static void check_constant_op(const tg_op *op, tg_rng *rng) {
+    tg_tensor *in[TG_MAX_ARITY], *p[TG_MAX_ARITY], *out = NULL;
+    tg_attr attr;
+    tg_tape *t;
+    CHECK_OK(tg_tape_new(&t));
+    CHECK_OK(tg_sample_inputs(op, 3, 4, 2, TG_F64, rng, in, &attr));
+    for (int i = 0; i < op->arity; i++) {
+        CHECK_OK(tg_param_new(&p[i], TG_F64, in[i]->rank, in[i]->shape));
+        memcpy(p[i]->data, in[i]->data, in[i]->size * sizeof(double));
+    }
+    CHECK_OK(tg_apply(t, op, op->arity, (const tg_tensor *const *)p, &attr, &out));
+    CHECK(out && !out->requires_grad, "%s: a constant op's output requires grad", op->name);
+    for (int i = 0; i < op->arity; i++)
+        tg_tensor_free(in[i]), tg_tensor_free(p[i]);
+    tg_tape_free(t);
+}
+
 int main(void) {
     int n;
     const tg_op *const *ops = tg_op_table(&n);
@@ -338,6 +358,7 @@ int main(void) {
         CHECK(ops[i]->sample != NULL, "%s has no sample()", ops[i]->name);
         CHECK(tg_op_find(ops[i]->name) == ops[i], "lookup of %s", ops[i]->name);
         if (!ops[i]->sample) continue;
+        if (ops[i]->constant) check_constant_op(ops[i], &rng);
         for (size_t k = 0; k < N_SIZES; k++) {
             check_op_f64(ops[i], sizes[k], &rng);
             check_op_f32(ops[i], sizes[k], &rng);

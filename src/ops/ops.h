@@ -82,6 +82,11 @@ extern const tg_op tg_op_add, tg_op_sub, tg_op_mul, tg_op_scale;
 extern const tg_op tg_op_sum, tg_op_mean, tg_op_sum_axis, tg_op_mean_axis;
 extern const tg_op tg_op_bce, tg_op_bce_logits, tg_op_softmax_ce, tg_op_softmax_ce_onehot;
 extern const tg_op tg_op_sse, tg_op_mse, tg_op_l2, tg_op_l1;
+/* Shape and movement (shape.c), indexing (index.c), randomness and control (random.c). */
+extern const tg_op tg_op_reshape, tg_op_flatten, tg_op_squeeze, tg_op_unsqueeze, tg_op_permute;
+extern const tg_op tg_op_slice, tg_op_pad, tg_op_broadcast_to, tg_op_concat, tg_op_stack;
+extern const tg_op tg_op_gather, tg_op_embedding, tg_op_where, tg_op_masked_fill;
+extern const tg_op tg_op_one_hot, tg_op_argmax, tg_op_dropout, tg_op_detach;
 
 /* Record a built-in op with one or two inputs. */
 static inline tg_status tg_apply1(tg_tape *t, const tg_op *op, const tg_tensor *a,

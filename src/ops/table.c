@@ -31,6 +31,27 @@ static const tg_op *const table[] = {
     &tg_op_mse, /* loss.c */
     &tg_op_l2,
     &tg_op_l1, /* regularize.c */
+    /* shape.c: shape and movement */
+    &tg_op_reshape,
+    &tg_op_flatten,
+    &tg_op_squeeze,
+    &tg_op_unsqueeze,
+    &tg_op_permute,
+    &tg_op_slice,
+    &tg_op_pad,
+    &tg_op_broadcast_to,
+    &tg_op_concat,
+    &tg_op_stack,
+    /* index.c: indexing */
+    &tg_op_gather,
+    &tg_op_embedding,
+    &tg_op_where,
+    &tg_op_masked_fill,
+    &tg_op_one_hot,
+    &tg_op_argmax,
+    /* random.c: randomness and control */
+    &tg_op_dropout,
+    &tg_op_detach,
 };
 
 const tg_op *const *tg_op_table(int *count) {

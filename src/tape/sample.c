@@ -26,6 +26,8 @@ void tg_sample_fill(tg_tensor *x, tg_domain d, size_t classes, tg_rng *g) {
     for (size_t i = 0; i < x->size; i++) {
         if (d == TG_DOM_LABEL)
             tg_set(x, i, (double)(tg_rng_next(g) % (classes ? classes : 1)));
+        else if (d == TG_DOM_CYCLE)
+            tg_set(x, i, (double)(i % (classes ? classes : 1)));
         else if (d == TG_DOM_SIMPLEX)
             tg_set(x, i, 0.1 + tg_rng_uniform(g));
         else

@@ -89,7 +89,7 @@ static tg_status check_inputs(const tg_tape *t, const tg_op *op, int n_in,
             return tg_fail(TG_ERR_DTYPE, "%s: mixed dtypes: input 0 is %s, input %d is %s",
                            op->name, in[0]->dtype == TG_F32 ? "f32" : "f64", i,
                            x->dtype == TG_F32 ? "f32" : "f64");
-        if (tg_op_nondiff(op, i) && x->requires_grad)
+        if (tg_op_nondiff(op, i) && x->requires_grad && !op->constant)
             return tg_fail(TG_ERR_ARG,
                            "%s: input %d carries no derivative and must not be a "
                            "parameter or depend on one",
