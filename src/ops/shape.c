@@ -112,24 +112,80 @@ static box box_merge(const box *w) {
     return m;
 }
 
-/* A[a] = B[b] (acc = 0) or A[a] += B[b] (acc = 1) over the box, in rows
- * along its last merged axis (a plain loop, memcpy where both run on). */
+/* One row of the box: n elements, A stepping by sa, B by sb. */
+static void row_move(tg_dtype dt, char *A, const char *B, size_t n, size_t sa, size_t sb, int acc) {
+    if (!acc && sa == 1 && sb == 1) {
+        memcpy(A, B, n * tg_dtype_size(dt));
+        return;
+    }
+    TG_DISPATCH(dt, real *pa = (real *)A; const real *pb = (const real *)B;
+                if (acc) for (size_t i = 0; i < n; i++) pa[i * sa] += pb[i * sb];
+                else for (size_t i = 0; i < n; i++) pa[i * sa] = pb[i * sb];);
+}
+
+/* A 2-D face of the box (axis p and the last axis) in TILE × TILE tiles:
+ * in a transpose one side runs along the last axis and the other along p,
+ * so row by row one of them would be read or written with a large stride,
+ * a cache line per element; within a tile both stay in L1. The inner loop
+ * runs along the destination's contiguous axis (strided reads are cheaper
+ * than strided read-modify-writes), and tiles are small because a row
+ * stride of 4 KiB maps every strided line to one L1 set. 1024×1024
+ * float32 on this VM, forward + backward: 21.3 ms row by row, 14.1 with
+ * 32×32 tiles along the last axis, 1.6 as here; PyTorch 1.13 5.1 (best of
+ * 20, one thread). */
+enum { TILE = 8 };
+static void tile_move(tg_dtype dt, char *A, const char *B, const box *w, int p, int acc) {
+    int last = w->rank - 1, in = w->sa[last] == 1 ? last : p, out = in == last ? p : last;
+    size_t ni = w->shape[in], no = w->shape[out];
+    size_t sai = w->sa[in], sbi = w->sb[in], sao = w->sa[out], sbo = w->sb[out];
+    for (size_t o0 = 0; o0 < no; o0 += TILE)
+        for (size_t i0 = 0; i0 < ni; i0 += TILE) {
+            size_t oe = no - o0 < TILE ? no : o0 + TILE, ie = ni - i0 < TILE ? ni : i0 + TILE;
+            TG_DISPATCH(
+                dt, real *pa = (real *)A; const real *pb = (const real *)B;
+                for (size_t o = o0; o < oe; o++) {
+                    real *ra = pa + o * sao;
+                    const real *rb = pb + o * sbo;
+                    if (acc)
+                        for (size_t i = i0; i < ie; i++)
+                            ra[i * sai] += rb[i * sbi];
+                    else
+                        for (size_t i = i0; i < ie; i++)
+                            ra[i * sai] = rb[i * sbi];
+                });
+        }
+}
+
+/* The axis to tile with the last one: where the last axis is contiguous on
+ * one side only, the axis (of 8 or more) along which the other side is
+ * contiguous; −1 if none (rows are then fine as they are). */
+static int tile_axis(const box *w) {
+    int last = w->rank - 1;
+    int a_runs = w->sa[last] == 1, b_runs = w->sb[last] == 1;
+    if (a_runs == b_runs) return -1;
+    for (int p = last - 1; p >= 0; p--)
+        if ((a_runs ? w->sb[p] : w->sa[p]) == 1 && w->shape[p] >= 8) return p;
+    return -1;
+}
+
+/* A[a] = B[b] (acc = 0) or A[a] += B[b] (acc = 1) over the box: rows along
+ * its last merged axis, or tiles when that is a transpose; an odometer
+ * over the remaining (outer) axes. */
 static void box_move(tg_dtype dt, const box *w0, void *A, const void *B, int acc) {
     box w = box_merge(w0);
-    int last = w.rank - 1;
-    size_t n = w.shape[last], sa = w.sa[last], sb = w.sb[last], rows = 1;
+    int last = w.rank - 1, p = tile_axis(&w);
+    size_t idx[TG_MAX_RANK] = {0}, oa = w.a0, ob = w.b0, es = tg_dtype_size(dt), outer = 1;
     for (int a = 0; a < last; a++)
-        rows *= w.shape[a];
-    size_t idx[TG_MAX_RANK] = {0}, oa = w.a0, ob = w.b0, es = tg_dtype_size(dt);
-    for (size_t r = 0; r < rows; r++) {
-        if (!acc && sa == 1 && sb == 1) {
-            memcpy((char *)A + oa * es, (const char *)B + ob * es, n * es);
-        } else {
-            TG_DISPATCH(dt, real *pa = (real *)A + oa; const real *pb = (const real *)B + ob;
-                        if (acc) for (size_t i = 0; i < n; i++) pa[i * sa] += pb[i * sb];
-                        else for (size_t i = 0; i < n; i++) pa[i * sa] = pb[i * sb];);
-        }
+        outer *= a == p ? 1 : w.shape[a];
+    for (size_t r = 0; r < outer; r++) {
+        char *pa = (char *)A + oa * es;
+        const char *pb = (const char *)B + ob * es;
+        if (p >= 0)
+            tile_move(dt, pa, pb, &w, p, acc);
+        else
+            row_move(dt, pa, pb, w.shape[last], w.sa[last], w.sb[last], acc);
         for (int a = last - 1; a >= 0; a--) { /* odometer over the outer axes */
+            if (a == p) continue;
             oa += w.sa[a], ob += w.sb[a];
             if (++idx[a] < w.shape[a]) break;
             oa -= w.sa[a] * w.shape[a], ob -= w.sb[a] * w.shape[a];
@@ -363,7 +419,7 @@ static tg_status permute_check(tg_call *c, char *msg, size_t len) {
 }
 
 static void box_of_permute(const tg_call *c, box *w) {
-    size_t sx[TG_MAX_RANK];
+    size_t sx[TG_MAX_RANK] = {0}; /* check made attr.v a permutation of 0..rank-1 */
     box_of_out(c, w);
     strides_of(c->in[0], sx);
     for (int a = 0; a < w->rank; a++)
