@@ -31,6 +31,20 @@ static const tg_op *const table[] = {
     &tg_op_mse, /* loss.c */
     &tg_op_l2,
     &tg_op_l1, /* regularize.c */
+    /* issue 14: reductions over axis sets (reduce.c), log_softmax
+     * (activation.c), losses (loss.c) */
+    &tg_op_amax,
+    &tg_op_amin,
+    &tg_op_logsumexp,
+    &tg_op_var,
+    &tg_op_std,
+    &tg_op_norm,
+    &tg_op_log_softmax,
+    &tg_op_nll,
+    &tg_op_cross_entropy,
+    &tg_op_huber,
+    &tg_op_smooth_l1,
+    &tg_op_kl_div,
 };
 
 const tg_op *const *tg_op_table(int *count) {
