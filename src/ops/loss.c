@@ -471,7 +471,7 @@ PAIR_LOSS_OP(huber, "huber", 2, width_check, huber_sample, {
 PAIR_LOSS_OP(smooth_l1, "smooth_l1", 2, width_check, huber_sample, {
     const real r = a - b, z = fabs(r), bt = (real)c->attr.f[0];
     const int quad = z < bt;
-    l = quad ? (real)0.5 * r * r / bt : z - (real)0.5 * bt;
+    l = quad ? (real)0.5 * r * (r / bt) : z - (real)0.5 * bt; /* r·r alone underflows */
     pa = quad ? r / bt : SIGN_NAN(r);
     pb = -pa;
 })
