@@ -165,6 +165,41 @@ static int all_labels(const tg_tensor *y, size_t classes) {
     return 1;
 }
 
+/* The reductions over a list of dims (i[0] of them in v, 0: every axis;
+ * negative counted from the end; none twice; i[1] keepdim). */
+static int reduce_shape(const tg_tensor *x, const tg_attr *a, int *rank, size_t *shape) {
+    long n = a->i[0], lim = x->rank ? x->rank : 1;
+    unsigned mask = 0;
+    if (n < 0 || n > TG_MAX_RANK) return 0;
+    for (long k = 0; k < n; k++) {
+        long d = a->v[k] < 0 ? a->v[k] + lim : a->v[k];
+        if (d < 0 || d >= lim || (mask >> d & 1u)) return 0;
+        mask |= 1u << d;
+    }
+    if (!n) mask = ~0u;
+    *rank = 0;
+    for (int i = 0; i < x->rank; i++)
+        if (!(mask >> i & 1u) || a->i[1]) shape[(*rank)++] = mask >> i & 1u ? 1 : x->shape[i];
+    return 1;
+}
+
+/* nll and cross_entropy: classes on axis 1 (0 for rank 1), targets of the
+ * input's shape without it, each a class or the active ignore_index. */
+static int class_loss_valid(const tg_op *op, const tg_tensor *x, const tg_tensor *y, const tg_attr *a) {
+    if (x->rank < 1 || y->rank != (x->rank > 1 ? x->rank - 1 : 0)) return 0;
+    for (int i = 0; i < y->rank; i++)
+        if (y->shape[i] != x->shape[i ? i + 1 : 0]) return 0;
+    if (a->i[0] != 0 && a->i[0] != 1) return 0;
+    if (!(a->f[0] >= 0 && a->f[0] <= 1) || (a->f[0] != 0 && strcmp(op->name, "nll") == 0)) return 0;
+    size_t classes = x->shape[x->rank > 1];
+    for (size_t i = 0; i < y->size; i++) {
+        double v = tg_get(y, i);
+        if (a->i[2] && v == (double)a->i[1]) continue;
+        if (!(v >= 0 && v < (double)classes && v == floor(v))) return 0;
+    }
+    return 1;
+}
+
 /* For non-NULL inputs of one dtype on the right tape: 1 if the call is valid
  * (and *rank, shape[] its result's shape), 0 if it is not, −1 for an op
  * this oracle does not know. From the semantics in tapegrad.h. */
@@ -198,15 +233,18 @@ static int oracle(const tg_op *op, const tg_tensor *const *in, const tg_attr *a,
         LIKE(x);
         return isfinite(a->f[0]);
     }
-    if (IS("softmax")) {
+    if (IS("softmax") || IS("log_softmax")) { /* i[1]: dim i[0] given, else the last */
+        long d = a->i[1] ? a->i[0] : -1;
         LIKE(x);
-        return x->rank >= 1;
+        return x->rank >= 1 && d >= -x->rank && d < x->rank;
     }
     if (IS("add") || IS("sub") || IS("mul")) {
         LIKE(x);
         return same_shape(x, y);
     }
-    if (IS("sum") || IS("mean")) return 1;
+    if (IS("sum") || IS("mean") || IS("amax") || IS("amin") || IS("logsumexp") || IS("var") ||
+        IS("std") || IS("norm"))
+        return reduce_shape(x, a, rank, shape);
     if (IS("sum_axis") || IS("mean_axis")) {
         long ax = a->i[0] < 0 ? a->i[0] + x->rank : a->i[0];
         if (x->rank < 1 || ax < 0 || ax >= x->rank) return 0;
@@ -224,6 +262,11 @@ static int oracle(const tg_op *op, const tg_tensor *const *in, const tg_attr *a,
     if (IS("softmax_ce"))
         return x->rank == 2 && y->size == x->shape[0] && all_labels(y, x->shape[1]);
     if (IS("softmax_ce_onehot")) return same_shape(x, y) && x->rank >= 1;
+    if (IS("nll") || IS("cross_entropy")) return class_loss_valid(op, x, y, a);
+    if (IS("huber") || IS("smooth_l1"))
+        return same_shape(x, y) && (a->i[0] == 0 || a->i[0] == 1) && isfinite(a->f[0]) &&
+               (IS("huber") ? a->f[0] > 0 : a->f[0] >= 0);
+    if (IS("kl_div")) return same_shape(x, y) && a->i[0] >= 0 && a->i[0] <= 2;
     if (IS("l2") || IS("l1"))
         return isfinite(a->f[0]) && a->f[0] >= 0 && isfinite(a->f[1]) && a->f[1] > 0;
 #undef IS

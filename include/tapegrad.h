@@ -347,6 +347,104 @@ tg_status tg_dropout(tg_tape *t, const tg_tensor *x, double p, int train, tg_rng
 /* Tensor.detach: y = x as a constant (a stop-gradient); x may depend on
  * parameters, no derivative flows back through y. */
 tg_status tg_detach(tg_tape *t, const tg_tensor *x, tg_tensor **out);
+/* ---- Reductions, softmax along any axis, losses (issue 14; src/ops/reduce.c,
+ * activation.c, loss.c). PyTorch's names and semantics, float32 and float64.
+ *
+ * Reductions over a set of axes: dims holds n_dims axes, each in
+ * [−rank, rank) (negative counted from the end; a rank-0 x takes 0 and −1),
+ * none twice; n_dims = 0 reduces every axis (as torch's dim=[]). keepdim
+ * keeps the reduced axes with size 1. Errors: TG_ERR_SHAPE for an axis out
+ * of range ("sum: dim 3 out of range for shape (2x3)"), TG_ERR_ARG for a
+ * repeated axis, n_dims outside 0..8 or a NULL dims with n_dims > 0. Sums
+ * accumulate in double. tg_sum and tg_mean above are n_dims = 0, keepdim 0;
+ * tg_sum_axis and tg_mean_axis one axis, removed. */
+tg_status tg_sum_dims(tg_tape *t, const tg_tensor *x, const int *dims, int n_dims, int keepdim,
+                      tg_tensor **out);
+tg_status tg_mean_dims(tg_tape *t, const tg_tensor *x, const int *dims, int n_dims, int keepdim,
+                       tg_tensor **out);
+/* torch.amax / amin: ties share the adjoint equally (ζ/c to each of the c
+ * extremal elements); a NaN in a reduced set makes the result NaN and, as
+ * torch 1.13, the gradient of every element of that set NaN. */
+tg_status tg_amax(tg_tape *t, const tg_tensor *x, const int *dims, int n_dims, int keepdim,
+                  tg_tensor **out);
+tg_status tg_amin(tg_tape *t, const tg_tensor *x, const int *dims, int n_dims, int keepdim,
+                  tg_tensor **out);
+/* torch.logsumexp: m + log Σ e^{x − m}, m the set's maximum; gradient the
+ * softmax of the set, computed as e^{(x − m) − log Σ} (exact at 1e16, where
+ * torch's e^{x − y} gives 1 for each of two equal logits: a deviation). A
+ * set of only −inf gives −inf, one holding +inf gives +inf, NaN gives NaN,
+ * with torch's gradients (NaN at ±inf maxima). */
+tg_status tg_logsumexp(tg_tape *t, const tg_tensor *x, const int *dims, int n_dims, int keepdim,
+                       tg_tensor **out);
+/* torch.var / torch.std with correction (1: unbiased N − 1, torch's
+ * default; 0: biased): Σ(x − μ)²/max(0, N − correction). A divisor of 0
+ * gives inf, or NaN where all x are equal (N = 1 unbiased: NaN), with
+ * ±inf/NaN gradients. std's gradient (x − μ)/(D·std) is 0 where std = 0,
+ * as torch 1.13 (which masks it). */
+tg_status tg_var(tg_tape *t, const tg_tensor *x, const int *dims, int n_dims, long correction,
+                 int keepdim, tg_tensor **out);
+tg_status tg_std(tg_tape *t, const tg_tensor *x, const int *dims, int n_dims, long correction,
+                 int keepdim, tg_tensor **out);
+/* torch.linalg.vector_norm(x, ord=2, dim, keepdim): √Σx², gradient x/‖x‖,
+ * 0 at the zero vector (as torch). Float32 inputs are summed in double, so
+ * the result overflows only where the true norm does (torch's float32 sum
+ * overflows from about 1e19). */
+tg_status tg_norm(tg_tape *t, const tg_tensor *x, const int *dims, int n_dims, int keepdim,
+                  tg_tensor **out);
+
+/* Softmax and log_softmax along dim (negative counted from the end; rank
+ * >= 1; TG_ERR_SHAPE otherwise). log_softmax = (x − m) − log Σ e^{x − m},
+ * m never added back. A slice with NaN or +inf, or only −inf, gives NaN
+ * throughout, as torch; a −inf entry gives 0 (softmax) / −inf (log_softmax).
+ * tg_softmax above is dim = −1. */
+tg_status tg_softmax_dim(tg_tape *t, const tg_tensor *x, int dim, tg_tensor **out);
+tg_status tg_log_softmax(tg_tape *t, const tg_tensor *x, int dim, tg_tensor **out);
+
+/* Reduction of a loss to its scalar: the mean (torch's default), the sum,
+ * or for kl_div the batchmean (sum / size of axis 0). Others: TG_ERR_ARG. */
+typedef enum tg_reduction {
+    TG_REDUCTION_MEAN = 0,
+    TG_REDUCTION_SUM = 1,
+    TG_REDUCTION_BATCHMEAN = 2
+} tg_reduction;
+
+/* torch.nn.functional.nll_loss on log-probabilities logp of shape (N, C),
+ * (N, C, d1, ...) or (C,); target of logp's shape without the class axis
+ * (axis 1; rank 0 for a (C,) input) holding class indices as floats (no
+ * derivative). Positions whose target equals ignore_index (−100: torch's
+ * default) are left out of the sum and of the mean's count; all ignored
+ * gives NaN for the mean, as torch. TG_ERR_VALUE for a target that is
+ * neither a class in [0, C) nor ignore_index, TG_ERR_SHAPE for a target
+ * shape that does not fit. No class weights (torch's `weight`). */
+tg_status tg_nll(tg_tape *t, const tg_tensor *logp, const tg_tensor *target, long ignore_index,
+                 tg_reduction reduction, tg_tensor **out);
+/* torch.nn.functional.cross_entropy on logits with class indices: nll of
+ * log_softmax along axis 1, fused, with label_smoothing ε in [0, 1]:
+ * (1 − ε)·nll + ε·mean over classes of −log p per position. Exact at huge
+ * logits (log 2 for [1e16, 1e16]). A −inf logit (a masked class) with
+ * ε = 0 contributes nothing; with ε > 0 the loss is +inf and the gradient
+ * finite, as torch 1.13. Shapes, targets, ignore_index and errors as
+ * tg_nll; TG_ERR_VALUE for ε outside [0, 1]. */
+tg_status tg_cross_entropy(tg_tape *t, const tg_tensor *logits, const tg_tensor *target,
+                           long ignore_index, double label_smoothing, tg_reduction reduction,
+                           tg_tensor **out);
+/* torch.nn.functional.huber_loss (delta > 0, finite) and smooth_l1_loss
+ * (beta >= 0, finite; 0 is the L1 loss): input and target of one shape,
+ * both differentiable; reduction mean or sum. TG_ERR_VALUE for a bad
+ * delta/beta. At |input − target| = delta both pieces meet (value ½δ²,
+ * slope ±δ). */
+tg_status tg_huber(tg_tape *t, const tg_tensor *input, const tg_tensor *target, double delta,
+                   tg_reduction reduction, tg_tensor **out);
+tg_status tg_smooth_l1(tg_tape *t, const tg_tensor *input, const tg_tensor *target, double beta,
+                       tg_reduction reduction, tg_tensor **out);
+/* torch.nn.functional.kl_div(input = log q, target = p, reduction,
+ * log_target): Σ p·(log p − input) (log_target: Σ e^t·(t − input)), both
+ * differentiable, one shape. A target of 0 contributes 0 even where
+ * input = −inf (torch gives NaN there: a deliberate difference, as
+ * xlogy's 0·log 0 = 0). reduction mean (over all elements, torch's default),
+ * sum or batchmean (sum / size of axis 0: the KL divergence per example). */
+tg_status tg_kl_div(tg_tape *t, const tg_tensor *input, const tg_tensor *target,
+                    tg_reduction reduction, int log_target, tg_tensor **out);
 
 /* ---------------------------------------------------------------- checks */
 

@@ -226,40 +226,41 @@ tg_status tg_bias_leaky_relu(tg_tape *t, const tg_tensor *x, const tg_tensor *b,
 
 /* ---------------------------------------------------------------- softmax */
 
-/* S(x)_j = e^{x_j − m} / Σ_k e^{x_k − m}, m = max_k x_k (no overflow).
- * Range: a few ulps for any finite row (float32 tails down to the
- * subnormals, fastmath.h); a −inf entry gives 0; a row holding NaN or +inf,
- * or only −inf, gives NaN throughout, as PyTorch. */
-static void softmax_forward(tg_call *c) {
-    size_t d = tg_last_dim(c->out), rows = tg_rows(c->out);
-    TG_DISPATCH(
-        c->out->dtype, for (size_t r = 0; r < rows; r++) {
-            const real *x = (const real *)c->in[0]->data + r * d;
-            real *y = (real *)c->out->data + r * d;
-            real m = x[0], s = 0;
-            for (size_t j = 1; j < d; j++)
-                m = x[j] > m ? x[j] : m;
-            for (size_t j = 0; j < d; j++)
-                s += (y[j] = TG_EXP(x[j] - m));
-            for (size_t j = 0; j < d; j++)
-                y[j] /= s;
-        });
+/* Softmax and log_softmax along one axis (PyTorch's dim): attr i[1] != 0
+ * takes the axis from i[0] (negative counted from the end); i[1] = 0 is
+ * the last axis (tg_softmax, and a zeroed attr, as the op always was).
+ * Each slice along the axis is a reduced set of tg_rgeom (ops.h), walked in
+ * memory order, so the loops run contiguously whatever the axis. */
+static void slices(const tg_call *c, tg_rgeom *g) {
+    tg_rgeom_init(g, c->in[0], 1u << c->attr.i[0]);
 }
 
-/* out = S ⊙ (v − ⟨S, v⟩) per row, written (acc = 0) or added (acc = 1):
+/* S(x)_j = e^{x_j − m} / Σ_k e^{x_k − m}, m = max_k x_k (no overflow).
+ * Range: a few ulps for any finite slice (float32 tails down to the
+ * subnormals, fastmath.h); a −inf entry gives 0; a slice holding NaN or
+ * +inf, or only −inf, gives NaN throughout, as PyTorch. m and Σ per slice
+ * live in c->saved. */
+static void softmax_forward(tg_call *c) {
+    tg_rgeom g;
+    slices(c, &g);
+    TG_DISPATCH(
+        c->out->dtype, const real *x = c->in[0]->data; real *y = c->out->data; real *m = c->saved;
+        real *s = m + g.out_size; for (size_t o = 0; o < g.out_size; o++) {
+            m[o] = -INFINITY;
+            s[o] = 0;
+        } TG_RWALK(&g, m[o] = TG_MAX_NAN(x[i], m[o]););
+        TG_RWALK(&g, s[o] += (y[i] = TG_EXP(x[i] - m[o]));); TG_RWALK(&g, y[i] /= s[o];););
+}
+
+/* out = S ⊙ (v − ⟨S, v⟩) per slice, written (acc = 0) or added (acc = 1):
  * the d-map and the r-map are the same symmetric map. */
 static void softmax_map(const tg_call *c, const void *v, void *out, int acc) {
-    size_t d = tg_last_dim(c->out), rows = tg_rows(c->out);
-    TG_DISPATCH(
-        c->out->dtype, for (size_t r = 0; r < rows; r++) {
-            const real *S = (const real *)c->out->data + r * d, *g = (const real *)v + r * d;
-            real *o = (real *)out + r * d;
-            real dot = 0;
-            for (size_t j = 0; j < d; j++)
-                dot += S[j] * g[j];
-            for (size_t j = 0; j < d; j++)
-                o[j] = (acc ? o[j] : 0) + S[j] * (g[j] - dot);
-        });
+    tg_rgeom g;
+    slices(c, &g);
+    TG_DISPATCH(c->out->dtype, const real *S = c->out->data; const real *gv = v; real *o_ = out;
+                real *dot = c->saved; memset(dot, 0, g.out_size * sizeof *dot);
+                TG_RWALK(&g, dot[o] += S[i] * gv[i];);
+                TG_RWALK(&g, o_[i] = (acc ? o_[i] : 0) + S[i] * (gv[i] - dot[o]);););
 }
 
 static void softmax_jvp(const tg_call *c, const void *const *tin, void *tout) {
@@ -270,12 +271,31 @@ static void softmax_vjp(const tg_call *c, const void *gout, void *const *gin) {
     softmax_map(c, gout, gin[0], 1);
 }
 
+/* The axis, normalised into i[0] (i[1] set); scratch: 3 doubles per slice. */
 static tg_status softmax_check(tg_call *c, char *msg, size_t len) {
-    if (c->in[0]->rank < 1) {
-        snprintf(msg, len, "needs rank >= 1 (softmax along the last axis), got a scalar");
+    const tg_tensor *x = c->in[0];
+    long d = c->attr.i[1] ? c->attr.i[0] : -1;
+    char b[64];
+    if (x->rank < 1) {
+        snprintf(msg, len, "needs rank >= 1 (a dim to normalise along), got a scalar");
         return TG_ERR_SHAPE;
     }
+    if (d < -x->rank || d >= x->rank) {
+        snprintf(msg, len, "dim %ld out of range for shape %s", d, SHP(b, x));
+        return TG_ERR_SHAPE;
+    }
+    c->attr.i[0] = d < 0 ? d + x->rank : d;
+    c->attr.i[1] = 1;
+    c->saved_bytes = 3 * sizeof(double) * (x->size / x->shape[c->attr.i[0]]);
     return unary_check(c, msg, len);
+}
+
+/* A rank-3 input (m, k, n) normalised along its middle axis. */
+static void dim1_sample(size_t m, size_t k, size_t n, tg_sample *s) {
+    s->rank[0] = 3;
+    s->shape[0][0] = m, s->shape[0][1] = k, s->shape[0][2] = n;
+    s->domain[0] = TG_DOM_REAL;
+    s->attr.i[0] = 1, s->attr.i[1] = 1;
 }
 
 const tg_op tg_op_softmax = {.name = "softmax",
@@ -284,8 +304,69 @@ const tg_op tg_op_softmax = {.name = "softmax",
                              .forward = softmax_forward,
                              .jvp = softmax_jvp,
                              .vjp = softmax_vjp,
-                             .sample = real_sample};
+                             .sample = dim1_sample};
 
 tg_status tg_softmax(tg_tape *t, const tg_tensor *x, tg_tensor **out) {
     return tg_apply1(t, &tg_op_softmax, x, NULL, out);
+}
+
+tg_status tg_softmax_dim(tg_tape *t, const tg_tensor *x, int dim, tg_tensor **out) {
+    tg_attr a = {.f = {0, 0}, .i = {dim, 1}};
+    return tg_apply1(t, &tg_op_softmax, x, &a, out);
+}
+
+/* log_softmax(x)_j = (x_j − m) − log Σ_k e^{x_k − m} (tg_lse_reduce: m never
+ * added back, exact to a few ulps at logits of 1e16; the sum in double).
+ * A −inf entry gives −inf; a slice holding NaN or +inf, or only −inf, gives
+ * NaN throughout, as PyTorch. With s = e^y (the softmax):
+ *   d(ξ) = ξ − ⟨s, ξ⟩,   r(ζ) = ζ − s·Σζ   (per slice; adjoint: ⟨ζ, ξ − ⟨s,ξ⟩⟩ =
+ *   ⟨ξ, ζ − s Σζ⟩). c->saved: the tg_lse of each slice, then a double each. */
+static void log_softmax_forward(tg_call *c) {
+    tg_rgeom g;
+    slices(c, &g);
+    tg_lse *l = c->saved;
+    tg_lse_reduce(c->in[0], &g, l);
+    TG_DISPATCH(c->out->dtype, const real *x = c->in[0]->data; real *y = c->out->data;
+                TG_RWALK(&g, y[i] = (real)(((double)x[i] - l[o].m) - l[o].log_sum);););
+}
+
+/* Per slice: acc = ⟨s, v⟩ (jvp) or Σζ (vjp), then the elementwise step. */
+static void log_softmax_jvp(const tg_call *c, const void *const *tin, void *tout) {
+    tg_rgeom g;
+    slices(c, &g);
+    double *acc = (double *)c->saved + 2 * g.out_size;
+    memset(acc, 0, g.out_size * sizeof *acc);
+    TG_DISPATCH(c->out->dtype, const real *y = c->out->data; const real *t = tin[0];
+                real *to = tout; TG_RWALK(&g, acc[o] += TG_EXP(y[i]) * t[i];);
+                TG_RWALK(&g, to[i] = (real)(t[i] - acc[o]);););
+}
+
+static void log_softmax_vjp(const tg_call *c, const void *gout, void *const *gin) {
+    tg_rgeom g;
+    slices(c, &g);
+    double *acc = (double *)c->saved + 2 * g.out_size;
+    memset(acc, 0, g.out_size * sizeof *acc);
+    TG_DISPATCH(c->out->dtype, const real *y = c->out->data; const real *gy = gout;
+                real *gx = gin[0]; TG_RWALK(&g, acc[o] += gy[i];);
+                TG_RWALK(&g, gx[i] += (real)(gy[i] - TG_EXP(y[i]) * acc[o]);););
+}
+
+/* The last axis of an m×k matrix (the zero attr: i[1] = 0). */
+static void last_sample(size_t m, size_t k, size_t n, tg_sample *s) {
+    (void)n;
+    tg_sample_2d(s, 0, m, k, TG_DOM_REAL);
+    s->attr.i[0] = -1, s->attr.i[1] = 1;
+}
+
+const tg_op tg_op_log_softmax = {.name = "log_softmax",
+                                 .arity = 1,
+                                 .check = softmax_check,
+                                 .forward = log_softmax_forward,
+                                 .jvp = log_softmax_jvp,
+                                 .vjp = log_softmax_vjp,
+                                 .sample = last_sample};
+
+tg_status tg_log_softmax(tg_tape *t, const tg_tensor *x, int dim, tg_tensor **out) {
+    tg_attr a = {.f = {0, 0}, .i = {dim, 1}};
+    return tg_apply1(t, &tg_op_log_softmax, x, &a, out);
 }

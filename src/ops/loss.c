@@ -24,6 +24,16 @@ static inline double xmul(double a, double b) {
     return a == 0 ? 0 : a * b;
 }
 
+/* k of a pair loss over n elements: MEAN 1 (1/n) or 0 (1), or 2: from the
+ * tg_reduction in attr i[0] (batchmean: 1/size of axis 0, 1 for rank 0, as
+ * PyTorch's kl_div). */
+static double pair_scale(const tg_call *c, size_t n, int mode) {
+    long r = mode == 2 ? c->attr.i[0] : mode ? TG_REDUCTION_MEAN : TG_REDUCTION_SUM;
+    if (r == TG_REDUCTION_SUM) return 1.0;
+    if (r == TG_REDUCTION_BATCHMEAN) return c->in[0]->rank ? 1.0 / (double)c->in[0]->shape[0] : 1.0;
+    return 1.0 / (double)n;
+}
+
 /* ---------------------------------------------------------------- elementwise pair losses */
 
 /* 𝕁(a, b) = k·Σᵢ ℓ(aᵢ, bᵢ), k = 1/N (a mean) or 1 (a sum), ℓ: ℝ² → ℝ. Then
@@ -31,8 +41,10 @@ static inline double xmul(double a, double b) {
  *   r-map: r𝕁(ζ)    = (kζ·∂ₐℓ, kζ·∂_bℓ) elementwise.
  * BODY (the variadic part) sees `real a, b` and sets `real l, pa, pb` to
  * ℓ(a, b), ∂ₐℓ and ∂_bℓ; each map uses what it needs (the compiler drops the
- * rest). The r-map reads only ζ and the inputs, so gin[0] == gin[1] is fine. */
-#define PAIR_LOSS(NAME, OPNAME, MEAN, CHECK, SAMPLE, ...)                                          \
+ * rest). The r-map reads only ζ and the inputs, so gin[0] == gin[1] is fine.
+ * MEAN: 1 for k = 1/N, 0 for k = 1, 2 for the reduction in attr i[0]
+ * (pair_scale). */
+#define PAIR_LOSS_OP(NAME, OPNAME, MEAN, CHECK, SAMPLE, ...)                                       \
     static void NAME##_forward(tg_call *c) {                                                       \
         size_t n = c->in[0]->size;                                                                 \
         double s = 0;                                                                              \
@@ -44,7 +56,7 @@ static inline double xmul(double a, double b) {
                 __VA_ARGS__(void) pa, (void)pb;                                                    \
                 s += l;                                                                            \
             });                                                                                    \
-        scalar_out(c->out->dtype, c->out->data, (MEAN ? 1.0 / (double)n : 1.0) * s);               \
+        scalar_out(c->out->dtype, c->out->data, pair_scale(c, n, MEAN) * s);                       \
     }                                                                                              \
     static void NAME##_jvp(const tg_call *c, const void *const *tin, void *tout) {                 \
         size_t n = c->in[0]->size;                                                                 \
@@ -58,11 +70,11 @@ static inline double xmul(double a, double b) {
                 if (ta) s += pa * ta[i];                                                           \
                 if (tb) s += pb * tb[i];                                                           \
             });                                                                                    \
-        scalar_out(c->out->dtype, tout, (MEAN ? 1.0 / (double)n : 1.0) * s);                       \
+        scalar_out(c->out->dtype, tout, pair_scale(c, n, MEAN) * s);                               \
     }                                                                                              \
     static void NAME##_vjp(const tg_call *c, const void *gout, void *const *gin) {                 \
         size_t n = c->in[0]->size;                                                                 \
-        double kg = (MEAN ? 1.0 / (double)n : 1.0) * scalar_in(c->out->dtype, gout);               \
+        double kg = pair_scale(c, n, MEAN) * scalar_in(c->out->dtype, gout);                       \
         TG_DISPATCH(                                                                               \
             c->out->dtype, const real *A = c->in[0]->data; const real *B = c->in[1]->data;         \
             real *ga = gin[0]; real *gb = gin[1]; const real k = (real)kg;                         \
@@ -80,7 +92,11 @@ static inline double xmul(double a, double b) {
                                 .forward = NAME##_forward,                                         \
                                 .jvp = NAME##_jvp,                                                 \
                                 .vjp = NAME##_vjp,                                                 \
-                                .sample = SAMPLE};                                                 \
+                                .sample = SAMPLE};
+
+/* The same with its public function tg_NAME(t, a, b, out) (no attributes). */
+#define PAIR_LOSS(NAME, OPNAME, MEAN, CHECK, SAMPLE, ...)                                          \
+    PAIR_LOSS_OP(NAME, OPNAME, MEAN, CHECK, SAMPLE, __VA_ARGS__)                                   \
     tg_status tg_##NAME(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out) {     \
         return tg_apply2(t, &tg_op_##NAME, a, b, NULL, out);                                       \
     }
@@ -196,24 +212,13 @@ PAIR_LOSS(mse, "mse", 1, pair_check, real_sample, {
  * Exact to a few ulps for any finite logits; a logit of −inf is a masked
  * class (sⱼ = 0, log_softmax −inf); a row holding +inf or NaN, or only
  * −inf, gives NaN, as PyTorch. */
-typedef struct row_lse {
-    double m, log_sum;
-} row_lse;
+typedef tg_lse row_lse;
 
+/* Each row's m and log Σ (tg_lse_reduce over the last axis). */
 static void rows_lse(const tg_tensor *x, row_lse *rl) {
-    size_t C = tg_last_dim(x), rows = tg_rows(x);
-    TG_DISPATCH(
-        x->dtype, const real *X = x->data; for (size_t r = 0; r < rows; r++) {
-            const real *xr = X + r * C;
-            real m = xr[0];
-            for (size_t j = 1; j < C; j++)
-                m = xr[j] > m ? xr[j] : m;
-            double s = 0;
-            for (size_t j = 0; j < C; j++)
-                s += exp((double)xr[j] - (double)m);
-            rl[r].m = (double)m;
-            rl[r].log_sum = log(s);
-        });
+    tg_rgeom g;
+    tg_rgeom_init(&g, x, 1u << (x->rank - 1));
+    tg_lse_reduce(x, &g, rl);
 }
 
 /* log_softmax of logit v in the row described by rl, in double. */
@@ -408,4 +413,325 @@ const tg_op tg_op_softmax_ce_onehot = {.name = "softmax_ce_onehot",
 tg_status tg_softmax_ce_onehot(tg_tape *t, const tg_tensor *logits, const tg_tensor *targets,
                                tg_tensor **out) {
     return tg_apply2(t, &tg_op_softmax_ce_onehot, logits, targets, NULL, out);
+}
+
+/* ---------------------------------------------------------------- losses of issue 14 */
+
+/* sign(r) with sign(±0) = ±0 and NaN passed through. */
+#define SIGN_NAN(r) ((r) > 0 ? (real)1 : (r) < 0 ? (real)-1 : (r))
+
+/* The reduction in attr i[0]: mean or sum (batchmean too where allowed). */
+static tg_status reduction_check(const tg_call *c, int batchmean, char *msg, size_t len) {
+    long r = c->attr.i[0];
+    if (r == TG_REDUCTION_MEAN || r == TG_REDUCTION_SUM ||
+        (batchmean && r == TG_REDUCTION_BATCHMEAN))
+        return TG_OK;
+    snprintf(msg, len, "reduction %ld is not one of mean (0), sum (1)%s", r,
+             batchmean ? ", batchmean (2)" : "");
+    return TG_ERR_ARG;
+}
+
+/* huber and smooth_l1: same shapes, a reduction, and a finite width
+ * f[0] (delta > 0; beta >= 0, 0 being the L1 loss). */
+static tg_status width_check(tg_call *c, char *msg, size_t len) {
+    const double w = c->attr.f[0];
+    const int huber = c->op == &tg_op_huber;
+    tg_status s = pair_check(c, msg, len);
+    if (!s) s = reduction_check(c, 0, msg, len);
+    if (!s && !(isfinite(w) && (huber ? w > 0 : w >= 0))) {
+        snprintf(msg, len, "%s must be finite and %s 0, got %g", huber ? "delta" : "beta",
+                 huber ? ">" : ">=", w);
+        s = TG_ERR_VALUE;
+    }
+    return s;
+}
+
+static void huber_sample(size_t m, size_t k, size_t n, tg_sample *s) {
+    real_sample(m, k, n, s);
+    s->attr.f[0] = 0.7; /* N(0,1) differences fall on both sides of it */
+}
+
+/* huber (torch.nn.functional.huber_loss, delta δ > 0), r = a − b, z = |r|:
+ *   ℓ = ½r² (z < δ),  δ(z − ½δ) (otherwise);  ∂ₐℓ = r or δ·sign(r) = −∂_bℓ.
+ * At the switch z = δ both pieces give ½δ² and slope ±δ (the derivative is
+ * continuous there). NaN takes the second piece: NaN out. Reduction mean
+ * (torch's default) or sum. */
+PAIR_LOSS_OP(huber, "huber", 2, width_check, huber_sample, {
+    const real r = a - b, z = fabs(r), dl = (real)c->attr.f[0];
+    const int quad = z < dl;
+    l = quad ? (real)0.5 * r * r : dl * (z - (real)0.5 * dl);
+    pa = quad ? r : dl * SIGN_NAN(r);
+    pb = -pa;
+})
+
+/* smooth_l1 (torch.nn.functional.smooth_l1_loss, beta β >= 0):
+ *   ℓ = ½r²/β (z < β),  z − ½β (otherwise);  ∂ₐℓ = r/β or sign(r) = −∂_bℓ.
+ * β = 0 is the L1 loss (z < 0 never holds), with sign(0) = 0 (torch 1.13's
+ * gradient at r = 0 with β = 0 is ∓½, from its division by β: not copied). */
+PAIR_LOSS_OP(smooth_l1, "smooth_l1", 2, width_check, huber_sample, {
+    const real r = a - b, z = fabs(r), bt = (real)c->attr.f[0];
+    const int quad = z < bt;
+    l = quad ? (real)0.5 * r * (r / bt) : z - (real)0.5 * bt; /* r·r alone underflows */
+    pa = quad ? r / bt : SIGN_NAN(r);
+    pb = -pa;
+})
+
+/* p·log p with 0·log 0 = 0 (torch.xlogy(p, p)). */
+static inline double xlogx(double p) {
+    return p == 0 ? 0 : p * log(p);
+}
+
+static tg_status kl_check(tg_call *c, char *msg, size_t len) {
+    tg_status s = pair_check(c, msg, len);
+    return s ? s : reduction_check(c, 1, msg, len);
+}
+
+static void kl_sample(size_t m, size_t k, size_t n, tg_sample *s) {
+    (void)n;
+    sample_2d_pair(m, k, s, TG_DOM_REAL, TG_DOM_SIMPLEX); /* a = log q: any real */
+    s->attr.i[0] = TG_REDUCTION_BATCHMEAN;
+}
+
+/* kl_div (torch.nn.functional.kl_div): a = log q (log-probabilities), b the
+ * target p, or log p with log_target (attr i[1]):
+ *   ℓ = p·log p − p·a,        ∂ₐℓ = −p,   ∂_pℓ = log p + 1 − a;
+ *   ℓ = e^b·(b − a),          ∂ₐℓ = −e^b, ∂_bℓ = e^b·(b − a + 1)   (log_target).
+ * A target of 0 (p = 0, or b = −inf) contributes 0 to ℓ, also where a = −inf
+ * (torch gives NaN there: 0·(−inf); a deliberate difference, as bce_logits');
+ * ∂_pℓ at p = 0 is −inf (the one-sided limit; torch NaN). Reduction in i[0]:
+ * mean over all elements (torch's default), sum, or batchmean (sum / size of
+ * axis 0: the true KL divergence per example). */
+PAIR_LOSS_OP(kl_div, "kl_div", 2, kl_check, kl_sample, {
+    if (c->attr.i[1]) {
+        const real e = exp(b);
+        l = (real)xmul(e, b - a);
+        pa = -e;
+        pb = (real)xmul(e, b - a + 1);
+    } else {
+        l = (real)(xlogx(b) - xmul(b, a));
+        pa = -b;
+        pb = log(b) + 1 - a;
+    }
+})
+
+tg_status tg_huber(tg_tape *t, const tg_tensor *input, const tg_tensor *target, double delta,
+                   tg_reduction reduction, tg_tensor **out) {
+    tg_attr a = {.f = {delta, 0}, .i = {reduction, 0}};
+    return tg_apply2(t, &tg_op_huber, input, target, &a, out);
+}
+
+tg_status tg_smooth_l1(tg_tape *t, const tg_tensor *input, const tg_tensor *target, double beta,
+                       tg_reduction reduction, tg_tensor **out) {
+    tg_attr a = {.f = {beta, 0}, .i = {reduction, 0}};
+    return tg_apply2(t, &tg_op_smooth_l1, input, target, &a, out);
+}
+
+tg_status tg_kl_div(tg_tape *t, const tg_tensor *input, const tg_tensor *target,
+                    tg_reduction reduction, int log_target, tg_tensor **out) {
+    tg_attr a = {.f = {0, 0}, .i = {reduction, log_target != 0}};
+    return tg_apply2(t, &tg_op_kl_div, input, target, &a, out);
+}
+
+/* ---------------------------------------------------------------- nll and cross-entropy */
+
+/* Both take x of shape (N, C, d1, ...) or (C,) — classes on axis 1 (axis 0
+ * for rank 1) as PyTorch — and targets of x's shape without that axis
+ * (rank 0 for a (C,) input) holding class indices as floats, no
+ * derivative. attr: i[0] reduction (mean over the non-ignored positions,
+ * or sum), i[1] ignore_index, active when i[2] != 0 (tg_nll and
+ * tg_cross_entropy always set it: PyTorch's −100 matches no class), f[0]
+ * cross_entropy's label smoothing ε in [0, 1].
+ * Per non-ignored position p (logits xₚ ∈ ℝᶜ, class y), with log-probabilities
+ * λ = xₚ (nll) or λ = log_softmax(xₚ) (cross_entropy, from tg_lse_reduce: m
+ * never added back) and weights wⱼ = (1 − ε)[j = y] + ε/C:
+ *   𝕃ₚ = −Σⱼ wⱼ λⱼ = (1 − ε)(−λ_y) + ε·mean_j(−λⱼ),
+ *   ∂𝕃ₚ/∂xⱼ = −wⱼ (nll),   sⱼ − wⱼ (cross_entropy, s = e^λ, Σw = 1).
+ * 𝕁 = Σₚ 𝕃ₚ / #{non-ignored} (mean) or Σₚ 𝕃ₚ (sum); every position ignored:
+ * 0/0 = NaN for the mean, as torch, and zero gradients. Products use
+ * 0·λ = 0, so a masked class (−inf) with weight 0 contributes 0; with
+ * ε > 0 a −inf logit gives 𝕃 = +inf and finite gradients, as torch 1.13.
+ * A NaN anywhere in a counted position's row makes 𝕁 NaN: cross_entropy's
+ * log Σ reads the whole row, and nll checks it (torch's nll reads only the
+ * target's entry and hides a NaN elsewhere: a deliberate difference, so
+ * that a NaN model never reports an ordinary loss, issue 12). */
+typedef struct cgeom {
+    size_t N, C, inner;
+} cgeom;
+
+static cgeom cgeom_of(const tg_tensor *x) {
+    cgeom g = {1, x->shape[0], 1};
+    if (x->rank > 1) g.N = x->shape[0], g.C = x->shape[1], g.inner = x->size / (g.N * g.C);
+    return g;
+}
+
+/* The class of position p: 0..C−1, −2 if ignored, −1 if not a class. */
+static long target_class(const tg_call *c, size_t p, size_t C) {
+    double v = tg_get(c->in[1], p);
+    if (c->attr.i[2] && v == (double)c->attr.i[1]) return -2;
+    return v >= 0 && v < (double)C && v == floor(v) ? (long)v : -1;
+}
+
+static int is_ce(const tg_call *c) {
+    return c->op == &tg_op_cross_entropy;
+}
+
+static tg_status class_shape_check(const tg_call *c, char *msg, size_t len) {
+    const tg_tensor *x = c->in[0], *y = c->in[1];
+    int ok = x->rank >= 1 && y->rank == (x->rank > 1 ? x->rank - 1 : 0);
+    for (int a = 0; ok && a < y->rank; a++)
+        ok = y->shape[a] == x->shape[a ? a + 1 : 0];
+    if (ok) return TG_OK;
+    char sx[64], sy[64];
+    snprintf(msg, len,
+             "target %s must have the shape of input %s without its class axis (axis 1, or 0 "
+             "for rank 1)",
+             SHP(sy, y), SHP(sx, x));
+    return TG_ERR_SHAPE;
+}
+
+static tg_status class_check(tg_call *c, char *msg, size_t len) {
+    tg_status s = class_shape_check(c, msg, len);
+    if (!s) s = reduction_check(c, 0, msg, len);
+    const double eps = c->attr.f[0];
+    if (!s && !(eps >= 0 && eps <= 1 && (eps == 0 || is_ce(c)))) {
+        snprintf(msg, len, "label_smoothing %g outside [0, 1]%s", eps, is_ce(c) ? "" : " (nll: 0)");
+        s = TG_ERR_VALUE;
+    }
+    if (s) return s;
+    cgeom g = cgeom_of(c->in[0]);
+    for (size_t p = 0; p < g.N * g.inner; p++) {
+        if (target_class(c, p, g.C) != -1) continue;
+        snprintf(msg, len, "target %g at position %zu is not a class in [0, %zu)%s",
+                 tg_get(c->in[1], p), p, g.C, c->attr.i[2] ? " nor ignore_index" : "");
+        return TG_ERR_VALUE;
+    }
+    c->saved_bytes = is_ce(c) ? g.N * g.inner * sizeof(tg_lse) : 0;
+    tg_out_scalar(c);
+    return TG_OK;
+}
+
+/* λ of logit v at position p. */
+static inline double logp(const tg_call *c, double v, size_t p) {
+    const tg_lse *l = c->saved;
+    return is_ce(c) ? (v - l[p].m) - l[p].log_sum : v;
+}
+
+/* 1/#{non-ignored} (mean) or 1 (sum). */
+static double class_scale(const tg_call *c, const cgeom *g) {
+    size_t n = 0;
+    for (size_t p = 0; p < g->N * g->inner; p++)
+        n += target_class(c, p, g->C) != -2;
+    return c->attr.i[0] == TG_REDUCTION_SUM ? 1.0 : 1.0 / (double)n;
+}
+
+/* A target changed after recording (a replay) to a non-class gives NaN. */
+static void class_forward(tg_call *c) {
+    const tg_tensor *x = c->in[0];
+    cgeom g = cgeom_of(x);
+    const double eps = c->attr.f[0], ec = eps / (double)g.C;
+    double s = 0;
+    if (is_ce(c)) {
+        tg_rgeom rg;
+        tg_rgeom_init(&rg, x, 1u << (x->rank > 1));
+        tg_lse_reduce(x, &rg, c->saved);
+    }
+    TG_DISPATCH(
+        x->dtype, const real *X = x->data; for (size_t p = 0; p < g.N * g.inner; p++) {
+            const long y = target_class(c, p, g.C);
+            const real *xp = X + (p / g.inner) * g.C * g.inner + p % g.inner;
+            double all = 0;
+            int nan = 0;
+            if (y == -2) continue;
+            if (y == -1) s = NAN;
+            for (size_t j = 0; y >= 0 && eps != 0 && j < g.C; j++)
+                all += logp(c, xp[j * g.inner], p);
+            for (size_t j = 0; y >= 0 && !is_ce(c) && j < g.C; j++)
+                nan |= xp[j * g.inner] != xp[j * g.inner];
+            if (nan) s = NAN;
+            if (y >= 0) s -= xmul(1 - eps, logp(c, xp[(size_t)y * g.inner], p)) + xmul(ec, all);
+        });
+    scalar_out(x->dtype, c->out->data, s * class_scale(c, &g));
+}
+
+/* d-map: d𝕁(ẋ) = k Σₚ Σⱼ ∂𝕃ₚ/∂xⱼ·ẋⱼ; the sⱼ and ε/C terms visit every class
+ * only where they are not 0 (cross_entropy, or ε > 0). */
+static void class_jvp(const tg_call *c, const void *const *tin, void *tout) {
+    const tg_tensor *x = c->in[0];
+    cgeom g = cgeom_of(x);
+    const double eps = c->attr.f[0], ec = eps / (double)g.C;
+    double s = 0;
+    TG_DISPATCH(
+        x->dtype, const real *X = x->data; const real *t = tin[0];
+        for (size_t p = 0; t && p < g.N * g.inner; p++) {
+            const long y = target_class(c, p, g.C);
+            const size_t base = (p / g.inner) * g.C * g.inner + p % g.inner;
+            if (y < 0) continue;
+            for (size_t j = 0; (is_ce(c) || eps != 0) && j < g.C; j++) {
+                const size_t i = base + j * g.inner;
+                s += ((is_ce(c) ? exp(logp(c, X[i], p)) : 0) - ec) * t[i];
+            }
+            s -= (1 - eps) * t[base + (size_t)y * g.inner];
+        });
+    scalar_out(x->dtype, tout, s * class_scale(c, &g));
+}
+
+/* r-map: x̄ⱼ += ζk·∂𝕃ₚ/∂xⱼ at each non-ignored position. */
+static void class_vjp(const tg_call *c, const void *gout, void *const *gin) {
+    const tg_tensor *x = c->in[0];
+    cgeom g = cgeom_of(x);
+    const double eps = c->attr.f[0], ec = eps / (double)g.C;
+    const double kg = scalar_in(x->dtype, gout) * class_scale(c, &g);
+    TG_DISPATCH(
+        x->dtype, const real *X = x->data; real *gx = gin[0];
+        for (size_t p = 0; gx && p < g.N * g.inner; p++) {
+            const long y = target_class(c, p, g.C);
+            const size_t base = (p / g.inner) * g.C * g.inner + p % g.inner;
+            if (y < 0) continue;
+            for (size_t j = 0; (is_ce(c) || eps != 0) && j < g.C; j++) {
+                const size_t i = base + j * g.inner;
+                gx[i] += (real)(kg * ((is_ce(c) ? exp(logp(c, X[i], p)) : 0) - ec));
+            }
+            gx[base + (size_t)y * g.inner] -= (real)(kg * (1 - eps));
+        });
+}
+
+/* Input (m, k, k): classes on axis 1 (k of them) and a spatial axis of k,
+ * targets (m, k) drawn in [0, k). */
+static void class_sample(size_t m, size_t k, size_t n, tg_sample *s) {
+    (void)n;
+    s->rank[0] = 3;
+    s->shape[0][0] = m, s->shape[0][1] = k, s->shape[0][2] = k;
+    s->domain[0] = TG_DOM_REAL;
+    tg_sample_2d(s, 1, m, k, TG_DOM_LABEL);
+}
+
+static void ce_sample(size_t m, size_t k, size_t n, tg_sample *s) {
+    class_sample(m, k, n, s);
+    s->attr.f[0] = 0.1;
+}
+
+#define CLASS_OP(NAME, OPNAME, SAMPLE)                                                             \
+    const tg_op tg_op_##NAME = {.name = OPNAME,                                                    \
+                                .arity = 2,                                                        \
+                                .nondiff = 2u,                                                     \
+                                .check = class_check,                                              \
+                                .forward = class_forward,                                          \
+                                .jvp = class_jvp,                                                  \
+                                .vjp = class_vjp,                                                  \
+                                .sample = SAMPLE};
+
+CLASS_OP(nll, "nll", class_sample)
+CLASS_OP(cross_entropy, "cross_entropy", ce_sample)
+
+tg_status tg_nll(tg_tape *t, const tg_tensor *logp, const tg_tensor *target, long ignore_index,
+                 tg_reduction reduction, tg_tensor **out) {
+    tg_attr a = {.f = {0, 0}, .i = {reduction, ignore_index, 1}};
+    return tg_apply2(t, &tg_op_nll, logp, target, &a, out);
+}
+
+tg_status tg_cross_entropy(tg_tape *t, const tg_tensor *logits, const tg_tensor *target,
+                           long ignore_index, double label_smoothing, tg_reduction reduction,
+                           tg_tensor **out) {
+    tg_attr a = {.f = {label_smoothing, 0}, .i = {reduction, ignore_index, 1}};
+    return tg_apply2(t, &tg_op_cross_entropy, logits, target, &a, out);
 }

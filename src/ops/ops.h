@@ -88,6 +88,73 @@ extern const tg_op tg_op_slice, tg_op_pad, tg_op_broadcast_to, tg_op_concat, tg_
 extern const tg_op tg_op_gather, tg_op_embedding, tg_op_where, tg_op_masked_fill;
 extern const tg_op tg_op_one_hot, tg_op_argmax, tg_op_dropout, tg_op_detach;
 
+/* Reductions, softmax and losses (issue 14): the geometry of reducing x
+ * over a set of axes (a bitmask), shared by reduce.c, the softmax family
+ * (activation.c) and the class-axis losses (loss.c). Axes of size 1 are
+ * dropped and neighbouring axes of one kind (reduced or kept) merged into
+ * n groups; x is walked in memory order, `rows` runs of len[n−1] elements,
+ * so each input element i meets its output element o (the row-major index
+ * among the kept axes) and each output's elements come in increasing order.
+ * The last group is either reduced (o constant along a run) or kept (o
+ * steps by 1): either way the inner loop is contiguous. */
+typedef struct tg_rgeom {
+    int n;                       /* groups, >= 1 */
+    int red_inner;               /* the last group is reduced */
+    size_t len[TG_MAX_RANK];     /* group sizes */
+    size_t ostride[TG_MAX_RANK]; /* output stride of a kept group, 0 if reduced */
+    size_t rows;                 /* product of len[0..n−2] */
+    size_t count;                /* elements reduced into each output (N) */
+    size_t out_size;             /* outputs: x->size / count */
+} tg_rgeom;
+
+void tg_rgeom_init(tg_rgeom *g, const tg_tensor *x, unsigned mask);
+
+/* Visit every input element: the statements see `const size_t i, o`. */
+#define TG_RWALK(g, ...)                                                                           \
+    do {                                                                                           \
+        size_t idx_[TG_MAX_RANK] = {0}, ob_ = 0;                                                   \
+        const size_t run_ = (g)->len[(g)->n - 1];                                                  \
+        for (size_t r_ = 0; r_ < (g)->rows; r_++) {                                                \
+            const size_t ib_ = r_ * run_;                                                          \
+            if ((g)->red_inner) {                                                                  \
+                const size_t o = ob_;                                                              \
+                for (size_t l_ = 0; l_ < run_; l_++) {                                             \
+                    const size_t i = ib_ + l_;                                                     \
+                    __VA_ARGS__                                                                    \
+                }                                                                                  \
+            } else {                                                                               \
+                for (size_t l_ = 0; l_ < run_; l_++) {                                             \
+                    const size_t i = ib_ + l_, o = ob_ + l_;                                       \
+                    __VA_ARGS__                                                                    \
+                }                                                                                  \
+            }                                                                                      \
+            for (int a_ = (g)->n - 2; a_ >= 0; a_--) { /* odometer over the outer groups */        \
+                ob_ += (g)->ostride[a_];                                                           \
+                if (++idx_[a_] < (g)->len[a_]) break;                                              \
+                ob_ -= (g)->ostride[a_] * (g)->len[a_];                                            \
+                idx_[a_] = 0;                                                                      \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+/* A NaN-propagating maximum: a NaN x replaces m, and a NaN m stays. */
+#define TG_MAX_NAN(x, m) (((x) > (m) || (x) != (x)) ? (x) : (m))
+
+/* log Σ e^x over each reduced set, kept apart as its maximum m and
+ * log Σ e^{x − m} (in double) so that log_softmax = (x − m) − log_sum never
+ * adds m back (exact at logits of 1e16). NaN in a set makes m NaN; a set of
+ * only −inf, or holding +inf, has x − m NaN somewhere, so log_sum NaN. */
+typedef struct tg_lse {
+    double m, log_sum;
+} tg_lse;
+void tg_lse_reduce(const tg_tensor *x, const tg_rgeom *g, tg_lse *out);
+
+/* Reductions over axis sets (reduce.c), softmax/log_softmax along any axis
+ * (activation.c), and the losses of issue 14 (loss.c). */
+extern const tg_op tg_op_amax, tg_op_amin, tg_op_logsumexp, tg_op_var, tg_op_std, tg_op_norm;
+extern const tg_op tg_op_log_softmax;
+extern const tg_op tg_op_nll, tg_op_cross_entropy, tg_op_huber, tg_op_smooth_l1, tg_op_kl_div;
+
 /* Record a built-in op with one or two inputs. */
 static inline tg_status tg_apply1(tg_tape *t, const tg_op *op, const tg_tensor *a,
                                   const tg_attr *attr, tg_tensor **out) {

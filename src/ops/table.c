@@ -52,6 +52,20 @@ static const tg_op *const table[] = {
     /* random.c: randomness and control */
     &tg_op_dropout,
     &tg_op_detach,
+    /* issue 14: reductions over axis sets (reduce.c), log_softmax
+     * (activation.c), losses (loss.c) */
+    &tg_op_amax,
+    &tg_op_amin,
+    &tg_op_logsumexp,
+    &tg_op_var,
+    &tg_op_std,
+    &tg_op_norm,
+    &tg_op_log_softmax,
+    &tg_op_nll,
+    &tg_op_cross_entropy,
+    &tg_op_huber,
+    &tg_op_smooth_l1,
+    &tg_op_kl_div,
 };
 
 const tg_op *const *tg_op_table(int *count) {
