@@ -156,18 +156,6 @@ tg_status tg_replay(tg_tape *t);
 tg_status tg_set_threads(int n);
 int tg_get_threads(void); /* threads in use, the caller included (1 before any set) */
 
-/* Matrix products. Where the CPU has AVX-512, tapegrad multiplies with its
- * own kernels (about 1.7x OpenBLAS's AVX2 kernels on the MLP's products;
- * benches/RESULTS.md), except where the result has fewer than 16 (float32)
- * or 8 (float64) columns; elsewhere OpenBLAS does. TG_GEMM_OPENBLAS sends
- * every product to OpenBLAS (to compare, or to use OpenBLAS's threads on a
- * large product without tg_set_threads). Not to be called while another thread is inside
- * tapegrad. TG_ERR_ARG for an unknown value. */
-typedef enum tg_gemm_impl { TG_GEMM_AUTO = 0, TG_GEMM_OPENBLAS = 1 } tg_gemm_impl;
-tg_status tg_set_gemm(tg_gemm_impl impl);
-/* The kernel matrix products use now: "tapegrad-avx512" or "openblas". */
-const char *tg_gemm_name(void);
-
 /* Heap allocations made by tapegrad since the process started. A training
  * loop can read it before and after a step to see that none happened. */
 uint64_t tg_alloc_count(void);
