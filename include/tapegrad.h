@@ -19,8 +19,15 @@
  *     tg_last_error() holds one line naming the op and the shapes, e.g.
  *     "matmul: inner dimensions differ: (3x4)·(5x2)". Nothing aborts.
  *   - Tensors produced by ops live in the tape's arena and are valid until
- *     tg_tape_reset or tg_tape_free. Leaves (tg_tensor_new, tg_param_new)
- *     live outside any tape and are freed with tg_tensor_free.
+ *     tg_tape_reset or tg_tape_free. Passing one to an op after a reset is
+ *     an error that is detected (TG_ERR_STATE) only while the tape holds
+ *     fewer ops than when the tensor was made; after that its memory has
+ *     been reused and the call is undefined.
+ *   - Leaves (tg_tensor_new, tg_param_new: inputs and parameters) live
+ *     outside any tape and are freed with tg_tensor_free. A tape keeps
+ *     pointers to the leaves it recorded, not copies: a leaf must outlive
+ *     every tg_backward, tg_backward_seed, tg_jvp and tg_replay of a tape
+ *     that recorded it (free it after the tape's next reset, or its free).
  *   - Parameters own a gradient buffer (tensor->grad, same dtype and shape)
  *     that accumulates across tg_backward calls until tg_zero_grad.
  *
@@ -125,7 +132,11 @@ void tg_tape_detect_anomaly(tg_tape *t, int on);
 int tg_tape_size(const tg_tape *t);
 
 /* Reverse mode. `loss` must be a scalar (size 1) on tape t. Adds
- * ∂loss/∂p into p->grad for every parameter p the loss depends on. */
+ * ∂loss/∂p into p->grad for every parameter p the loss depends on.
+ * If it fails part-way (TG_ERR_NOMEM, TG_ERR_NUMERIC in anomaly mode, an op
+ * without an r-map), the gradients are partly accumulated: some parameters
+ * got their share, others not. Zero them (tg_zero_grad) before trusting
+ * them again. */
 tg_status tg_backward(tg_tape *t, const tg_tensor *loss);
 /* The same with any output and an explicit seed adjoint ζ (same dtype and
  * size as out): adds r(ζ) into the parameters' gradients. */
@@ -143,7 +154,8 @@ const void *tg_tangent(const tg_tape *t, const tg_tensor *node);
  * training loops whose graph does not change. */
 tg_status tg_replay(tg_tape *t);
 
-/* Threads. tg_set_threads(n) gives tapegrad n threads (the caller and n−1
+/* Threads. Matrix products are OpenBLAS's (cblas ?gemm; ?gemv and ?ger
+ * where a dimension is 1). tg_set_threads(n) gives tapegrad n threads (the caller and n−1
  * workers it starts) for its matrix products and optimizer steps, and sets
  * OpenBLAS to one thread, so that one thread pool runs, not two. n = 1
  * stops the workers. Until it is first called, tapegrad runs on the

@@ -162,7 +162,8 @@ static void gemm_pooled(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t 
     int split = parts > 1 && macs >= SPLIT_MIN_MACS ? choose_split(ta, tb, m, n, k, parts) : -1;
     gemm_job j = {dt, ta, tb, split, m, n, k, lda, ldb, ldc, a, b, c, beta, NULL};
     if (split == SPLIT_INNER) {
-        j.scratch = tg_scratch(TG_SCRATCH_PARTIALS, (size_t)(parts - 1) * m * n * tg_dtype_size(dt));
+        j.scratch =
+            tg_scratch(TG_SCRATCH_PARTIALS, (size_t)(parts - 1) * m * n * tg_dtype_size(dt));
         if (!j.scratch) split = -1; /* out of memory: one thread (sums rounded apart) */
     }
     if (split < 0) {

@@ -34,8 +34,7 @@ tg_status tg_fail(tg_status s, const char *fmt, ...)
  * runtime starts. __SANITIZE_ADDRESS__ covers a gcc -fsanitize=address
  * build made without meson; clang defines no such macro. */
 #if defined(__x86_64__) && defined(__gnu_linux__) && defined(__GNUC__) &&                          \
-    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) &&                             \
-    !defined(TG_NO_SIMD_CLONES)
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) && !defined(TG_NO_SIMD_CLONES)
 #define TG_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define TG_SIMD_CLONES
