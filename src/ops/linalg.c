@@ -39,10 +39,12 @@ static void ger(tg_dtype dt, size_t m, size_t n, const void *a, size_t inca, con
 
 /* C = op(A)·op(B) + beta·C, row-major, for either dtype, by OpenBLAS. When
  * a dimension is 1 the product is a matrix-vector or an outer product, and
- * OpenBLAS 0.3.21's gemm does not switch to gemv/ger by itself; its own
- * gemv/ger are faster there (the MLP step at batch 1: benches/RESULTS.md,
- * stop 11). Strides of the vector operands follow from the transposes: a
- * 1×k row is contiguous; a k×1 column steps by its leading dimension. */
+ * OpenBLAS 0.3.21's gemm does not switch to gemv/ger by itself. Its own
+ * gemv/ger made the MLP step at batch 1 faster in three of four settings
+ * (float32 on 2 threads 2x, float64 on 1 thread 10 %; float32 on 1 thread
+ * 4 % slower: benches/RESULTS.md, issue 13). Strides of the vector
+ * operands follow from the transposes: a 1×k row is contiguous; a k×1
+ * column steps by its leading dimension. */
 static void gemm_any(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
                      size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc) {
     if (m == 1) /* c (1×n) = op(B)ᵀ·a */
