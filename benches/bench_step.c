@@ -3,19 +3,17 @@
  *
  *   bench_step [--batch N] [--dtype f32|f64] [--threads N] [--seconds S]
  *              [--floor auto|gemm|gemv] [--pool tapegrad|openblas]
- *              [--gemm tapegrad|openblas] [--step-only] [--phases]
+ *              [--step-only] [--phases]
  *
  * With no --batch/--dtype/--threads it runs every combination of batch
  * {1, 32, 128, 1024}, dtype {f32, f64}, threads {1, 2}; each given option
  * fixes that axis. One line per configuration:
  *
  *   step batch=128 dtype=f32 threads=2 us=<median µs per step>
- *        floor_us=<median µs of the floor> ratio=<us/floor_us> gemm=<kernel>
+ *        floor_us=<median µs of the floor> ratio=<us/floor_us> core=<OpenBLAS core>
  *
- * gemm= names the kernel of the step's matrix products (tg_gemm_name):
- * tapegrad's own AVX-512 kernel where the CPU has it, or OpenBLAS; --gemm
- * openblas forces OpenBLAS (the library before its kernel). The floor is
- * OpenBLAS's, always, as the issue defines it.
+ * core= is openblas_get_corename(): the kernels OpenBLAS chose for this CPU
+ * (or OPENBLAS_CORETYPE forced), which the step and the floor both use.
  *
  * The floor is the step's 8 matrix products called directly through CBLAS
  * on buffers of the same shapes, nothing else:
@@ -156,9 +154,9 @@ static void run_phases(const config *c, double seconds, int gemv) {
         m[k] = 1e6 * bench_median(t + (size_t)k * n, n);
     printf("phases batch=%zu dtype=%s threads=%d forward_us=%.1f backward_us=%.1f update_us=%.1f "
            "reset_us=%.2f floor_fwd_us=%.1f floor_bwd_us=%.1f step_us=%.1f floor_us=%.1f "
-           "gemm=%s\n",
+           "core=%s\n",
            c->batch, bench_dtype_name(c->dtype), c->threads, m[0], m[1], m[2], m[3], m[4], m[5],
-           m[6], m[7], tg_gemm_name());
+           m[6], m[7], openblas_get_corename());
     fflush(stdout);
     free(t);
     floor_free(&fl);
@@ -179,8 +177,9 @@ static int run_config(const config *c, double seconds, int floor_mode, int step_
         double *s = malloc(n * sizeof *s);
         if (!s) exit(2);
         time_runs(do_step, &net, s, 0, n);
-        printf("step batch=%zu dtype=%s threads=%d us=%.1f gemm=%s\n", c->batch,
-               bench_dtype_name(c->dtype), c->threads, 1e6 * bench_median(s, n), tg_gemm_name());
+        printf("step batch=%zu dtype=%s threads=%d us=%.1f core=%s\n", c->batch,
+               bench_dtype_name(c->dtype), c->threads, 1e6 * bench_median(s, n),
+               openblas_get_corename());
         free(s);
         floor_free(&fl);
         bench_mlp_free(&net);
@@ -204,9 +203,9 @@ static int run_config(const config *c, double seconds, int floor_mode, int step_
     double us = 1e6 * bench_median(ss, ns), floor_us = 1e6 * bench_median(sf, nf);
     int ok = isfinite(net.cost);
     if (!ok) fprintf(stderr, "bench_step: the cost became %g: the step diverged\n", net.cost);
-    printf("step batch=%zu dtype=%s threads=%d us=%.1f floor_us=%.1f ratio=%.3f gemm=%s\n",
+    printf("step batch=%zu dtype=%s threads=%d us=%.1f floor_us=%.1f ratio=%.3f core=%s\n",
            c->batch, bench_dtype_name(c->dtype), c->threads, us, floor_us, us / floor_us,
-           tg_gemm_name());
+           openblas_get_corename());
     fflush(stdout);
     free(ss);
     free(sf);
@@ -218,8 +217,7 @@ static int run_config(const config *c, double seconds, int floor_mode, int step_
 static void usage(FILE *to) {
     fprintf(to, "usage: bench_step [--batch N] [--dtype f32|f64] [--threads N] [--seconds S]\n"
                 "                  [--floor auto|gemm|gemv] [--pool tapegrad|openblas]\n"
-                "                  [--gemm tapegrad|openblas] [--step-only]\n"
-                "                  [--phases]\n"
+                "                  [--step-only] [--phases]\n"
                 "Without --batch/--dtype/--threads: batch {1,32,128,1024} x dtype {f32,f64}\n"
                 "x threads {1,2}. --seconds: timed seconds for the step, and again for the\n"
                 "floor, per configuration (default 0.5). --step-only: time the step alone\n"
@@ -227,10 +225,7 @@ static void usage(FILE *to) {
                 "and reset timed apart, beside the floor's forward and backward.\n"
                 "--pool: whose threads run the step: tapegrad's (tg_set_threads, OpenBLAS\n"
                 "on one thread; the default) or OpenBLAS's (the library before its pool).\n"
-                "The floor always runs on OpenBLAS's threads.\n"
-                "--gemm: whose kernel multiplies the step's matrices: tapegrad's AVX-512\n"
-                "kernel where the CPU has one (the default), or OpenBLAS's. The floor is\n"
-                "always OpenBLAS's.\n");
+                "The floor always runs on OpenBLAS's threads.\n");
 }
 
 int main(int argc, char **argv) {
@@ -264,14 +259,6 @@ int main(int argc, char **argv) {
                 openblas_pool = strcmp(v, "openblas") == 0;
             else {
                 fprintf(stderr, "bench_step: --pool is tapegrad or openblas\n");
-                return 1;
-            }
-            i++;
-        } else if (strcmp(a, "--gemm") == 0) {
-            if (v && (strcmp(v, "openblas") == 0 || strcmp(v, "tapegrad") == 0))
-                BENCH_OK(tg_set_gemm(strcmp(v, "openblas") == 0 ? TG_GEMM_OPENBLAS : TG_GEMM_AUTO));
-            else {
-                fprintf(stderr, "bench_step: --gemm is tapegrad or openblas\n");
                 return 1;
             }
             i++;

@@ -19,8 +19,15 @@
  *     tg_last_error() holds one line naming the op and the shapes, e.g.
  *     "matmul: inner dimensions differ: (3x4)·(5x2)". Nothing aborts.
  *   - Tensors produced by ops live in the tape's arena and are valid until
- *     tg_tape_reset or tg_tape_free. Leaves (tg_tensor_new, tg_param_new)
- *     live outside any tape and are freed with tg_tensor_free.
+ *     tg_tape_reset or tg_tape_free. Passing one to an op after a reset is
+ *     an error that is detected (TG_ERR_STATE) only while the tape holds
+ *     fewer ops than when the tensor was made; after that its memory has
+ *     been reused and the call is undefined.
+ *   - Leaves (tg_tensor_new, tg_param_new: inputs and parameters) live
+ *     outside any tape and are freed with tg_tensor_free. A tape keeps
+ *     pointers to the leaves it recorded, not copies: a leaf must outlive
+ *     every tg_backward, tg_backward_seed, tg_jvp and tg_replay of a tape
+ *     that recorded it (free it after the tape's next reset, or its free).
  *   - Parameters own a gradient buffer (tensor->grad, same dtype and shape)
  *     that accumulates across tg_backward calls until tg_zero_grad.
  *
@@ -126,7 +133,11 @@ void tg_tape_detect_anomaly(tg_tape *t, int on);
 int tg_tape_size(const tg_tape *t);
 
 /* Reverse mode. `loss` must be a scalar (size 1) on tape t. Adds
- * ∂loss/∂p into p->grad for every parameter p the loss depends on. */
+ * ∂loss/∂p into p->grad for every parameter p the loss depends on.
+ * If it fails part-way (TG_ERR_NOMEM, TG_ERR_NUMERIC in anomaly mode, an op
+ * without an r-map), the gradients are partly accumulated: some parameters
+ * got their share, others not. Zero them (tg_zero_grad) before trusting
+ * them again. */
 tg_status tg_backward(tg_tape *t, const tg_tensor *loss);
 /* The same with any output and an explicit seed adjoint ζ (same dtype and
  * size as out): adds r(ζ) into the parameters' gradients. */
@@ -144,7 +155,8 @@ const void *tg_tangent(const tg_tape *t, const tg_tensor *node);
  * training loops whose graph does not change. */
 tg_status tg_replay(tg_tape *t);
 
-/* Threads. tg_set_threads(n) gives tapegrad n threads (the caller and n−1
+/* Threads. Matrix products are OpenBLAS's (cblas ?gemm; ?gemv and ?ger
+ * where a dimension is 1). tg_set_threads(n) gives tapegrad n threads (the caller and n−1
  * workers it starts) for its matrix products and optimizer steps, and sets
  * OpenBLAS to one thread, so that one thread pool runs, not two. n = 1
  * stops the workers. Until it is first called, tapegrad runs on the
@@ -156,18 +168,6 @@ tg_status tg_replay(tg_tape *t);
  * thread cannot start (the threads that did start stay in use). */
 tg_status tg_set_threads(int n);
 int tg_get_threads(void); /* threads in use, the caller included (1 before any set) */
-
-/* Matrix products. Where the CPU has AVX-512, tapegrad multiplies with its
- * own kernels (about 1.7x OpenBLAS's AVX2 kernels on the MLP's products;
- * benches/RESULTS.md), except where the result has fewer than 16 (float32)
- * or 8 (float64) columns; elsewhere OpenBLAS does. TG_GEMM_OPENBLAS sends
- * every product to OpenBLAS (to compare, or to use OpenBLAS's threads on a
- * large product without tg_set_threads). Not to be called while another thread is inside
- * tapegrad. TG_ERR_ARG for an unknown value. */
-typedef enum tg_gemm_impl { TG_GEMM_AUTO = 0, TG_GEMM_OPENBLAS = 1 } tg_gemm_impl;
-tg_status tg_set_gemm(tg_gemm_impl impl);
-/* The kernel matrix products use now: "tapegrad-avx512" or "openblas". */
-const char *tg_gemm_name(void);
 
 /* Heap allocations made by tapegrad since the process started. A training
  * loop can read it before and after a step to see that none happened. */

@@ -121,6 +121,9 @@ static void test_backward_misuse(void) {
     EXPECT_ERR(tg_jvp(t, 1, NULL, NULL), TG_ERR_ARG, "jvp: bad leaves");
     tg_tape_reset(t);
     EXPECT_ERR(tg_backward(t, s), TG_ERR_STATE, "backward: the output is not the result");
+    /* caught while the tape is shorter than when y was made (tapegrad.h) */
+    EXPECT_ERR(tg_sum(t, y, &z), TG_ERR_STATE,
+               "sum: input 0 is a result from before the tape was reset");
     tg_tensor_free(w), tg_tensor_free(f32);
     tg_tape_free(t), tg_tape_free(u);
 }

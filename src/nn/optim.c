@@ -385,7 +385,9 @@ static void adam_setup(const tg_optimizer *o, double c, adam_scalars *k) {
         tg_tensor *p = o->params[i];                                                               \
         size_t n = hi - lo;                                                                        \
         real *w = (real *)p->data + lo, *g = (real *)p->grad + lo;                                 \
-        real *m = o->m ? (real *)o->m[i] + lo : NULL, *v = o->v ? (real *)o->v[i] + lo : NULL;     \
+        /* v[i] is NULL under a one-slot rule (momentum): no offset from it */                     \
+        real *m = o->m && o->m[i] ? (real *)o->m[i] + lo : NULL;                                   \
+        real *v = o->v && o->v[i] ? (real *)o->v[i] + lo : NULL;                                   \
         real lr = (real)cf->lr, cc = (real)c, wd = (real)cf->weight_decay;                         \
         switch (cf->kind) {                                                                        \
         case TG_OPT_SGD:                                                                           \

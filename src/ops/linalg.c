@@ -12,10 +12,8 @@
 static pthread_mutex_t blas_threads_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* y = beta·y + op(M)·x: M rows × cols row-major with leading dimension ld. */
-static void gemv(tg_dtype dt, int own, int trans, size_t rows, size_t cols, const void *m,
-                 size_t ld, const void *x, size_t incx, double beta, void *y, size_t incy) {
-    if (own && trans && incy == 1 && tg_gemv_kernel(dt, rows, cols, m, ld, x, incx, beta, y))
-        return;
+static void gemv(tg_dtype dt, int trans, size_t rows, size_t cols, const void *m, size_t ld,
+                 const void *x, size_t incx, double beta, void *y, size_t incy) {
     enum CBLAS_TRANSPOSE T = trans ? CblasTrans : CblasNoTrans;
     if (dt == TG_F32)
         cblas_sgemv(CblasRowMajor, T, (int)rows, (int)cols, 1.0f, m, (int)ld, x, (int)incx,
@@ -27,34 +25,35 @@ static void gemv(tg_dtype dt, int own, int trans, size_t rows, size_t cols, cons
 
 /* C (m×n, ldc) = beta·C + a·bᵀ with strided vectors a (m) and b (n); beta
  * is 0 or 1, the only values the r-maps, d-maps and partial products use. */
-static void ger(tg_dtype dt, int own, size_t m, size_t n, const void *a, size_t inca, const void *b,
+static void ger(tg_dtype dt, size_t m, size_t n, const void *a, size_t inca, const void *b,
                 size_t incb, double beta, void *c, size_t ldc) {
     size_t es = tg_dtype_size(dt);
     if (beta == 0.0) /* ger only accumulates: clear the rows first */
         for (size_t i = 0; i < m; i++)
             memset((char *)c + i * ldc * es, 0, n * es);
-    if (own && incb == 1 && tg_ger_kernel(dt, m, n, a, inca, b, c, ldc)) return;
     if (dt == TG_F32)
         cblas_sger(CblasRowMajor, (int)m, (int)n, 1.0f, a, (int)inca, b, (int)incb, c, (int)ldc);
     else
         cblas_dger(CblasRowMajor, (int)m, (int)n, 1.0, a, (int)inca, b, (int)incb, c, (int)ldc);
 }
 
-/* C = op(A)·op(B) + beta·C, row-major, for either dtype. When a dimension
- * is 1 the product is a matrix-vector product or an outer product, and
- * OpenBLAS's gemm does not switch by itself: gemv/ger are 2x faster there
- * (batch 1). Strides of the vector operands follow from the transposes:
- * a 1×k row is contiguous; a k×1 column steps by its leading dimension. */
-static void gemm_any(tg_dtype dt, int own, int ta, int tb, size_t m, size_t n, size_t k,
-                     const void *a, size_t lda, const void *b, size_t ldb, double beta, void *c,
-                     size_t ldc) {
+/* C = op(A)·op(B) + beta·C, row-major, for either dtype, by OpenBLAS. When
+ * a dimension is 1 the product is a matrix-vector or an outer product, and
+ * OpenBLAS 0.3.21's gemm does not switch to gemv/ger by itself. Its own
+ * gemv/ger made the MLP step at batch 1 faster in three of four settings
+ * (float32 on 2 threads 2x, float64 on 1 thread 10 %; float32 on 1 thread
+ * 4 % slower: benches/RESULTS.md, issue 13). Strides of the vector
+ * operands follow from the transposes: a 1×k row is contiguous; a k×1
+ * column steps by its leading dimension. */
+static void gemm_any(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
+                     size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc) {
     if (m == 1) /* c (1×n) = op(B)ᵀ·a */
-        gemv(dt, own, !tb, tb ? n : k, tb ? k : n, b, ldb, a, ta ? lda : 1, beta, c, 1);
+        gemv(dt, !tb, tb ? n : k, tb ? k : n, b, ldb, a, ta ? lda : 1, beta, c, 1);
     else if (n == 1) /* c (m×1) = op(A)·b */
-        gemv(dt, own, ta, ta ? k : m, ta ? m : k, a, lda, b, tb ? 1 : ldb, beta, c, ldc);
+        gemv(dt, ta, ta ? k : m, ta ? m : k, a, lda, b, tb ? 1 : ldb, beta, c, ldc);
     else if (k == 1) /* C = a·bᵀ */
-        ger(dt, own, m, n, a, ta ? 1 : lda, b, tb ? ldb : 1, beta, c, ldc);
-    else if (!own || !tg_gemm_kernel(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc)) {
+        ger(dt, m, n, a, ta ? 1 : lda, b, tb ? ldb : 1, beta, c, ldc);
+    else {
         enum CBLAS_TRANSPOSE A = ta ? CblasTrans : CblasNoTrans;
         enum CBLAS_TRANSPOSE B = tb ? CblasTrans : CblasNoTrans;
         if (dt == TG_F32)
@@ -88,7 +87,7 @@ enum { SPLIT_ROWS, SPLIT_COLS, SPLIT_INNER };
 
 typedef struct gemm_job {
     tg_dtype dt;
-    int own, ta, tb, split; /* own: tapegrad's kernel (gemm.c), else BLAS */
+    int ta, tb, split;
     size_t m, n, k, lda, ldb, ldc;
     const void *a, *b;
     void *c;
@@ -108,19 +107,18 @@ static void gemm_part(void *ctx, int part, int parts) {
     const char *a = j->a, *b = j->b;
     char *c = j->c;
     if (j->split == SPLIT_ROWS) /* rows lo..hi of op(A): rows of A, or columns of Aᵀ */
-        gemm_any(j->dt, j->own, j->ta, j->tb, hi - lo, j->n, j->k,
-                 a + (j->ta ? lo : lo * j->lda) * es, j->lda, b, j->ldb, j->beta,
-                 c + lo * j->ldc * es, j->ldc);
+        gemm_any(j->dt, j->ta, j->tb, hi - lo, j->n, j->k, a + (j->ta ? lo : lo * j->lda) * es,
+                 j->lda, b, j->ldb, j->beta, c + lo * j->ldc * es, j->ldc);
     else if (j->split == SPLIT_COLS) /* columns lo..hi of op(B) */
-        gemm_any(j->dt, j->own, j->ta, j->tb, j->m, hi - lo, j->k, a, j->lda,
+        gemm_any(j->dt, j->ta, j->tb, j->m, hi - lo, j->k, a, j->lda,
                  b + (j->tb ? lo * j->ldb : lo) * es, j->ldb, j->beta, c + lo * es, j->ldc);
     else { /* columns lo..hi of op(A), rows lo..hi of op(B); with beta 0, BLAS does
             * not read the (uninitialised) scratch: "when BETA is zero, C need not
             * be set on input" (reference BLAS) */
         char *out = part ? j->scratch + (size_t)(part - 1) * j->m * j->n * es : c;
-        gemm_any(j->dt, j->own, j->ta, j->tb, j->m, j->n, hi - lo,
-                 a + (j->ta ? lo * j->lda : lo) * es, j->lda, b + (j->tb ? lo : lo * j->ldb) * es,
-                 j->ldb, part ? 0.0 : j->beta, out, part ? j->n : j->ldc);
+        gemm_any(j->dt, j->ta, j->tb, j->m, j->n, hi - lo, a + (j->ta ? lo * j->lda : lo) * es,
+                 j->lda, b + (j->tb ? lo : lo * j->ldb) * es, j->ldb, part ? 0.0 : j->beta, out,
+                 part ? j->n : j->ldc);
     }
 }
 
@@ -157,49 +155,50 @@ static int choose_split(int ta, int tb, size_t m, size_t n, size_t k, int parts)
  * pool's workers costs about a microsecond. */
 #define SPLIT_MIN_MACS 32768.0
 
-/* The matrix product of every op. With tapegrad's threads (tg_set_threads)
- * a large product is cut in parts for the pool, each part on tapegrad's
- * kernels (gemm.c) where they suit, else on OpenBLAS on one thread.
- * Without them, a large product runs on OpenBLAS's threads, or on
- * tapegrad's kernels if OpenBLAS has one thread; a small product (a
- * dimension of 1, or under ~2 MFLOP) on tapegrad's kernels or on one
- * OpenBLAS thread: waking and joining its pool costs more than it does.
- * Either way a product with the same thread count takes the same kernels,
- * managed or not. The count the user set is restored after the call. */
+/* A product on tapegrad's pool (tg_set_threads was called; OpenBLAS is on
+ * one thread): a large one cut in parts, one part per thread. */
+static void gemm_pooled(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
+                        size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc) {
+    int parts = tg_get_threads();
+    double macs = (double)m * (double)n * (double)k;
+    int split = parts > 1 && macs >= SPLIT_MIN_MACS ? choose_split(ta, tb, m, n, k, parts) : -1;
+    gemm_job j = {dt, ta, tb, split, m, n, k, lda, ldb, ldc, a, b, c, beta, NULL};
+    if (split == SPLIT_INNER) {
+        j.scratch =
+            tg_scratch(TG_SCRATCH_PARTIALS, (size_t)(parts - 1) * m * n * tg_dtype_size(dt));
+        if (!j.scratch) split = -1; /* out of memory: one thread (sums rounded apart) */
+    }
+    if (split < 0) {
+        gemm_any(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    tg_parallel(gemm_part, &j, parts);
+    if (split == SPLIT_INNER) add_partials(&j, parts);
+}
+
+/* The matrix product of every op, by OpenBLAS. With tapegrad's threads
+ * (tg_set_threads) on the pool; without them, a large product runs on
+ * OpenBLAS's threads, a small one (a dimension of 1, or under ~2 MFLOP) on
+ * one OpenBLAS thread: waking and joining its pool costs more than the
+ * product. The count the user set is restored after the call. */
 static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
                  size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc) {
-    double macs = (double)m * (double)n * (double)k;
-    /* decided for the whole product, so that its parts all take one kernel */
-    int own = tg_gemm_suits(dt, m, n, k);
     if (tg_threads_managed()) {
-        int parts = tg_get_threads();
-        int split = parts > 1 && macs >= SPLIT_MIN_MACS ? choose_split(ta, tb, m, n, k, parts) : -1;
-        gemm_job j = {dt, own, ta, tb, split, m, n, k, lda, ldb, ldc, a, b, c, beta, NULL};
-        if (split == SPLIT_INNER) {
-            j.scratch =
-                tg_scratch(TG_SCRATCH_PARTIALS, (size_t)(parts - 1) * m * n * tg_dtype_size(dt));
-            if (!j.scratch) split = -1; /* out of memory: one thread (sums rounded apart) */
-        }
-        if (split >= 0) {
-            tg_parallel(gemm_part, &j, parts);
-            if (split == SPLIT_INNER) add_partials(&j, parts);
-        } else
-            gemm_any(dt, own, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+        gemm_pooled(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    /* OpenBLAS's thread count is global: it is read, and for a small product
-     * set to 1 and restored, under a lock, so that two tapes on two threads
-     * neither save each other's 1 nor choose a kernel by it. */
-    int small = m == 1 || n == 1 || k == 1 || macs < 1e6;
+    double macs = (double)m * (double)n * (double)k;
+    if (!(m == 1 || n == 1 || k == 1 || macs < 1e6)) {
+        gemm_any(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    /* OpenBLAS's thread count is global: it is read, set to 1 and restored
+     * under a lock, so that two tapes on two threads do not save each
+     * other's 1. */
     pthread_mutex_lock(&blas_threads_lock);
     int th = openblas_get_num_threads();
-    if (!small) { /* on one OpenBLAS thread, tapegrad's kernels; else OpenBLAS's threads */
-        pthread_mutex_unlock(&blas_threads_lock);
-        gemm_any(dt, own && th == 1, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
-        return;
-    }
     if (th > 1) openblas_set_num_threads(1);
-    gemm_any(dt, own, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    gemm_any(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
     if (th > 1) openblas_set_num_threads(th);
     pthread_mutex_unlock(&blas_threads_lock);
 }

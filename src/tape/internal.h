@@ -29,9 +29,12 @@ tg_status tg_fail(tg_status s, const char *fmt, ...)
  * (ifunc), so one binary runs everywhere and uses the widest vectors the
  * CPU has (SGD update at batch 1, 1 thread: 35.5 µs plain, 27.6 with the
  * AVX2 clone, 22.7 with AVX-512; bench_step --phases). GCC and clang on
- * x86-64 with glibc; elsewhere a no-op. */
+ * x86-64 with glibc; elsewhere a no-op. Off in sanitized builds (meson.build
+ * defines TG_NO_SIMD_CLONES): an ifunc resolver runs before the sanitizer's
+ * runtime starts. __SANITIZE_ADDRESS__ covers a gcc -fsanitize=address
+ * build made without meson; clang defines no such macro. */
 #if defined(__x86_64__) && defined(__gnu_linux__) && defined(__GNUC__) &&                          \
-    !defined(__SANITIZE_ADDRESS__) && !defined(TG_NO_CLONES)
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) && !defined(TG_NO_SIMD_CLONES)
 #define TG_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define TG_SIMD_CLONES
@@ -49,29 +52,9 @@ int tg_threads_managed(void);
 /* A buffer of at least `bytes` owned by the calling thread, valid until its
  * next call for the same slot on this thread; grows, never shrinks. NULL if
  * out of memory. One slot per user, so that a caller's buffer survives the
- * calls it makes: the inner split's partial products (linalg.c) and the
- * packed panels of the GEMM kernel (gemm.c) that each part calls. */
-enum { TG_SCRATCH_PARTIALS, TG_SCRATCH_PACK, TG_SCRATCH_SLOTS };
+ * calls it makes: the inner split's partial products (linalg.c). */
+enum { TG_SCRATCH_PARTIALS, TG_SCRATCH_SLOTS };
 void *tg_scratch(int slot, size_t bytes);
-/* C = op(A)·op(B) + beta·C, row-major, by tapegrad's AVX-512 kernel
- * (src/ops/gemm.c), on the calling thread. 0 when it did nothing: no
- * AVX-512, tg_set_gemm(TG_GEMM_OPENBLAS), a zero dimension or no memory for
- * the packed panels; the caller then calls BLAS (out of memory in one part
- * of a product cut for the pool, that part alone is rounded by BLAS). */
-int tg_gemm_kernel(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a,
-                   size_t lda, const void *b, size_t ldb, double beta, void *c, size_t ldc);
-/* 1 when tapegrad's kernels should take this product (they are there and
- * chosen, and C has at least one vector of columns); decided once for a
- * whole product, before the thread pool cuts it, so that every part takes
- * the same kernel. */
-int tg_gemm_suits(tg_dtype dt, size_t m, size_t n, size_t k);
-/* The same family for batch 1, contiguous y and b: y (cols) = beta·y + Mᵀx
- * with M rows × cols (ld), and C (rows × cols, ldc) += a·bᵀ. 0 when
- * declined (no AVX-512, or OpenBLAS chosen). */
-int tg_gemv_kernel(tg_dtype dt, size_t rows, size_t cols, const void *m, size_t ld, const void *x,
-                   size_t incx, double beta, void *y);
-int tg_ger_kernel(tg_dtype dt, size_t rows, size_t cols, const void *a, size_t inca, const void *b,
-                  void *c, size_t ldc);
 /* [lo, hi) of part `part` of [0, n) in `parts` parts, cut at multiples of align. */
 void tg_part_range(size_t n, int part, int parts, size_t align, size_t *lo, size_t *hi);
 

@@ -80,10 +80,14 @@ static tg_status check_inputs(const tg_tape *t, const tg_op *op, int n_in,
     for (int i = 0; i < n_in; i++) {
         const tg_tensor *x = in[i];
         if (!x) return tg_fail(TG_ERR_ARG, "%s: input %d is NULL", op->name, i);
-        if (x->kind == TG_NODE && (x->tape != t || x->node < 0 || x->node >= t->n))
-            return tg_fail(TG_ERR_STATE,
-                           "%s: input %d is the result of an op on another tape "
-                           "(or from before a reset)",
+        if (x->kind == TG_NODE && x->tape != t)
+            return tg_fail(TG_ERR_STATE, "%s: input %d is the result of an op on another tape",
+                           op->name, i);
+        /* A result from before a reset is caught only while the tape holds
+         * fewer ops than when it was made: after that its index is valid
+         * again and its memory reused (tapegrad.h says it must not be used). */
+        if (x->kind == TG_NODE && (x->node < 0 || x->node >= t->n))
+            return tg_fail(TG_ERR_STATE, "%s: input %d is a result from before the tape was reset",
                            op->name, i);
         if (x->dtype != in[0]->dtype)
             return tg_fail(TG_ERR_DTYPE, "%s: mixed dtypes: input 0 is %s, input %d is %s",
