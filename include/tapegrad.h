@@ -179,6 +179,17 @@ uint64_t tg_alloc_count(void);
 
 /* φ(A, B) = A·B, A m×k, B k×n → m×n. */
 tg_status tg_matmul(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out);
+/* torch.matmul for operands of rank >= 2, with transpose flags: C =
+ * op(A)·op(B) on the last two axes, op(X) = Xᵀ (of those two axes) when
+ * its flag is set, so attention's Q·Kᵀ reads K as stored, without a copy.
+ * The axes before the last two (the batch) broadcast as PyTorch's: A
+ * (2×1×m×k) and B (3×k×n) give (2×3×m×n). One OpenBLAS product per batch
+ * item; the r-maps accumulate into a broadcast operand over the items that
+ * read it. TG_ERR_SHAPE if a rank is < 2, the inner sizes differ, the batch
+ * axes do not broadcast, or the result's rank would pass 8. Unlike
+ * torch.matmul, 1-D operands are not promoted: reshape them. */
+tg_status tg_matmul_t(tg_tape *t, const tg_tensor *a, const tg_tensor *b, int transpose_a,
+                      int transpose_b, tg_tensor **out);
 /* ψ(b, X) = X + b, X n×d (or any rank with last dim d), b of size d,
  * broadcast over the rows (the batch). */
 tg_status tg_bias_add(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_tensor **out);

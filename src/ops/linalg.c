@@ -6,6 +6,8 @@
  * computed by BLAS with transpose flags and beta = 1 (accumulate). */
 #include "ops.h"
 
+#include "broadcast.h"
+
 #include <cblas.h>
 #include <pthread.h>
 
@@ -267,6 +269,193 @@ const tg_op tg_op_matmul = {.name = "matmul",
 
 tg_status tg_matmul(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out) {
     return tg_apply2(t, &tg_op_matmul, a, b, NULL, out);
+}
+
+/* ---------------------------------------------------------------- batched matmul */
+
+/* torch.matmul on operands of rank >= 2 with transpose flags: C = op(A)·op(B)
+ * on the last two axes, op(X) = X or Xᵀ (attr.i[0], attr.i[1]), and the
+ * axes before them (the batch) broadcast as in broadcast.c. Per batch item
+ * it is φ again, so its maps are matmul's with the transposes carried
+ * along:
+ *   d: Ċ = op(Ȧ)·op(B) + op(A)·op(Ḃ)
+ *   r: Ā += ζ·op(B)ᵀ (stored Aᵀ: Ā += op(B)·ζᵀ),
+ *      B̄ += op(A)ᵀ·ζ (stored Bᵀ: B̄ += ζᵀ·op(A)),
+ * one BLAS call per batch item with the flags (Q·Kᵀ needs no copy of K),
+ * accumulated with beta = 1, which for a broadcast operand also sums over
+ * the batch items that read it (Bᵀ of broadcast.c). */
+typedef struct bmm_geom {
+    size_t m, n, k;    /* op(A) m×k, op(B) k×n */
+    size_t batch;      /* output batch items */
+    tg_bcast g;        /* the batch axes: operand 0 = A, 1 = B */
+    size_t sa, sb, sc; /* elements per matrix of A, B, C */
+} bmm_geom;
+
+/* The batch part of x (all but its last two axes) as a tensor header. */
+static tg_tensor batch_of(const tg_tensor *x) {
+    tg_tensor h;
+    memset(&h, 0, sizeof h);
+    h.dtype = x->dtype;
+    h.rank = x->rank - 2;
+    for (int a = 0; a < TG_MAX_RANK; a++)
+        h.shape[a] = a < h.rank ? x->shape[a] : 1;
+    return h;
+}
+
+static tg_status bmm_geometry(const tg_call *c, bmm_geom *G, char *msg, size_t len) {
+    const tg_tensor *a = c->in[0], *b = c->in[1];
+    int ta = c->attr.i[0] != 0, tb = c->attr.i[1] != 0;
+    char s0[64], s1[64];
+    if (a->rank < 2 || b->rank < 2) {
+        snprintf(msg, len, "needs rank >= 2 operands: %s·%s", SHP(s0, a), SHP(s1, b));
+        return TG_ERR_SHAPE;
+    }
+    size_t ar = a->shape[a->rank - 2], ac = a->shape[a->rank - 1];
+    size_t br = b->shape[b->rank - 2], bc = b->shape[b->rank - 1];
+    G->m = ta ? ac : ar, G->k = ta ? ar : ac, G->n = tb ? br : bc;
+    if ((tb ? bc : br) != G->k) {
+        snprintf(msg, len, "inner dimensions differ: %s%s·%s%s", SHP(s0, a), ta ? "ᵀ" : "",
+                 SHP(s1, b), tb ? "ᵀ" : "");
+        return TG_ERR_SHAPE;
+    }
+    if (ar > INT32_MAX || ac > INT32_MAX || br > INT32_MAX || bc > INT32_MAX) {
+        snprintf(msg, len, "dimension too large for BLAS: %s·%s", SHP(s0, a), SHP(s1, b));
+        return TG_ERR_SHAPE;
+    }
+    tg_tensor ha = batch_of(a), hb = batch_of(b);
+    const tg_tensor *hs[2] = {&ha, &hb};
+    char bmsg[200];
+    if (tg_bcast_init(&G->g, 2, hs, bmsg, sizeof bmsg)) {
+        snprintf(msg, len, "batch axes of %s and %s do not broadcast", SHP(s0, a), SHP(s1, b));
+        return TG_ERR_SHAPE;
+    }
+    G->batch = G->g.size;
+    G->sa = ar * ac, G->sb = br * bc, G->sc = G->m * G->n;
+    return TG_OK;
+}
+
+/* Offsets (in matrices) of batch item i's A and B. */
+static void bmm_offsets(const bmm_geom *G, size_t i, size_t *oa, size_t *ob) {
+    *oa = *ob = 0;
+    for (int ax = G->g.rank - 1; ax >= 0; ax--) {
+        size_t d = i % G->g.shape[ax];
+        i /= G->g.shape[ax];
+        *oa += d * G->g.stride[0][ax], *ob += d * G->g.stride[1][ax];
+    }
+}
+
+static tg_status bmm_check(tg_call *c, char *msg, size_t len) {
+    bmm_geom G;
+    tg_status s = bmm_geometry(c, &G, msg, len);
+    if (s) return s;
+    int r = G.g.rank;
+    if (r + 2 > TG_MAX_RANK) {
+        snprintf(msg, len, "result would have rank %d > %d", r + 2, TG_MAX_RANK);
+        return TG_ERR_SHAPE;
+    }
+    c->out->rank = r + 2;
+    for (int a = 0; a < r; a++)
+        c->out->shape[a] = G.g.shape[a];
+    c->out->shape[r] = G.m, c->out->shape[r + 1] = G.n;
+    return TG_OK;
+}
+
+/* Row lengths (leading dimensions) of the stored A and B. */
+static size_t lead(const tg_tensor *x) {
+    return x->shape[x->rank - 1];
+}
+
+static void bmm_forward(tg_call *c) {
+    const tg_tensor *a = c->in[0], *b = c->in[1];
+    bmm_geom G;
+    char msg[8];
+    bmm_geometry(c, &G, msg, sizeof msg);
+    int ta = c->attr.i[0] != 0, tb = c->attr.i[1] != 0;
+    size_t es = tg_dtype_size(a->dtype), oa, ob;
+    for (size_t i = 0; i < G.batch; i++) {
+        bmm_offsets(&G, i, &oa, &ob);
+        gemm(a->dtype, ta, tb, G.m, G.n, G.k, (const char *)a->data + oa * G.sa * es, lead(a),
+             (const char *)b->data + ob * G.sb * es, lead(b), 0.0,
+             (char *)c->out->data + i * G.sc * es, G.n);
+    }
+}
+
+static void bmm_jvp(const tg_call *c, const void *const *tin, void *tout) {
+    const tg_tensor *a = c->in[0], *b = c->in[1];
+    bmm_geom G;
+    char msg[8];
+    bmm_geometry(c, &G, msg, sizeof msg);
+    int ta = c->attr.i[0] != 0, tb = c->attr.i[1] != 0;
+    size_t es = tg_dtype_size(a->dtype), oa, ob;
+    for (size_t i = 0; i < G.batch; i++) {
+        bmm_offsets(&G, i, &oa, &ob);
+        const char *pa = (const char *)a->data + oa * G.sa * es;
+        const char *pb = (const char *)b->data + ob * G.sb * es;
+        char *pc = (char *)tout + i * G.sc * es;
+        double beta = 0.0;
+        if (tin[0]) { /* op(Ȧ)·op(B) */
+            gemm(a->dtype, ta, tb, G.m, G.n, G.k, (const char *)tin[0] + oa * G.sa * es, lead(a),
+                 pb, lead(b), 0.0, pc, G.n);
+            beta = 1.0;
+        }
+        if (tin[1]) /* + op(A)·op(Ḃ) */
+            gemm(a->dtype, ta, tb, G.m, G.n, G.k, pa, lead(a),
+                 (const char *)tin[1] + ob * G.sb * es, lead(b), beta, pc, G.n);
+    }
+}
+
+static void bmm_vjp(const tg_call *c, const void *gout, void *const *gin) {
+    const tg_tensor *a = c->in[0], *b = c->in[1];
+    bmm_geom G;
+    char msg[8];
+    bmm_geometry(c, &G, msg, sizeof msg);
+    int ta = c->attr.i[0] != 0, tb = c->attr.i[1] != 0;
+    size_t es = tg_dtype_size(a->dtype), oa, ob, m = G.m, n = G.n, k = G.k;
+    for (size_t i = 0; i < G.batch; i++) {
+        bmm_offsets(&G, i, &oa, &ob);
+        const char *pa = (const char *)a->data + oa * G.sa * es;
+        const char *pb = (const char *)b->data + ob * G.sb * es;
+        const char *z = (const char *)gout + i * G.sc * es;
+        if (gin[0]) {
+            char *ga = (char *)gin[0] + oa * G.sa * es;
+            if (!ta) /* Ā (m×k) += ζ·op(B)ᵀ */
+                gemm(a->dtype, 0, !tb, m, k, n, z, n, pb, lead(b), 1.0, ga, k);
+            else /* stored Aᵀ (k×m) += op(B)·ζᵀ */
+                gemm(a->dtype, tb, 1, k, m, n, pb, lead(b), z, n, 1.0, ga, m);
+        }
+        if (gin[1]) {
+            char *gb = (char *)gin[1] + ob * G.sb * es;
+            if (!tb) /* B̄ (k×n) += op(A)ᵀ·ζ */
+                gemm(a->dtype, !ta, 0, k, n, m, pa, lead(a), z, n, 1.0, gb, n);
+            else /* stored Bᵀ (n×k) += ζᵀ·op(A) */
+                gemm(a->dtype, 1, ta, n, k, m, z, n, pa, lead(a), 1.0, gb, k);
+        }
+    }
+}
+
+/* Attention's shapes in small: A (2, 1, m, k) against a broadcast B
+ * (3, n, k) read transposed (Q·Kᵀ), giving (2, 3, m, n). */
+static void bmm_sample(size_t m, size_t k, size_t n, tg_sample *s) {
+    s->rank[0] = 4;
+    s->shape[0][0] = 2, s->shape[0][1] = 1, s->shape[0][2] = m, s->shape[0][3] = k;
+    s->rank[1] = 3;
+    s->shape[1][0] = 3, s->shape[1][1] = n, s->shape[1][2] = k;
+    s->domain[0] = s->domain[1] = TG_DOM_REAL;
+    s->attr.i[0] = 0, s->attr.i[1] = 1;
+}
+
+const tg_op tg_op_batched_matmul = {.name = "batched_matmul",
+                                    .arity = 2,
+                                    .check = bmm_check,
+                                    .forward = bmm_forward,
+                                    .jvp = bmm_jvp,
+                                    .vjp = bmm_vjp,
+                                    .sample = bmm_sample};
+
+tg_status tg_matmul_t(tg_tape *t, const tg_tensor *a, const tg_tensor *b, int transpose_a,
+                      int transpose_b, tg_tensor **out) {
+    tg_attr at = {.i = {transpose_a != 0, transpose_b != 0}};
+    return tg_apply2(t, &tg_op_batched_matmul, a, b, &at, out);
 }
 
 /* ---------------------------------------------------------------- bias-add ψ */

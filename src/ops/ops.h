@@ -75,7 +75,7 @@ void tg_bias_sample(size_t m, size_t k, tg_domain dx, tg_domain db, tg_sample *s
 void tg_bias_real_sample(size_t m, size_t k, size_t n, tg_sample *s);
 
 /* The op entries, one per op, defined in the family files. */
-extern const tg_op tg_op_matmul, tg_op_bias_add;
+extern const tg_op tg_op_matmul, tg_op_bias_add, tg_op_batched_matmul;
 extern const tg_op tg_op_sigmoid, tg_op_tanh, tg_op_relu, tg_op_leaky_relu, tg_op_softmax;
 extern const tg_op tg_op_bias_sigmoid, tg_op_bias_tanh, tg_op_bias_relu, tg_op_bias_leaky_relu;
 extern const tg_op tg_op_add, tg_op_sub, tg_op_mul, tg_op_scale;

@@ -5,6 +5,7 @@
 
 static const tg_op *const table[] = {
     &tg_op_matmul,
+    &tg_op_batched_matmul,
     &tg_op_bias_add, /* linalg.c */
     &tg_op_sigmoid,
     &tg_op_tanh,
