@@ -82,6 +82,11 @@ extern const tg_op tg_op_add, tg_op_sub, tg_op_mul, tg_op_scale;
 extern const tg_op tg_op_sum, tg_op_mean, tg_op_sum_axis, tg_op_mean_axis;
 extern const tg_op tg_op_bce, tg_op_bce_logits, tg_op_softmax_ce, tg_op_softmax_ce_onehot;
 extern const tg_op tg_op_sse, tg_op_mse, tg_op_l2, tg_op_l1;
+/* Issue 14, broadcasting binary ops (elementwise.c) and unary math (math.c). */
+extern const tg_op tg_op_div, tg_op_pow, tg_op_maximum, tg_op_minimum;
+extern const tg_op tg_op_neg, tg_op_exp, tg_op_log, tg_op_log1p, tg_op_expm1, tg_op_sqrt,
+    tg_op_rsqrt, tg_op_abs, tg_op_square, tg_op_reciprocal, tg_op_sin, tg_op_cos, tg_op_erf;
+extern const tg_op tg_op_softplus, tg_op_gelu, tg_op_silu, tg_op_elu, tg_op_clamp, tg_op_pow_scalar;
 
 /* Record a built-in op with one or two inputs. */
 static inline tg_status tg_apply1(tg_tape *t, const tg_op *op, const tg_tensor *a,
