@@ -20,13 +20,18 @@
 /* ---------------------------------------------------------------- broadcasting */
 
 /* Shapes broadcast; the geometry is kept in the call's scratch by forward
- * for the maps (a few hundred bytes, no allocation). */
+ * for the maps (a few hundred bytes, no allocation), followed by room for
+ * the adjoint of each stretched operand (bin_vjp). */
+#define BIN_HEAD ((sizeof(tg_bcast) + 63) & ~(size_t)63)
 static tg_status bin_check(tg_call *c, char *msg, size_t len) {
     tg_bcast g;
     tg_status s = tg_bcast_init(&g, 2, c->in, msg, len);
     if (s) return s;
     tg_bcast_out(&g, c);
-    c->saved_bytes = sizeof(tg_bcast);
+    c->saved_bytes = BIN_HEAD;
+    for (int i = 0; i < 2; i++) /* r-map scratch for each stretched operand */
+        if (c->in[i]->size < g.size)
+            c->saved_bytes += c->in[i]->size * tg_dtype_size(c->out->dtype);
     return TG_OK;
 }
 
@@ -39,6 +44,30 @@ static void bin_run(const tg_call *c, tg_bcast_row_fn fn, void *ctx) {
         fn(ctx, g->size, 0, off, step);
     } else
         tg_bcast_rows(g, fn, ctx);
+}
+
+/* The r-map: the rows' contributions to a stretched operand are summed in
+ * scratch first and added to its adjoint once, so that the r-map adds one
+ * rounded r(ζ), as every r-map does (two passes give exactly twice one:
+ * test_ops), not a running sum continued from what the adjoint held. An
+ * operand of the output's size gets one term per element: added directly. */
+static void bin_vjp(const tg_call *c, tg_bcast_row_fn fn, void *ctx, void **gin) {
+    const tg_bcast *g = c->saved;
+    const size_t es = tg_dtype_size(c->out->dtype);
+    void *dst[2] = {gin[0], gin[1]};
+    char *scratch = (char *)c->saved + BIN_HEAD;
+    for (int i = 0; i < 2; i++)
+        if (c->in[i]->size < g->size) {
+            if (dst[i]) gin[i] = memset(scratch, 0, c->in[i]->size * es);
+            scratch += c->in[i]->size * es;
+        }
+    bin_run(c, fn, ctx);
+    for (int i = 0; i < 2; i++) {
+        size_t n = c->in[i]->size;
+        if (!dst[i] || gin[i] == dst[i]) continue;
+        TG_DISPATCH(c->out->dtype, real *d = dst[i]; const real *v = gin[i];
+                    for (size_t k = 0; k < n; k++) d[k] += v[k];);
+    }
 }
 
 /* What a row callback of the maps needs besides the call. */
@@ -138,8 +167,9 @@ typedef struct bin_ctx {
         if (GB) BIN_ADJ(1, GB + off[1], jb, FB);) static void NAME##_vjp(const tg_call *c,         \
                                                                          const void *gout,         \
                                                                          void *const *gin) {       \
-        bin_ctx x = {.c = c, .gout = gout, .gin = gin};                                            \
-        bin_run(c, NAME##_vjp_row, &x);                                                            \
+        void *g2[2] = {gin[0], gin[1]};                                                            \
+        bin_ctx x = {.c = c, .gout = gout, .gin = g2};                                             \
+        bin_vjp(c, NAME##_vjp_row, &x, g2);                                                        \
     }
 
 /* Inputs for the self-tests: a (m×1×k) and b (n×1) broadcast to m×n×k,
