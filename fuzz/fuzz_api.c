@@ -238,7 +238,7 @@ static int oracle(const tg_op *op, const tg_tensor *const *in, const tg_attr *a,
     }
     if (IS("clamp")) {
         LIKE(x);
-        return !isnan(a->f[0]) && !isnan(a->f[1]);
+        return !isnan(a->f[0]) && !isnan(a->f[1]) && a->f[0] != INFINITY && a->f[1] != -INFINITY;
     }
     if (IS("sum") || IS("mean")) return 1;
     if (IS("sum_axis") || IS("mean_axis")) {

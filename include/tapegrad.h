@@ -304,7 +304,8 @@ tg_status tg_elu(tg_tape *t, const tg_tensor *x, double alpha, tg_tensor **out);
 /* torch.clamp(x, min, max) = min(max(x, min), max) (max wins if min > max);
  * pass −INFINITY / INFINITY for an absent bound. Derivative 1 where min <=
  * x <= max (the bounds included, torch's convention), 0 elsewhere.
- * TG_ERR_VALUE for a NaN bound (torch would return NaN everywhere). */
+ * TG_ERR_VALUE for a NaN bound, min = +inf or max = −inf (torch would
+ * return NaN or ±inf everywhere). */
 tg_status tg_clamp(tg_tape *t, const tg_tensor *x, double min, double max, tg_tensor **out);
 /* x ** c (torch.pow(x, c) with a number c, rounded to x's dtype): NaN for
  * x < 0 and a non-integer c; derivative c·x^(c−1), 0 where c = 0.

@@ -381,6 +381,8 @@ static void test_attr_errors(void) {
     EXPECT_ERR(tg_gelu(t, x, (tg_gelu_approx)2, &y), TG_ERR_VALUE, "gelu: approximate must be");
     EXPECT_ERR(tg_elu(t, x, INFINITY, &y), TG_ERR_VALUE, "elu: alpha must be finite");
     EXPECT_ERR(tg_clamp(t, x, NAN, 1, &y), TG_ERR_VALUE, "clamp: bounds must not be nan");
+    EXPECT_ERR(tg_clamp(t, x, INFINITY, INFINITY, &y), TG_ERR_VALUE, "min +inf");
+    EXPECT_ERR(tg_clamp(t, x, 0, -INFINITY, &y), TG_ERR_VALUE, "max -inf");
     EXPECT_ERR(tg_pow_scalar(t, x, NAN, &y), TG_ERR_VALUE, "pow_scalar: the exponent must be");
     CHECK(tg_tape_size(t) == 0, "refused calls recorded");
     /* Absent bounds: ±inf. min > max: max everywhere, derivative 0. */

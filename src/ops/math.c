@@ -200,12 +200,13 @@ static tg_status elu_check(tg_call *c, char *msg, size_t len) {
 static tg_status pow_scalar_check(tg_call *c, char *msg, size_t len) {
     return finite_check(c, msg, len, "the exponent");
 }
-/* A NaN bound would make every value NaN: refused as a caller's bug (torch
- * returns NaN). */
+/* A NaN bound would make every value NaN, min = +inf or max = −inf every
+ * value infinite: refused as a caller's bug (torch returns them). */
 static tg_status clamp_check(tg_call *c, char *msg, size_t len) {
-    if (isnan(c->attr.f[0]) || isnan(c->attr.f[1])) {
-        snprintf(msg, len, "bounds must not be nan, got min %g, max %g", c->attr.f[0],
-                 c->attr.f[1]);
+    double lo = c->attr.f[0], hi = c->attr.f[1];
+    if (isnan(lo) || isnan(hi) || lo == INFINITY || hi == -INFINITY) {
+        snprintf(msg, len, "bounds must not be nan, min +inf or max -inf, got min %g, max %g", lo,
+                 hi);
         return TG_ERR_VALUE;
     }
     return same_check(c, msg, len);
