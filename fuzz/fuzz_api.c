@@ -137,7 +137,8 @@ static int in_domain(const tg_tensor *x, tg_domain d) {
         if (d == TG_DOM_REAL && fabs(v) > 3) return 0;
         if (d == TG_DOM_AWAY0 && (fabs(v) < 0.1 || fabs(v) > 3)) return 0;
         if (d == TG_DOM_PROB && (v < 0.05 || v > 0.95)) return 0;
-        if (d != TG_DOM_REAL && d != TG_DOM_AWAY0 && d != TG_DOM_PROB) return 0;
+        if (d == TG_DOM_POS && (v < 0.5 || v > 3)) return 0;
+        if (d != TG_DOM_REAL && d != TG_DOM_AWAY0 && d != TG_DOM_PROB && d != TG_DOM_POS) return 0;
     }
     return 1;
 }
@@ -200,6 +201,20 @@ static int class_loss_valid(const tg_op *op, const tg_tensor *x, const tg_tensor
     return 1;
 }
 
+/* NumPy's broadcasting of x and y, written out here independently of
+ * src/ops/broadcast.c: trailing axes aligned, sizes equal or one of them 1
+ * (a missing axis counts as 1). 1 and the result's shape if they broadcast. */
+static int broadcast(const tg_tensor *x, const tg_tensor *y, int *rank, size_t *shape) {
+    int r = x->rank > y->rank ? x->rank : y->rank;
+    for (int k = 1; k <= r; k++) { /* k-th axis from the end */
+        size_t dx = k <= x->rank ? x->shape[x->rank - k] : 1, dy = k <= y->rank ? y->shape[y->rank - k] : 1;
+        if (dx != dy && dx != 1 && dy != 1) return 0;
+        shape[r - k] = dx == 1 ? dy : dx;
+    }
+    *rank = r;
+    return 1;
+}
+
 /* For non-NULL inputs of one dtype on the right tape: 1 if the call is valid
  * (and *rank, shape[] its result's shape), 0 if it is not, −1 for an op
  * this oracle does not know. From the semantics in tapegrad.h. */
@@ -238,9 +253,28 @@ static int oracle(const tg_op *op, const tg_tensor *const *in, const tg_attr *a,
         LIKE(x);
         return x->rank >= 1 && d >= -x->rank && d < x->rank;
     }
-    if (IS("add") || IS("sub") || IS("mul")) {
+    if (IS("add") || IS("sub") || IS("mul") || IS("div") || IS("pow") || IS("maximum") || IS("minimum"))
+        return broadcast(x, y, rank, shape);
+    if (IS("neg") || IS("exp") || IS("log") || IS("log1p") || IS("expm1") || IS("sqrt") || IS("rsqrt") ||
+        IS("abs") || IS("square") || IS("reciprocal") || IS("sin") || IS("cos") || IS("erf") || IS("silu")) {
         LIKE(x);
-        return same_shape(x, y);
+        return 1;
+    }
+    if (IS("softplus")) {
+        LIKE(x);
+        return isfinite(a->f[0]) && a->f[0] != 0 && !isnan(a->f[1]);
+    }
+    if (IS("gelu")) {
+        LIKE(x);
+        return a->i[0] == 0 || a->i[0] == 1;
+    }
+    if (IS("elu") || IS("pow_scalar")) {
+        LIKE(x);
+        return isfinite(a->f[0]);
+    }
+    if (IS("clamp")) {
+        LIKE(x);
+        return !isnan(a->f[0]) && !isnan(a->f[1]) && a->f[0] != INFINITY && a->f[1] != -INFINITY;
     }
     if (IS("sum") || IS("mean") || IS("amax") || IS("amin") || IS("logsumexp") || IS("var") ||
         IS("std") || IS("norm"))

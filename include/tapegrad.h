@@ -211,7 +211,14 @@ tg_status tg_bias_relu(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_te
 tg_status tg_bias_leaky_relu(tg_tape *t, const tg_tensor *x, const tg_tensor *b, double beta,
                              tg_tensor **out);
 
-/* Elementwise, same shapes. */
+/* Elementwise a + b, a − b, a ⊙ b with broadcasting (NumPy's and
+ * PyTorch's rules: shapes aligned at their trailing axes; along each axis
+ * the sizes are equal or one of them is 1, or the axis is missing, and the
+ * 1 stretches; the result has the broadcast shape). The r-map sums the
+ * adjoint over each input's stretched axes (torch's sum_to_size).
+ * TG_ERR_SHAPE "shapes (3x4) and (5x4) do not broadcast at axis -2 (3 vs
+ * 5)" otherwise. The same-shape case runs one flat loop. More binary ops
+ * with the same broadcasting: tg_div, tg_pow, tg_maximum, tg_minimum. */
 tg_status tg_add(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out);
 tg_status tg_sub(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out);
 tg_status tg_mul(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out);
@@ -456,6 +463,74 @@ tg_status tg_smooth_l1(tg_tape *t, const tg_tensor *input, const tg_tensor *targ
  * sum or batchmean (sum / size of axis 0: the KL divergence per example). */
 tg_status tg_kl_div(tg_tape *t, const tg_tensor *input, const tg_tensor *target,
                     tg_reduction reduction, int log_target, tg_tensor **out);
+/* ---------------------------------------------------------------- math (issue 14)
+ * Broadcasting binary ops: shapes, broadcasting and errors as tg_add;
+ * float32 or float64; values and derivatives as PyTorch's (torch.div,
+ * torch.pow, torch.maximum, torch.minimum), NaN propagating. */
+/* a / b (IEEE: x/0 = ±inf, 0/0 = NaN); d/db = −(a/b)/b. */
+tg_status tg_div(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out);
+/* a ** b (libm pow: a < 0 with a non-integer b is NaN, 0 ** b<0 is inf).
+ * Derivatives as torch's: d/da = b·a^(b−1), 0 where b = 0; d/db =
+ * a^b·log a, 0 where a = 0 and b >= 0 (NaN for a < 0). */
+tg_status tg_pow(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out);
+/* max(a, b), min(a, b): NaN if either is NaN. At a tie the adjoint is split
+ * equally (½ each, as torch.maximum's backward). Deviation: at a NaN both
+ * adjoints are NaN (torch passes ζ to both), the derivative being undefined. */
+tg_status tg_maximum(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out);
+tg_status tg_minimum(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out);
+
+/* Unary math: y = g(x) elementwise, any shape, float32 or float64; values
+ * and derivatives as PyTorch's functions of the same name, within a few
+ * ulps over the whole range (ends and ±inf included). Outside a function's
+ * domain the result is PyTorch's (NaN, ±inf). Deviations: at a NaN input
+ * every derivative is NaN (torch gives 0 for abs, clamp, elu), and where
+ * torch's form loses a tail or makes 0·inf = NaN we keep the true value or
+ * limit (noted per op). Errors: TG_ERR_VALUE for a bad attribute. */
+tg_status tg_neg(tg_tape *t, const tg_tensor *x, tg_tensor **out);   /* −x */
+tg_status tg_exp(tg_tape *t, const tg_tensor *x, tg_tensor **out);   /* e^x */
+tg_status tg_log(tg_tape *t, const tg_tensor *x, tg_tensor **out);   /* x >= 0; log 0 = −inf */
+tg_status tg_log1p(tg_tape *t, const tg_tensor *x, tg_tensor **out); /* log(1+x), x >= −1 */
+/* e^x − 1; derivative e^x (torch: y + 1, which is 0 below x ≈ −37). */
+tg_status tg_expm1(tg_tape *t, const tg_tensor *x, tg_tensor **out);
+/* √x, x >= 0: √−0 = −0 (derivative −inf), NaN for x < 0. */
+tg_status tg_sqrt(tg_tape *t, const tg_tensor *x, tg_tensor **out);
+/* 1/√x, x >= 0: inf at 0, −inf at −0, NaN for x < 0; derivative −½y³. */
+tg_status tg_rsqrt(tg_tape *t, const tg_tensor *x, tg_tensor **out);
+/* |x|; derivative sign x, 0 at ±0 (as torch). */
+tg_status tg_abs(tg_tape *t, const tg_tensor *x, tg_tensor **out);
+tg_status tg_square(tg_tape *t, const tg_tensor *x, tg_tensor **out);     /* x² */
+tg_status tg_reciprocal(tg_tape *t, const tg_tensor *x, tg_tensor **out); /* 1/x, ±inf at ±0 */
+tg_status tg_sin(tg_tape *t, const tg_tensor *x, tg_tensor **out);        /* NaN at ±inf */
+tg_status tg_cos(tg_tape *t, const tg_tensor *x, tg_tensor **out);        /* NaN at ±inf */
+tg_status tg_erf(tg_tape *t, const tg_tensor *x, tg_tensor **out);
+/* torch.nn.functional.softplus(x, beta, threshold) (torch's defaults: beta
+ * 1, threshold 20): x where beta·x > threshold, else log(1 + e^{beta·x})/beta
+ * computed without overflow; derivative σ(beta·x), 1 above the threshold.
+ * TG_ERR_VALUE unless beta is finite and nonzero and threshold is not NaN. */
+tg_status tg_softplus(tg_tape *t, const tg_tensor *x, double beta, double threshold,
+                      tg_tensor **out);
+/* gelu(x) = x·Φ(x) (TG_GELU_NONE), or torch's approximate='tanh' form
+ * ½x(1 + tanh(√(2/π)(x + 0.044715x³))) (TG_GELU_TANH). Deviations: both
+ * keep the tail for x ≪ 0 (torch's 1 + erf cancels to −0 from x ≈ −6:
+ * gelu(−10) = −7.6e−23 here) and give the limits at ±inf (torch: NaN).
+ * TG_ERR_VALUE for another approximate. */
+typedef enum tg_gelu_approx { TG_GELU_NONE = 0, TG_GELU_TANH = 1 } tg_gelu_approx;
+tg_status tg_gelu(tg_tape *t, const tg_tensor *x, tg_gelu_approx approximate, tg_tensor **out);
+/* silu(x) = x·σ(x); limits at ±inf (torch: NaN at −inf). */
+tg_status tg_silu(tg_tape *t, const tg_tensor *x, tg_tensor **out);
+/* elu(x) = x for x > 0, alpha·(e^x − 1) else (torch's default alpha is 1);
+ * derivative alpha·e^x for x <= 0. TG_ERR_VALUE unless alpha is finite. */
+tg_status tg_elu(tg_tape *t, const tg_tensor *x, double alpha, tg_tensor **out);
+/* torch.clamp(x, min, max) = min(max(x, min), max) (max wins if min > max);
+ * pass −INFINITY / INFINITY for an absent bound. Derivative 1 where min <=
+ * x <= max (the bounds included, torch's convention), 0 elsewhere.
+ * TG_ERR_VALUE for a NaN bound, min = +inf or max = −inf (torch would
+ * return NaN or ±inf everywhere). */
+tg_status tg_clamp(tg_tape *t, const tg_tensor *x, double min, double max, tg_tensor **out);
+/* x ** c (torch.pow(x, c) with a number c, rounded to x's dtype): NaN for
+ * x < 0 and a non-integer c; derivative c·x^(c−1), 0 where c = 0.
+ * TG_ERR_VALUE unless c is finite. */
+tg_status tg_pow_scalar(tg_tape *t, const tg_tensor *x, double c, tg_tensor **out);
 
 /* ---------------------------------------------------------------- checks */
 

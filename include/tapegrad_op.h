@@ -48,8 +48,10 @@ typedef enum tg_domain {
     TG_DOM_LABEL,    /* integer class in [0, C), C = last dim of input 0 */
     TG_DOM_SIMPLEX,  /* each row a probability distribution */
     TG_DOM_SMALL,    /* |x| < 0.05: a bias that keeps an AWAY0 input on its side of 0 */
-    TG_DOM_CYCLE     /* element i is i mod C (C as for LABEL): every class in turn, so that
+    TG_DOM_CYCLE,    /* element i is i mod C (C as for LABEL): every class in turn, so that
                         indices and masks reach every position (gather, embedding, where) */
+    TG_DOM_POS,      /* in [0.5, 2.5): log, sqrt, rsqrt, a pow base, away from 0 */
+    TG_DOM_AWAY_HALF /* |x| in [0.1, 0.4] or [0.6, 1.1]: off the kinks of abs and clamp(−½, ½) */
 } tg_domain;
 
 typedef struct tg_sample {

@@ -21,8 +21,10 @@ static void test_shapes(tg_tape *t) {
     EXPECT_ERR(tg_bias_add(t, a, v, &out), TG_ERR_SHAPE,
                "bias_add: bias must be a vector of the "
                "last dimension of x: (3x4)+(3)");
-    EXPECT_ERR(tg_add(t, a, b, &out), TG_ERR_SHAPE, "add: shapes differ: (3x4) and (5x2)");
-    EXPECT_ERR(tg_mul(t, a, v, &out), TG_ERR_SHAPE, "mul: shapes differ: (3x4) and (3)");
+    EXPECT_ERR(tg_add(t, a, b, &out), TG_ERR_SHAPE,
+               "add: shapes (3x4) and (5x2) do not broadcast at axis -2 (3 vs 5)");
+    EXPECT_ERR(tg_mul(t, a, v, &out), TG_ERR_SHAPE,
+               "mul: shapes (3x4) and (3) do not broadcast at axis -1 (4 vs 3)");
     EXPECT_ERR(tg_sum_axis(t, a, 2, &out), TG_ERR_SHAPE,
                "sum_axis: axis 2 out of range for shape (3x4)");
     EXPECT_ERR(tg_mean_axis(t, a, -3, &out), TG_ERR_SHAPE, "mean_axis: axis -3 out of range");

@@ -12,51 +12,20 @@
  *   dS(ξ) = rS(ξ) = S ⊙ (ξ − ⟨S, ξ⟩). */
 #include "ops.h"
 #include "fastmath.h"
+#include "unary.h"
 
 /* One activation, written once: FWD is y = g(x), DERIV is g'(x), from x and
- * from y = g(x), whichever is cheaper; beta is the op's attr.f[0]. Defines
+ * from y = g(x), whichever is cheaper; f0 (leaky relu's β) is attr.f[0]. Defines
  * the plain op (NAME_forward, _jvp, _vjp: x is the input) and the fused op
  * (bias_NAME_...: x is X + b, recomputed in the maps). */
 #define ACTIVATION(NAME, FWD, DERIV)                                                               \
-    TG_SIMD_CLONES static void NAME##_forward(tg_call *c) {                                        \
-        size_t n = c->out->size;                                                                   \
-        TG_DISPATCH(                                                                               \
-            c->out->dtype, const real *xs = c->in[0]->data; real *ys = c->out->data;               \
-            const real beta = (real)c->attr.f[0]; (void)beta; for (size_t i = 0; i < n; i++) {     \
-                const real x = xs[i];                                                              \
-                ys[i] = (FWD);                                                                     \
-            });                                                                                    \
-    }                                                                                              \
-    /* d-map: G'(x) ⊙ ξ */                                                                      \
-    static void NAME##_jvp(const tg_call *c, const void *const *tin, void *tout) {                 \
-        size_t n = c->out->size;                                                                   \
-        TG_DISPATCH(                                                                               \
-            c->out->dtype, const real *xs = c->in[0]->data; const real *ys = c->out->data;         \
-            const real *t = tin[0]; real *to = tout; const real beta = (real)c->attr.f[0];         \
-            (void)beta; for (size_t i = 0; i < n; i++) {                                           \
-                const real x = xs[i], y = ys[i];                                                   \
-                (void)x, (void)y;                                                                  \
-                to[i] = (DERIV)*t[i];                                                              \
-            });                                                                                    \
-    }                                                                                              \
-    /* r-map: G'(x) ⊙ ζ, accumulated */                                                         \
-    TG_SIMD_CLONES static void NAME##_vjp(const tg_call *c, const void *gout, void *const *gin) {  \
-        size_t n = c->out->size;                                                                   \
-        TG_DISPATCH(                                                                               \
-            c->out->dtype, const real *xs = c->in[0]->data; const real *ys = c->out->data;         \
-            const real *g = gout; real *gi = gin[0]; const real beta = (real)c->attr.f[0];         \
-            (void)beta; for (size_t i = 0; i < n; i++) {                                           \
-                const real x = xs[i], y = ys[i];                                                   \
-                (void)x, (void)y;                                                                  \
-                gi[i] += (DERIV)*g[i];                                                             \
-            });                                                                                    \
-    }                                                                                              \
+    TG_UNARY_MAPS(NAME, FWD, DERIV)                                                                \
     /* fused: y = G(X + b) */                                                                      \
     TG_SIMD_CLONES static void bias_##NAME##_forward(tg_call *c) {                                 \
         size_t d = tg_last_dim(c->out), rows = tg_rows(c->out);                                    \
         TG_DISPATCH(                                                                               \
             c->out->dtype, const real *X = c->in[0]->data; const real *b = c->in[1]->data;         \
-            real *ys = c->out->data; const real beta = (real)c->attr.f[0]; (void)beta;             \
+            real *ys = c->out->data; const real f0 = (real)c->attr.f[0]; (void)f0;                 \
             for (size_t r = 0; r < rows; r++) for (size_t j = 0; j < d; j++) {                     \
                 const real x = X[r * d + j] + b[j];                                                \
                 ys[r * d + j] = (FWD);                                                             \
@@ -68,7 +37,7 @@
         TG_DISPATCH(                                                                               \
             c->out->dtype, const real *X = c->in[0]->data; const real *b = c->in[1]->data;         \
             const real *ys = c->out->data; const real *tx = tin[0]; const real *tb = tin[1];       \
-            real *to = tout; const real beta = (real)c->attr.f[0]; (void)beta;                     \
+            real *to = tout; const real f0 = (real)c->attr.f[0]; (void)f0;                         \
             for (size_t r = 0; r < rows; r++) for (size_t j = 0; j < d; j++) {                     \
                 size_t i = r * d + j;                                                              \
                 const real x = X[i] + b[j], y = ys[i];                                             \
@@ -84,7 +53,7 @@
         TG_DISPATCH(                                                                               \
             c->out->dtype, const real *X = c->in[0]->data; const real *b = c->in[1]->data;         \
             const real *ys = c->out->data; const real *g = gout; real *gx = gin[0];                \
-            real *gb = gin[1]; const real beta = (real)c->attr.f[0]; (void)beta;                   \
+            real *gb = gin[1]; const real f0 = (real)c->attr.f[0]; (void)f0;                       \
             if (gx && gb) { FUSED_R_LOOP(DERIV, gx[i] += delta; gb[j] += delta;) } else if (gx) {  \
                 FUSED_R_LOOP(DERIV, gx[i] += delta;)                                               \
             } else if (gb) { FUSED_R_LOOP(DERIV, gb[j] += delta;) });                              \
@@ -159,21 +128,12 @@ ACTIVATION(tanh, TG_TANH(x), TG_DTANH(x))
 /* relu(x) = max(x, 0) (relu(−0) = −0), relu' = [x > 0] (0 at the kink), as PyTorch. */
 ACTIVATION(relu, (x < 0) ? (real)0 : x, (x > 0) ? (real)1 : (x <= 0) ? (real)0 : x)
 /* leaky relu with slope β for x ≤ 0 (β·NaN is NaN already). */
-ACTIVATION(leaky, x > 0 ? x : beta * x, x > 0 ? (real)1 : x <= 0 ? beta : x)
+ACTIVATION(leaky, x > 0 ? x : f0 * x, x > 0 ? (real)1 : x <= 0 ? f0 : x)
 
-#define UNARY_OP(VAR, NAME, FN, CHECK, SAMPLE)                                                     \
-    const tg_op VAR = {.name = NAME,                                                               \
-                       .arity = 1,                                                                 \
-                       .check = CHECK,                                                             \
-                       .forward = FN##_forward,                                                    \
-                       .jvp = FN##_jvp,                                                            \
-                       .vjp = FN##_vjp,                                                            \
-                       .sample = SAMPLE};
-
-UNARY_OP(tg_op_sigmoid, "sigmoid", sigmoid, unary_check, real_sample)
-UNARY_OP(tg_op_tanh, "tanh", tanh, unary_check, real_sample)
-UNARY_OP(tg_op_relu, "relu", relu, unary_check, away0_sample)
-UNARY_OP(tg_op_leaky_relu, "leaky_relu", leaky, leaky_check, away0_sample)
+TG_UNARY_OP(tg_op_sigmoid, "sigmoid", sigmoid, unary_check, real_sample)
+TG_UNARY_OP(tg_op_tanh, "tanh", tanh, unary_check, real_sample)
+TG_UNARY_OP(tg_op_relu, "relu", relu, unary_check, away0_sample)
+TG_UNARY_OP(tg_op_leaky_relu, "leaky_relu", leaky, leaky_check, away0_sample)
 
 #define BIAS_OP(VAR, NAME, FN, CHECK, SAMPLE)                                                      \
     const tg_op VAR = {.name = NAME,                                                               \

@@ -154,6 +154,11 @@ void tg_lse_reduce(const tg_tensor *x, const tg_rgeom *g, tg_lse *out);
 extern const tg_op tg_op_amax, tg_op_amin, tg_op_logsumexp, tg_op_var, tg_op_std, tg_op_norm;
 extern const tg_op tg_op_log_softmax;
 extern const tg_op tg_op_nll, tg_op_cross_entropy, tg_op_huber, tg_op_smooth_l1, tg_op_kl_div;
+/* Issue 14, broadcasting binary ops (elementwise.c) and unary math (math.c). */
+extern const tg_op tg_op_div, tg_op_pow, tg_op_maximum, tg_op_minimum;
+extern const tg_op tg_op_neg, tg_op_exp, tg_op_log, tg_op_log1p, tg_op_expm1, tg_op_sqrt,
+    tg_op_rsqrt, tg_op_abs, tg_op_square, tg_op_reciprocal, tg_op_sin, tg_op_cos, tg_op_erf;
+extern const tg_op tg_op_softplus, tg_op_gelu, tg_op_silu, tg_op_elu, tg_op_clamp, tg_op_pow_scalar;
 
 /* Record a built-in op with one or two inputs. */
 static inline tg_status tg_apply1(tg_tape *t, const tg_op *op, const tg_tensor *a,

@@ -67,6 +67,31 @@ static const tg_op *const table[] = {
     &tg_op_huber,
     &tg_op_smooth_l1,
     &tg_op_kl_div,
+    /* issue 14: broadcasting binary ops (elementwise.c) */
+    &tg_op_div,
+    &tg_op_pow,
+    &tg_op_maximum,
+    &tg_op_minimum,
+    /* issue 14: unary math (math.c) */
+    &tg_op_neg,
+    &tg_op_exp,
+    &tg_op_log,
+    &tg_op_log1p,
+    &tg_op_expm1,
+    &tg_op_sqrt,
+    &tg_op_rsqrt,
+    &tg_op_abs,
+    &tg_op_square,
+    &tg_op_reciprocal,
+    &tg_op_sin,
+    &tg_op_cos,
+    &tg_op_erf,
+    &tg_op_softplus,
+    &tg_op_gelu,
+    &tg_op_silu,
+    &tg_op_elu,
+    &tg_op_clamp,
+    &tg_op_pow_scalar,
 };
 
 const tg_op *const *tg_op_table(int *count) {

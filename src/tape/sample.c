@@ -15,6 +15,12 @@ static double draw(tg_rng *g, tg_domain d) {
         return u < 0.5 ? 0.0 : 1.0;
     case TG_DOM_SMALL:
         return 0.05 * (2 * u - 1);
+    case TG_DOM_POS:
+        return 0.5 + 2 * u;
+    case TG_DOM_AWAY_HALF: { /* a sign, a band, a place in it: 1e-6 steps never cross ±½ or 0 */
+        double v = tg_rng_uniform(g), band = u < 0.5 ? 0.1 + 0.3 * v : 0.6 + 0.5 * v;
+        return tg_rng_uniform(g) < 0.5 ? -band : band;
+    }
     default:
         return tg_rng_normal(g);
     }

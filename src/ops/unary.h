@@ -1,0 +1,60 @@
+/* The maps of an elementwise op y = g(x), written once (activation.c,
+ * math.c). Not installed. g acts on each element, so its differential is
+ * diagonal and self-adjoint: dG_x(ξ) = g'(x) ⊙ ξ = rG_x(ξ). */
+#ifndef TG_UNARY_H
+#define TG_UNARY_H
+
+#include "ops.h"
+
+/* Defines NAME_forward, NAME_jvp, NAME_vjp of y = FWD, g'(x) = DERIV, both
+ * written with x (the input) and, in DERIV, y = g(x), whichever is cheaper;
+ * f0, f1 are the op's attr.f[0], attr.f[1] in the dtype (a slope, bounds). */
+#define TG_UNARY_MAPS(NAME, FWD, DERIV)                                                            \
+    TG_SIMD_CLONES static void NAME##_forward(tg_call *c) {                                        \
+        size_t n = c->out->size;                                                                   \
+        TG_DISPATCH(                                                                               \
+            c->out->dtype, const real *xs = c->in[0]->data; real *ys = c->out->data;               \
+            const real f0 = (real)c->attr.f[0], f1 = (real)c->attr.f[1]; (void)f0, (void)f1;       \
+            for (size_t i = 0; i < n; i++) {                                                       \
+                const real x = xs[i];                                                              \
+                ys[i] = (FWD);                                                                     \
+            });                                                                                    \
+    }                                                                                              \
+    /* d-map: g'(x) ⊙ ξ */                                                                      \
+    static void NAME##_jvp(const tg_call *c, const void *const *tin, void *tout) {                 \
+        size_t n = c->out->size;                                                                   \
+        TG_DISPATCH(                                                                               \
+            c->out->dtype, const real *xs = c->in[0]->data; const real *ys = c->out->data;         \
+            const real *t = tin[0]; real *to = tout;                                               \
+            const real f0 = (real)c->attr.f[0], f1 = (real)c->attr.f[1]; (void)f0, (void)f1;       \
+            for (size_t i = 0; i < n; i++) {                                                       \
+                const real x = xs[i], y = ys[i];                                                   \
+                (void)x, (void)y;                                                                  \
+                to[i] = (DERIV)*t[i];                                                              \
+            });                                                                                    \
+    }                                                                                              \
+    /* r-map: g'(x) ⊙ ζ, accumulated */                                                         \
+    TG_SIMD_CLONES static void NAME##_vjp(const tg_call *c, const void *gout, void *const *gin) {  \
+        size_t n = c->out->size;                                                                   \
+        TG_DISPATCH(                                                                               \
+            c->out->dtype, const real *xs = c->in[0]->data; const real *ys = c->out->data;         \
+            const real *g = gout; real *gi = gin[0];                                               \
+            const real f0 = (real)c->attr.f[0], f1 = (real)c->attr.f[1]; (void)f0, (void)f1;       \
+            for (size_t i = 0; i < n; i++) {                                                       \
+                const real x = xs[i], y = ys[i];                                                   \
+                (void)x, (void)y;                                                                  \
+                gi[i] += (DERIV)*g[i];                                                             \
+            });                                                                                    \
+    }
+
+/* The table entry of a one-input op whose maps TG_UNARY_MAPS defined. */
+#define TG_UNARY_OP(VAR, NAME, FN, CHECK, SAMPLE)                                                  \
+    const tg_op VAR = {.name = NAME,                                                               \
+                       .arity = 1,                                                                 \
+                       .check = CHECK,                                                             \
+                       .forward = FN##_forward,                                                    \
+                       .jvp = FN##_jvp,                                                            \
+                       .vjp = FN##_vjp,                                                            \
+                       .sample = SAMPLE};
+
+#endif
