@@ -190,11 +190,14 @@ tg_status tg_matmul(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tenso
  * torch.matmul, 1-D operands are not promoted: reshape them. */
 tg_status tg_matmul_t(tg_tape *t, const tg_tensor *a, const tg_tensor *b, int transpose_a,
                       int transpose_b, tg_tensor **out);
-/* ψ(b, X) = X + b, X n×d (or any rank with last dim d), b of size d,
- * broadcast over the rows (the batch). */
+/* ψ(b, X) = X + b, X n×d (or any rank with last dim d), b of size d with
+ * all its elements on its last axis (d, 1×d; not d×1), broadcast over the
+ * rows (the batch). TG_ERR_SHAPE otherwise. */
 tg_status tg_bias_add(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_tensor **out);
 
-/* Broadcast activations G (elementwise; softmax along the last axis). */
+/* Broadcast activations G (elementwise; softmax along the last axis).
+ * leaky_relu: slope beta for x <= 0; TG_ERR_VALUE if beta is not finite
+ * (also for tg_bias_leaky_relu). */
 tg_status tg_sigmoid(tg_tape *t, const tg_tensor *x, tg_tensor **out);
 tg_status tg_tanh(tg_tape *t, const tg_tensor *x, tg_tensor **out);
 tg_status tg_relu(tg_tape *t, const tg_tensor *x, tg_tensor **out);
@@ -222,6 +225,7 @@ tg_status tg_bias_leaky_relu(tg_tape *t, const tg_tensor *x, const tg_tensor *b,
 tg_status tg_add(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out);
 tg_status tg_sub(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out);
 tg_status tg_mul(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out);
+/* c·a; TG_ERR_VALUE if c is not finite. */
 tg_status tg_scale(tg_tape *t, const tg_tensor *a, double c, tg_tensor **out);
 
 /* Reductions: of all elements (→ rank 0), or along one axis (removed). */
@@ -233,7 +237,8 @@ tg_status tg_mean_axis(tg_tape *t, const tg_tensor *a, int axis, tg_tensor **out
 /* Losses: each returns the cost 𝕁 (rank 0) = mean of the loss 𝕃 over all
  * elements (over examples, for one output per example) unless said. */
 /* Binary log-loss on probabilities p in [0,1] (seed 001 §1.2), logs clamped
- * at −100 as PyTorch does. */
+ * at −100 as PyTorch does. TG_ERR_VALUE when recorded if some p is outside
+ * [0, 1] or NaN (naming its position). */
 tg_status tg_bce(tg_tape *t, const tg_tensor *p, const tg_tensor *y, tg_tensor **out);
 /* Binary cross-entropy on logits x: max(x,0) − x·y + log1p(exp(−|x|)). */
 tg_status tg_bce_logits(tg_tape *t, const tg_tensor *x, const tg_tensor *y, tg_tensor **out);
@@ -241,7 +246,9 @@ tg_status tg_bce_logits(tg_tape *t, const tg_tensor *x, const tg_tensor *y, tg_t
  * holding class indices 0..C−1 (stored as floats). Mean over the n rows. */
 tg_status tg_softmax_ce(tg_tape *t, const tg_tensor *logits, const tg_tensor *labels,
                         tg_tensor **out);
-/* The same against targets n×C (one-hot or any distribution per row). */
+/* The same against targets of the logits' shape (one-hot or any
+ * distribution per row): any rank >= 1, classes on the last axis, the mean
+ * over the rows (every axis but the last). */
 tg_status tg_softmax_ce_onehot(tg_tape *t, const tg_tensor *logits, const tg_tensor *targets,
                                tg_tensor **out);
 /* Squared error S = Σ ‖F − y‖² summed over everything (seed 004's S). */
@@ -250,7 +257,8 @@ tg_status tg_sse(tg_tape *t, const tg_tensor *f, const tg_tensor *y, tg_tensor *
 tg_status tg_mse(tg_tape *t, const tg_tensor *f, const tg_tensor *y, tg_tensor **out);
 
 /* Regularisation (seed 001's cost_function with n examples):
- * L2: λ/(2n)·‖W‖²;  L1: λ/(2n)·Σ|W|  (the seed's R with lp_reg = 2, 1). */
+ * L2: λ/(2n)·‖W‖²;  L1: λ/(2n)·Σ|W|  (the seed's R with lp_reg = 2, 1).
+ * TG_ERR_VALUE unless λ >= 0 and n > 0, both finite. */
 tg_status tg_l2(tg_tape *t, const tg_tensor *w, double lambda, double n, tg_tensor **out);
 tg_status tg_l1(tg_tape *t, const tg_tensor *w, double lambda, double n, tg_tensor **out);
 
@@ -341,7 +349,8 @@ tg_status tg_masked_fill(tg_tape *t, const tg_tensor *x, const tg_tensor *mask, 
                          tg_tensor **out);
 /* torch.nn.functional.one_hot(labels, classes): labels (rank <= 7) →
  * labels.shape × classes of 0 and 1 in the labels' dtype (PyTorch: int64);
- * classes = −1 takes the largest label + 1. A constant (no derivative). */
+ * classes = −1 takes the largest label + 1. A constant (no derivative).
+ * TG_ERR_ARG for classes 0 or below −1; TG_ERR_SHAPE for labels of rank 8. */
 tg_status tg_one_hot(tg_tape *t, const tg_tensor *labels, long classes, tg_tensor **out);
 /* torch.argmax(x, dim, keepdim): the index of the largest element along
  * dim, as a value of x's dtype; the first on ties; NaN counts as the
@@ -483,7 +492,9 @@ tg_status tg_minimum(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tens
  * and derivatives as PyTorch's functions of the same name, within a few
  * ulps over the whole range (ends and ±inf included). Outside a function's
  * domain the result is PyTorch's (NaN, ±inf). Deviations: at a NaN input
- * every derivative is NaN (torch gives 0 for abs, clamp, elu), and where
+ * every derivative that depends on x is NaN (torch gives 0 for abs, clamp,
+ * elu); neg's is −1 whatever x, and pow_scalar with c = 0 has y = 1 and
+ * derivative 0 everywhere, NaN included (as pow(NaN, 0) = 1); and where
  * torch's form loses a tail or makes 0·inf = NaN we keep the true value or
  * limit (noted per op). Errors: TG_ERR_VALUE for a bad attribute. */
 tg_status tg_neg(tg_tape *t, const tg_tensor *x, tg_tensor **out);   /* −x */
