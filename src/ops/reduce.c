@@ -128,13 +128,21 @@ static void extremum(const tg_call *c, const tg_rgeom *g, int is_max) {
                 memset(cnt, 0, g->out_size * sizeof *cnt); TG_RWALK(g, cnt[o] += xs[i] == y[o];););
 }
 
-/* var and std: μ kept, Σ(x − μ)² in scratch. */
+/* var and std: μ kept, Σ(x − μ)² in scratch. μ is the mean corrected by
+ * the mean of the residuals (the corrected two-pass algorithm): a set of
+ * equal values then has μ equal to them exactly, so its variance is 0, not
+ * the 1e−16 that Σx/N's rounding left — whose std then had a gradient of
+ * size 1 at a point where std has a kink (found by the API fuzzer). */
 static void variance(const tg_call *c, const tg_rgeom *g, kind k) {
     double *mu = kept(c), *ss = scratch(c, g), D = divisor(c, g);
     sums(c, g, c->in[0]->data, mu);
     for (size_t o = 0; o < g->out_size; o++)
         mu[o] /= (double)g->count;
     memset(ss, 0, g->out_size * sizeof *ss);
+    TG_DISPATCH(c->out->dtype, const real *xs = c->in[0]->data;
+                TG_RWALK(g, ss[o] += xs[i] - mu[o];););
+    for (size_t o = 0; o < g->out_size; o++)
+        mu[o] += ss[o] / (double)g->count, ss[o] = 0;
     TG_DISPATCH(
         c->out->dtype, const real *xs = c->in[0]->data; real *y = c->out->data;
         TG_RWALK(g, const double d = xs[i] - mu[o]; ss[o] += d * d;);
