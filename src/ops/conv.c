@@ -191,6 +191,14 @@ static tg_status geometry(const tg_call *c, conv_geom *G, char *msg, size_t len)
         ow = conv_out(xw, G->pL, G->pR, G->dW, G->kW, G->sW);
         G->OH = oh > 0 ? (size_t)oh : 0, G->OW = ow > 0 ? (size_t)ow : 0;
     }
+    if ((oh <= 0 || ow <= 0) && kind == KIND_CONV1D) {
+        char sx[64], sw[64];
+        snprintf(msg, len,
+                 "output length %ld <= 0: input %s, weight %s, stride %ld, padding (%ld, %ld), "
+                 "dilation %ld",
+                 ow, SHP(sx, x), SHP(sw, w), G->sW, G->pL, G->pR, G->dW);
+        return TG_ERR_SHAPE;
+    }
     if (oh <= 0 || ow <= 0) {
         char sx[64], sw[64];
         snprintf(msg, len,
