@@ -47,6 +47,7 @@ typedef struct conv_geom {
     size_t Cg, Og, K, OHW, HW;
     long sH, sW, pT, pB, pL, pR, dH, dW;
     int direct; /* 1×1, stride 1, no padding: col(X) = X */
+    size_t nb;  /* images per product (see conv_batch) */
 } conv_geom;
 
 /* Attribute values above this are refused: every product below stays far
@@ -157,6 +158,20 @@ static tg_status channels(const tg_call *c, int kind, conv_geom *G, char *msg, s
     return TG_OK;
 }
 
+/* Images per product. One image of a small layer makes a thin product
+ * (c2 of bench_conv: 64×121 by 288 per image) on which OpenBLAS runs at a
+ * third of its rate; the windows of nb images side by side in one col
+ * matrix (K × nb·OH·OW) make one product of about COL_TARGET columns. The
+ * outputs (and, backward, the adjoints) then pass through a buffer
+ * Og × nb·OH·OW in that order: a copy of the output, small beside the
+ * product. A direct (1×1) convolution keeps one image and no copy. */
+#define COL_TARGET 1024
+static size_t conv_batch(const conv_geom *G) {
+    if (G->direct || G->OHW >= COL_TARGET / 2) return 1;
+    size_t nb = (COL_TARGET + G->OHW - 1) / G->OHW;
+    return nb < G->N ? nb : G->N;
+}
+
 /* The full geometry from inputs and attributes, or an error naming both shapes. */
 static tg_status geometry(const tg_call *c, conv_geom *G, char *msg, size_t len) {
     const tg_tensor *x = c->in[0], *w = c->in[1];
@@ -220,6 +235,7 @@ static tg_status geometry(const tg_call *c, conv_geom *G, char *msg, size_t len)
     /* (a transposed 1×1 with output_padding has a larger image than col side) */
     G->direct = G->kH == 1 && G->kW == 1 && G->sH == 1 && G->sW == 1 && !G->pT && !G->pB &&
                 !G->pL && !G->pR && G->HW == G->OHW;
+    G->nb = conv_batch(G);
     return TG_OK;
 }
 
@@ -244,7 +260,10 @@ static tg_status conv_check(tg_call *c, char *msg, size_t len) {
         c->out->shape[2] = w;
     else
         c->out->shape[2] = h, c->out->shape[3] = w;
-    c->saved_bytes = G.direct ? 0 : G.K * G.OHW * tg_dtype_size(c->in[0]->dtype);
+    /* the col matrix, and with nb > 1 the outputs' or adjoints' buffer */
+    c->saved_bytes =
+        G.direct ? 0
+                 : (G.K + (G.nb > 1 ? G.Og : 0)) * G.nb * G.OHW * tg_dtype_size(c->in[0]->dtype);
     return TG_OK;
 }
 
@@ -260,13 +279,13 @@ static void valid_range(size_t OW, long s, long off, size_t n, size_t *lo, size_
     *lo = (size_t)l, *hi = (size_t)h;
 }
 
-/* col (K × OHW) = the windows of one group's image img (Cg × H × W). */
-static void im2col(const conv_geom *G, tg_dtype dt, const void *img, void *col) {
+/* col (K × OHW, rows ld apart) = the windows of one group's image img (Cg × H × W). */
+static void im2col(const conv_geom *G, tg_dtype dt, const void *img, void *col, size_t ld) {
     TG_DISPATCH(
         dt, const real *X = img; real *C = col;
         for (size_t ch = 0; ch < G->Cg; ch++) for (size_t i = 0; i < G->kH;
                                                    i++) for (size_t j = 0; j < G->kW; j++) {
-            real *row = C + ((ch * G->kH + i) * G->kW + j) * G->OHW;
+            real *row = C + ((ch * G->kH + i) * G->kW + j) * ld;
             long offw = (long)j * G->dW - G->pL;
             size_t lo, hi;
             valid_range(G->OW, G->sW, offw, G->W, &lo, &hi);
@@ -293,12 +312,12 @@ static void im2col(const conv_geom *G, tg_dtype dt, const void *img, void *col) 
 
 /* img (Cg × H × W) += col2im(col): im2col's adjoint, each window's column
  * added back onto the pixels it read (padding positions dropped). */
-static void col2im_add(const conv_geom *G, tg_dtype dt, const void *col, void *img) {
+static void col2im_add(const conv_geom *G, tg_dtype dt, const void *col, size_t ld, void *img) {
     TG_DISPATCH(
         dt, real *X = img; const real *C = col;
         for (size_t ch = 0; ch < G->Cg; ch++) for (size_t i = 0; i < G->kH;
                                                    i++) for (size_t j = 0; j < G->kW; j++) {
-            const real *row = C + ((ch * G->kH + i) * G->kW + j) * G->OHW;
+            const real *row = C + ((ch * G->kH + i) * G->kW + j) * ld;
             long offw = (long)j * G->dW - G->pL;
             size_t lo, hi;
             valid_range(G->OW, G->sW, offw, G->W, &lo, &hi);
@@ -328,17 +347,74 @@ static size_t col_at(const conv_geom *G, size_t n, size_t g) {
     return (n * G->Co + g * G->Og) * G->OHW;
 }
 
-/* φ: out_g = W_g·col(img_g) + beta·out_g for every image and group. */
+/* The col matrix of images n0..n0+nb−1, group g (K × nb·OHW), unless direct. */
+static const void *cols_of(const conv_geom *G, tg_dtype dt, const void *img, size_t n0, size_t nb,
+                           size_t g, void *buf) {
+    size_t es = tg_dtype_size(dt);
+    if (G->direct) return (const char *)img + img_at(G, n0, g) * es;
+    for (size_t i = 0; i < nb; i++)
+        im2col(G, dt, (const char *)img + img_at(G, n0 + i, g) * es, (char *)buf + i * G->OHW * es,
+               nb * G->OHW);
+    return buf;
+}
+
+/* The window side's NCHW blocks of nb images (group g: Og × OHW each) and
+ * the buffer t (Og × nb·OHW): gather copies the blocks into t; scatter
+ * copies t out to them (beta 0) or adds it (beta 1). */
+static char *win_block(const conv_geom *G, size_t es, const void *win, size_t n, size_t g,
+                       size_t o) {
+    return (char *)(uintptr_t)win + (col_at(G, n, g) + o * G->OHW) * es;
+}
+
+static void win_gather(const conv_geom *G, tg_dtype dt, const void *win, size_t n0, size_t nb,
+                       size_t g, void *t) {
+    size_t es = tg_dtype_size(dt), run = G->OHW;
+    for (size_t i = 0; i < nb; i++)
+        for (size_t o = 0; o < G->Og; o++)
+            memcpy((char *)t + (o * nb + i) * run * es, win_block(G, es, win, n0 + i, g, o),
+                   run * es);
+}
+
+static void win_scatter(const conv_geom *G, tg_dtype dt, void *win, size_t n0, size_t nb, size_t g,
+                        const void *t, double beta) {
+    size_t es = tg_dtype_size(dt), run = G->OHW;
+    for (size_t i = 0; i < nb; i++)
+        for (size_t o = 0; o < G->Og; o++) {
+            char *w = win_block(G, es, win, n0 + i, g, o);
+            const char *b = (const char *)t + (o * nb + i) * run * es;
+            if (beta == 0.0)
+                memcpy(w, b, run * es);
+            else
+                TG_DISPATCH(dt, real *y = (real *)w; const real *v = (const real *)b;
+                            for (size_t e = 0; e < run; e++) y[e] += v[e];);
+        }
+}
+
+/* The scratch: the col matrix, then (nb > 1) the window-side buffer. */
+static void *win_buf(const conv_geom *G, tg_dtype dt, void *buf) {
+    return (char *)buf + G->K * G->nb * G->OHW * tg_dtype_size(dt);
+}
+
+/* φ: out_g = W_g·col(img_g) + beta·out_g for every image and group, nb
+ * images per product. */
 static void conv_fwd(const conv_geom *G, tg_dtype dt, const void *img, const void *w, double beta,
                      void *out, void *buf) {
     size_t es = tg_dtype_size(dt);
-    for (size_t n = 0; n < G->N; n++)
+    for (size_t n0 = 0; n0 < G->N; n0 += G->nb) {
+        size_t nb = G->N - n0 < G->nb ? G->N - n0 : G->nb, cols = nb * G->OHW;
         for (size_t g = 0; g < G->G; g++) {
-            const char *x = (const char *)img + img_at(G, n, g) * es;
-            if (!G->direct) im2col(G, dt, x, buf);
-            tg_gemm(dt, 0, 0, G->Og, G->OHW, G->K, (const char *)w + g * G->Og * G->K * es, G->K,
-                    G->direct ? x : buf, G->OHW, beta, (char *)out + col_at(G, n, g) * es, G->OHW);
+            const void *col = cols_of(G, dt, img, n0, nb, g, buf);
+            const char *wg = (const char *)w + g * G->Og * G->K * es;
+            if (G->nb == 1) {
+                tg_gemm(dt, 0, 0, G->Og, cols, G->K, wg, G->K, col, cols, beta,
+                        (char *)out + col_at(G, n0, g) * es, cols);
+                continue;
+            }
+            void *t = win_buf(G, dt, buf);
+            tg_gemm(dt, 0, 0, G->Og, cols, G->K, wg, G->K, col, cols, 0.0, t, cols);
+            win_scatter(G, dt, out, n0, nb, g, t, beta);
         }
+    }
 }
 
 /* rφ then col2im: img_g += col⁻ᵀ(W_gᵀ·z_g), the seed's Aᵀζ (Wᵀζ). A direct
@@ -346,27 +422,42 @@ static void conv_fwd(const conv_geom *G, tg_dtype dt, const void *img, const voi
 static void conv_rimg(const conv_geom *G, tg_dtype dt, const void *z, const void *w, void *img,
                       void *buf) {
     size_t es = tg_dtype_size(dt);
-    for (size_t n = 0; n < G->N; n++)
+    for (size_t n0 = 0; n0 < G->N; n0 += G->nb) {
+        size_t nb = G->N - n0 < G->nb ? G->N - n0 : G->nb, cols = nb * G->OHW;
         for (size_t g = 0; g < G->G; g++) {
-            char *x = (char *)img + img_at(G, n, g) * es;
-            tg_gemm(dt, 1, 0, G->K, G->OHW, G->Og, (const char *)w + g * G->Og * G->K * es, G->K,
-                    (const char *)z + col_at(G, n, g) * es, G->OHW, G->direct ? 1.0 : 0.0,
-                    G->direct ? x : buf, G->OHW);
-            if (!G->direct) col2im_add(G, dt, buf, x);
+            const char *wg = (const char *)w + g * G->Og * G->K * es;
+            const void *zg = (const char *)z + col_at(G, n0, g) * es;
+            if (G->nb > 1) {
+                win_gather(G, dt, z, n0, nb, g, win_buf(G, dt, buf));
+                zg = win_buf(G, dt, buf);
+            }
+            char *x = (char *)img + img_at(G, n0, g) * es;
+            tg_gemm(dt, 1, 0, G->K, cols, G->Og, wg, G->K, zg, cols, G->direct ? 1.0 : 0.0,
+                    G->direct ? x : buf, cols);
+            for (size_t i = 0; !G->direct && i < nb; i++)
+                col2im_add(G, dt, (char *)buf + i * G->OHW * es, cols,
+                           (char *)img + img_at(G, n0 + i, g) * es);
         }
+    }
 }
 
 /* r₁φ: W̄_g += z_g·col(img_g)ᵀ (the seed's ζxᵀ), summed over images by beta = 1. */
 static void conv_rw(const conv_geom *G, tg_dtype dt, const void *img, const void *z, void *gw,
                     void *buf) {
     size_t es = tg_dtype_size(dt);
-    for (size_t n = 0; n < G->N; n++)
+    for (size_t n0 = 0; n0 < G->N; n0 += G->nb) {
+        size_t nb = G->N - n0 < G->nb ? G->N - n0 : G->nb, cols = nb * G->OHW;
         for (size_t g = 0; g < G->G; g++) {
-            const char *x = (const char *)img + img_at(G, n, g) * es;
-            if (!G->direct) im2col(G, dt, x, buf);
-            tg_gemm(dt, 0, 1, G->Og, G->K, G->OHW, (const char *)z + col_at(G, n, g) * es, G->OHW,
-                    G->direct ? x : buf, G->OHW, 1.0, (char *)gw + g * G->Og * G->K * es, G->K);
+            const void *zg = (const char *)z + col_at(G, n0, g) * es;
+            if (G->nb > 1) {
+                win_gather(G, dt, z, n0, nb, g, win_buf(G, dt, buf));
+                zg = win_buf(G, dt, buf);
+            }
+            const void *col = cols_of(G, dt, img, n0, nb, g, buf);
+            tg_gemm(dt, 0, 1, G->Og, G->K, cols, zg, cols, col, cols, 1.0,
+                    (char *)gw + g * G->Og * G->K * es, G->K);
         }
+    }
 }
 
 /* ---------------------------------------------------------------- conv2d, conv1d */
