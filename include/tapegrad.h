@@ -543,6 +543,68 @@ tg_status tg_clamp(tg_tape *t, const tg_tensor *x, double min, double max, tg_te
  * TG_ERR_VALUE unless c is finite. */
 tg_status tg_pow_scalar(tg_tape *t, const tg_tensor *x, double c, tg_tensor **out);
 
+/* ---------------------------------------------------------------- convolutions (issue 15)
+ * Layout NCHW, as PyTorch: input N×C×H×W (conv1d: N×C×L), row-major; the
+ * weights in PyTorch's layouts (below). float32 or float64, both inputs
+ * differentiable. Computed as im2col + one OpenBLAS product per image and
+ * group (tapegrad's threads, tg_set_threads), the im2col buffer in the
+ * tape's arena. Output extent per axis (torch.nn.Conv2d's formula):
+ *   conv:       ⌊(in + pad_lo + pad_hi − dilation·(k − 1) − 1) / stride⌋ + 1
+ *   transposed: (in − 1)·stride − pad_lo − pad_hi + dilation·(k − 1) + output_padding + 1
+ * Errors name the op and the shapes: TG_ERR_SHAPE for ranks, an empty
+ * dimension, channels not divisible by groups, a weight whose channels do
+ * not match the input's, an output size <= 0; TG_ERR_VALUE for stride,
+ * dilation or groups < 1, padding < 0, padding "same" with a stride other
+ * than 1 (PyTorch refuses it too) or on a transposed convolution, an
+ * output_padding not smaller than stride or dilation (PyTorch's rule).
+ * Values as PyTorch's up to rounding (a different summation order). */
+typedef struct tg_conv2d_opts {
+    long stride[2];         /* (sH, sW) >= 1; default (1, 1) */
+    long padding[4];        /* zeros added top, bottom, left, right, >= 0; default 0.
+                             * PyTorch's padding=(p, q) is {p, p, q, q} */
+    int padding_same;       /* 1: PyTorch's padding="same" (stride 1 only; padding[] is
+                             * ignored): d·(k − 1) zeros, ⌊half⌋ before, the rest after */
+    long dilation[2];       /* (dH, dW) >= 1; default (1, 1) */
+    long groups;            /* >= 1, divides both channel counts; default 1 (C: depthwise) */
+    long output_padding[2]; /* conv_transpose2d only: extra rows/columns at the bottom and
+                             * right; default 0 */
+} tg_conv2d_opts;
+/* PyTorch's defaults: stride 1, padding 0, dilation 1, groups 1. */
+tg_conv2d_opts tg_conv2d_defaults(void);
+
+/* torch.nn.functional.conv2d(x, w, bias, stride, padding, dilation, groups):
+ * x N×C×H×W, w O×(C/groups)×kH×kW, bias (O) or NULL; y N×O×OH×OW with
+ * y[n, o] = Σ_{c in o's group, i, j} w[o, c, i, j]·x[n, c, oh·sH − pT + i·dH,
+ * ow·sW − pL + j·dW] (+ bias[o]), x zero outside. opts NULL: defaults. With
+ * a bias, records conv2d then channel_bias (two tape entries). */
+tg_status tg_conv2d(tg_tape *t, const tg_tensor *x, const tg_tensor *w, const tg_tensor *bias,
+                    const tg_conv2d_opts *opts, tg_tensor **out);
+/* torch.nn.functional.conv_transpose2d(x, w, bias, stride, padding,
+ * output_padding, groups, dilation): x N×C_in×H×W, w C_in×(C_out/groups)×kH×kW
+ * (PyTorch's ConvTranspose2d layout), bias (C_out) or NULL; the adjoint of
+ * conv2d w.r.t. its input: conv2d(y', w) with y' of the output's shape has
+ * ⟨conv2d(y', w), x⟩ = ⟨y', conv_transpose2d(x, w)⟩. padding[] per side
+ * (PyTorch's padding=(p, q) is {p, p, q, q}); padding_same refused. */
+tg_status tg_conv_transpose2d(tg_tape *t, const tg_tensor *x, const tg_tensor *w,
+                              const tg_tensor *bias, const tg_conv2d_opts *opts, tg_tensor **out);
+
+typedef struct tg_conv1d_opts {
+    long stride;      /* >= 1; default 1 */
+    long padding[2];  /* zeros added left, right; default 0 (PyTorch's padding=p: {p, p}) */
+    int padding_same; /* 1: PyTorch's padding="same" (stride 1 only) */
+    long dilation;    /* >= 1; default 1 */
+    long groups;      /* default 1 */
+} tg_conv1d_opts;
+tg_conv1d_opts tg_conv1d_defaults(void);
+/* torch.nn.functional.conv1d: x N×C×L, w O×(C/groups)×k, bias (O) or NULL;
+ * y N×O×L_out. conv2d with H = 1 (one op, "conv1d", sharing its code). */
+tg_status tg_conv1d(tg_tape *t, const tg_tensor *x, const tg_tensor *w, const tg_tensor *bias,
+                    const tg_conv1d_opts *opts, tg_tensor **out);
+/* y[n, c, …] = x[n, c, …] + b[c]: x of rank >= 2, b a vector of x's
+ * axis-1 size (a convolution's bias; the "+ bias" of torch's conv layers).
+ * TG_ERR_SHAPE otherwise. */
+tg_status tg_channel_bias(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_tensor **out);
+
 /* ---------------------------------------------------------------- checks */
 
 typedef struct tg_check_opts {

@@ -205,6 +205,12 @@ static void gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, cons
     pthread_mutex_unlock(&blas_threads_lock);
 }
 
+/* The same product for the other op families (conv.c): one threading layer. */
+void tg_gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a, size_t lda,
+             const void *b, size_t ldb, double beta, void *c, size_t ldc) {
+    gemm(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+}
+
 /* ---------------------------------------------------------------- matmul φ */
 
 static tg_status matmul_check(tg_call *c, char *msg, size_t len) {

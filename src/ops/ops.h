@@ -160,6 +160,12 @@ extern const tg_op tg_op_neg, tg_op_exp, tg_op_log, tg_op_log1p, tg_op_expm1, tg
     tg_op_rsqrt, tg_op_abs, tg_op_square, tg_op_reciprocal, tg_op_sin, tg_op_cos, tg_op_erf;
 extern const tg_op tg_op_softplus, tg_op_gelu, tg_op_silu, tg_op_elu, tg_op_clamp, tg_op_pow_scalar;
 
+/* Convolutions (issue 15, conv.c): C = op(A)·op(B) + beta·C row-major by
+ * OpenBLAS on tapegrad's threads, as matmul's (linalg.c); beta 0 or 1. */
+void tg_gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a, size_t lda,
+             const void *b, size_t ldb, double beta, void *c, size_t ldc);
+extern const tg_op tg_op_conv2d, tg_op_conv_transpose2d, tg_op_conv1d, tg_op_channel_bias;
+
 /* Record a built-in op with one or two inputs. */
 static inline tg_status tg_apply1(tg_tape *t, const tg_op *op, const tg_tensor *a,
                                   const tg_attr *attr, tg_tensor **out) {

@@ -92,6 +92,11 @@ static const tg_op *const table[] = {
     &tg_op_elu,
     &tg_op_clamp,
     &tg_op_pow_scalar,
+    /* issue 15: convolutions (conv.c) */
+    &tg_op_conv2d,
+    &tg_op_conv_transpose2d,
+    &tg_op_conv1d,
+    &tg_op_channel_bias,
 };
 
 const tg_op *const *tg_op_table(int *count) {
