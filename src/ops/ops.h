@@ -160,6 +160,10 @@ extern const tg_op tg_op_neg, tg_op_exp, tg_op_log, tg_op_log1p, tg_op_expm1, tg
     tg_op_rsqrt, tg_op_abs, tg_op_square, tg_op_reciprocal, tg_op_sin, tg_op_cos, tg_op_erf;
 extern const tg_op tg_op_softplus, tg_op_gelu, tg_op_silu, tg_op_elu, tg_op_clamp, tg_op_pow_scalar;
 
+/* Issue 15: pooling (pool.c) and normalisation (norm.c), NCHW. */
+extern const tg_op tg_op_max_pool2d, tg_op_avg_pool2d, tg_op_global_avg_pool2d;
+extern const tg_op tg_op_batch_norm, tg_op_batch_norm_eval, tg_op_layer_norm, tg_op_group_norm;
+
 /* Record a built-in op with one or two inputs. */
 static inline tg_status tg_apply1(tg_tape *t, const tg_op *op, const tg_tensor *a,
                                   const tg_attr *attr, tg_tensor **out) {
