@@ -587,8 +587,9 @@ tg_status tg_global_avg_pool2d(tg_tape *t, const tg_tensor *x, tg_tensor **out);
  * batch variance unbiased (× M/(M − 1), M values per channel) for
  * running_var; momentum in [0, 1] (PyTorch's default 0.1; no cumulative
  * average for momentum = None). The op itself never writes them, so
- * tg_replay and finite differences do not move them. eps >= 0 finite
- * (PyTorch's default 1e-5). Errors: TG_ERR_SHAPE for γ, β or the running
+ * tg_replay and finite differences do not move them. eps > 0 finite
+ * (PyTorch's default 1e-5; PyTorch also takes 0, where a constant set gives
+ * 0·∞ = NaN: refused here, TG_ERR_VALUE). Errors: TG_ERR_SHAPE for γ, β or the running
  * statistics not of C elements; TG_ERR_ARG for a parameter or op result as
  * running statistics, only one of a pair given; TG_ERR_VALUE for eps or
  * momentum. */
@@ -599,7 +600,7 @@ tg_status tg_batch_norm(tg_tape *t, const tg_tensor *x, const tg_tensor *gamma,
  * each set of the last n_norm axes, whose sizes must be normalized_shape
  * (1 <= n_norm <= rank), is normalised with its own mean and biased
  * variance, y = γ ⊙ x̂ + β with gamma, beta of shape normalized_shape, or
- * both NULL (elementwise_affine = False). eps >= 0 finite. */
+ * both NULL (elementwise_affine = False). eps > 0 finite, as tg_batch_norm. */
 tg_status tg_layer_norm(tg_tape *t, const tg_tensor *x, int n_norm,
                         const size_t *normalized_shape, const tg_tensor *gamma,
                         const tg_tensor *beta, double eps, tg_tensor **out);

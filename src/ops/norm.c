@@ -101,8 +101,8 @@ static const void *beta_of(const tg_call *c) {
 
 static tg_status eps_check(const tg_call *c, char *msg, size_t len) {
     double e = c->attr.f[0];
-    if (e >= 0 && isfinite(e)) return TG_OK;
-    snprintf(msg, len, "eps = %g must be finite and >= 0", e);
+    if (e > 0 && isfinite(e)) return TG_OK; /* 0 would make a constant set 0·∞ = NaN */
+    snprintf(msg, len, "eps = %g must be finite and > 0", e);
     return TG_ERR_VALUE;
 }
 
@@ -464,8 +464,8 @@ static tg_status running_check(const tg_tensor *x, const tg_tensor *gamma, const
     if (x->rank < 2)
         return tg_fail(TG_ERR_SHAPE, "batch_norm: input must be (N x C) or (N x C x ...), got %s",
                        SHP(sx, x));
-    if (!(eps >= 0 && isfinite(eps)))
-        return tg_fail(TG_ERR_VALUE, "batch_norm: eps = %g must be finite and >= 0", eps);
+    if (!(eps > 0 && isfinite(eps)))
+        return tg_fail(TG_ERR_VALUE, "batch_norm: eps = %g must be finite and > 0", eps);
     const tg_tensor *w[2] = {gamma, beta};
     for (int q = 0; q < 2; q++)
         if (w[q] && (w[q]->rank != 1 || w[q]->size != x->shape[1]))
