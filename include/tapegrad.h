@@ -604,6 +604,85 @@ tg_status tg_conv1d(tg_tape *t, const tg_tensor *x, const tg_tensor *w, const tg
  * axis-1 size (a convolution's bias; the "+ bias" of torch's conv layers).
  * TG_ERR_SHAPE otherwise. */
 tg_status tg_channel_bias(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_tensor **out);
+/* ---------------------------------------------------------------- pooling and normalisation (issue 15)
+ * Layout NCHW, as PyTorch: x is N×C×H×W (the pools also take an unbatched
+ * C×H×W), the channel on axis 1, H and W the last two axes. float32 and
+ * float64. Errors name the op and the shapes: TG_ERR_SHAPE for shapes that
+ * do not fit (an output size < 1: a kernel larger than the padded input),
+ * TG_ERR_VALUE for attributes out of range, TG_ERR_ARG for NULL arguments. */
+
+/* torch.nn.functional.max_pool2d(x, kernel, stride, padding, dilation,
+ * ceil_mode): each output is the maximum of its window over H and W;
+ * kernel[2] (kH, kW) >= 1; stride NULL = the kernel (PyTorch's default);
+ * padding NULL = 0, each side padded with −inf, at most half the kernel
+ * (kH/2, kW/2, as PyTorch); dilation NULL = 1. Output size per axis
+ * ⌊(in + 2p − d(k − 1) − 1 + (ceil_mode ? s − 1 : 0))/s⌋ + 1 (under ceil_mode
+ * one less if the last window would start in the right padding). The
+ * adjoint of each output goes to the FIRST maximal element of its window
+ * (row-major order in the window); a window holding NaN gives NaN and its
+ * adjoint goes to the NaN (the last NaN, as PyTorch's kernel). The winners'
+ * indices live with the op (the tape's arena). Deviation: a window of
+ * padding only (possible with dilation) gives −inf and no adjoint (PyTorch
+ * reads outside the window there). */
+tg_status tg_max_pool2d(tg_tape *t, const tg_tensor *x, const int *kernel, const int *stride,
+                        const int *padding, const int *dilation, int ceil_mode, tg_tensor **out);
+/* torch.nn.functional.avg_pool2d(x, kernel, stride, padding, ceil_mode,
+ * count_include_pad): the mean of each window, padding counted as zeros.
+ * PyTorch's default is count_include_pad = 1: the divisor is the window's
+ * size clipped to the padded input; with 0, the number of real elements.
+ * kernel, stride, padding, ceil_mode and errors as tg_max_pool2d (no
+ * dilation). No divisor_override. Sums in double. */
+tg_status tg_avg_pool2d(tg_tape *t, const tg_tensor *x, const int *kernel, const int *stride,
+                        const int *padding, int ceil_mode, int count_include_pad,
+                        tg_tensor **out);
+/* Global average pooling: torch.nn.functional.adaptive_avg_pool2d(x, 1),
+ * N×C×H×W → N×C×1×1 (C×H×W → C×1×1): the mean of each H×W plane. Flatten
+ * or reshape the result for a N×C classifier input. */
+tg_status tg_global_avg_pool2d(tg_tape *t, const tg_tensor *x, tg_tensor **out);
+
+/* torch.nn.functional.batch_norm(x, running_mean, running_var, weight =
+ * gamma, bias = beta, training = train, momentum, eps) on x N×C (per
+ * feature) or N×C×... (per channel, e.g. N×C×H×W): y = γ·(x − μ)/√(σ² + ε) + β.
+ * Training (train != 0): μ, σ² are the batch's statistics over every axis
+ * but 1 (σ² biased, as PyTorch); its r-map goes through μ and σ²; more than
+ * one value per channel is needed (TG_ERR_SHAPE otherwise, as PyTorch).
+ * Eval: μ, σ² are running_mean and running_var, and y = x·α + b per channel
+ * (α = γ/√(σ² + ε), b = β − μα), exactly affine; no derivative flows into
+ * the running statistics (they are stacked into one (2×C) constant node,
+ * then the op "batch_norm_eval" is recorded: two nodes).
+ * gamma, beta: parameters of C elements, or both NULL (affine = False).
+ * running_mean, running_var: constant leaves (tg_tensor_new) of C elements
+ * and x's dtype, the state beside the layer (not parameters); both NULL in
+ * training means none kept (track_running_stats = False); required in eval.
+ * In training they are updated HERE, once, right after the op is recorded,
+ * with PyTorch's rule running = (1 − momentum)·running + momentum·batch, the
+ * batch variance unbiased (× M/(M − 1), M values per channel) for
+ * running_var; momentum in [0, 1] (PyTorch's default 0.1; no cumulative
+ * average for momentum = None). The op itself never writes them, so
+ * tg_replay and finite differences do not move them. eps > 0 finite
+ * (PyTorch's default 1e-5; PyTorch also takes 0, where a constant set gives
+ * 0·∞ = NaN: refused here, TG_ERR_VALUE). Errors: TG_ERR_SHAPE for γ, β or the running
+ * statistics not of C elements; TG_ERR_ARG for a parameter or op result as
+ * running statistics, only one of a pair given; TG_ERR_VALUE for eps or
+ * momentum. */
+tg_status tg_batch_norm(tg_tape *t, const tg_tensor *x, const tg_tensor *gamma,
+                        const tg_tensor *beta, tg_tensor *running_mean, tg_tensor *running_var,
+                        int train, double momentum, double eps, tg_tensor **out);
+/* torch.nn.functional.layer_norm(x, normalized_shape, weight, bias, eps):
+ * each set of the last n_norm axes, whose sizes must be normalized_shape
+ * (1 <= n_norm <= rank), is normalised with its own mean and biased
+ * variance, y = γ ⊙ x̂ + β with gamma, beta of shape normalized_shape, or
+ * both NULL (elementwise_affine = False). eps > 0 finite, as tg_batch_norm. */
+tg_status tg_layer_norm(tg_tape *t, const tg_tensor *x, int n_norm,
+                        const size_t *normalized_shape, const tg_tensor *gamma,
+                        const tg_tensor *beta, double eps, tg_tensor **out);
+/* torch.nn.functional.group_norm(x, num_groups, weight, bias, eps): x
+ * N×C×..., the C channels split into num_groups groups of C/num_groups
+ * consecutive channels; each (example, group) normalised with its mean and
+ * biased variance, then γ, β per channel (C elements, or both NULL).
+ * TG_ERR_SHAPE unless num_groups >= 1 divides C. */
+tg_status tg_group_norm(tg_tape *t, const tg_tensor *x, int num_groups, const tg_tensor *gamma,
+                        const tg_tensor *beta, double eps, tg_tensor **out);
 
 /* ---------------------------------------------------------------- checks */
 

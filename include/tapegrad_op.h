@@ -51,7 +51,9 @@ typedef enum tg_domain {
     TG_DOM_CYCLE,    /* element i is i mod C (C as for LABEL): every class in turn, so that
                         indices and masks reach every position (gather, embedding, where) */
     TG_DOM_POS,      /* in [0.5, 2.5): log, sqrt, rsqrt, a pow base, away from 0 */
-    TG_DOM_AWAY_HALF /* |x| in [0.1, 0.4] or [0.6, 1.1]: off the kinks of abs and clamp(−½, ½) */
+    TG_DOM_AWAY_HALF, /* |x| in [0.1, 0.4] or [0.6, 1.1]: off the kinks of abs and clamp(−½, ½) */
+    TG_DOM_DISTINCT   /* a shuffle of evenly spaced values in [−2, 2], at least 4/size apart:
+                         no ties, so the winner of a max pool stays put under a 1e-6 step */
 } tg_domain;
 
 typedef struct tg_sample {

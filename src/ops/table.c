@@ -97,6 +97,14 @@ static const tg_op *const table[] = {
     &tg_op_conv_transpose2d,
     &tg_op_conv1d,
     &tg_op_channel_bias,
+    /* issue 15: pooling (pool.c) and normalisation (norm.c) */
+    &tg_op_max_pool2d,
+    &tg_op_avg_pool2d,
+    &tg_op_global_avg_pool2d,
+    &tg_op_batch_norm,
+    &tg_op_batch_norm_eval,
+    &tg_op_layer_norm,
+    &tg_op_group_norm,
 };
 
 const tg_op *const *tg_op_table(int *count) {

@@ -39,6 +39,15 @@ void tg_sample_fill(tg_tensor *x, tg_domain d, size_t classes, tg_rng *g) {
         else
             tg_set(x, i, draw(g, d));
     }
+    if (d == TG_DOM_DISTINCT) { /* Fisher–Yates over the ramp −2 + 4(i + ½)/size */
+        for (size_t i = 0; i < x->size; i++)
+            tg_set(x, i, -2 + 4 * ((double)i + 0.5) / (double)x->size);
+        for (size_t i = x->size; i > 1; i--) {
+            size_t j = (size_t)(tg_rng_next(g) % i);
+            double v = tg_get(x, i - 1);
+            tg_set(x, i - 1, tg_get(x, j)), tg_set(x, j, v);
+        }
+    }
     if (d != TG_DOM_SIMPLEX) return;
     for (size_t r = 0; r < x->size / cols; r++) { /* normalise each row to sum 1 */
         double s = 0;
