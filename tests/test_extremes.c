@@ -622,6 +622,31 @@ static void test_nan_matmul(void) {
         }
 }
 
+/* A product's result buffer is arena memory reused from the step before:
+ * a NaN left there must not reach the next step's result (BLAS with beta 0
+ * must not read it). Batch 1 (gemv) and a general product, both dtypes. */
+static void test_nan_reused_buffer(void) {
+    for (int dt = 0; dt < 2; dt++)
+        for (size_t m = 1; m <= 3; m += 2) {
+            size_t as[2] = {m, 3}, bs[2] = {3, 4};
+            tg_tensor *a = leaf(0, (tg_dtype)dt, 2, as, NULL),
+                      *b = leaf(0, (tg_dtype)dt, 2, bs, NULL);
+            tg_tensor *y = NULL;
+            tg_tape *t;
+            CHECK_OK(tg_tape_new(&t));
+            tg_set(a, 0, NAN);
+            CHECK_OK(tg_matmul(t, a, b, &y)); /* y's buffer now holds NaN */
+            tg_tape_reset(t);
+            tg_set(a, 0, 1);
+            CHECK_OK(tg_matmul(t, a, b, &y)); /* the same buffer, b = 0: y = 0 */
+            for (size_t e = 0; y && e < y->size; e++)
+                CHECK(tg_get(y, e) == 0, "%s m=%zu: y[%zu] = %g after a NaN step",
+                      dt_name((tg_dtype)dt), m, e, tg_get(y, e));
+            tg_tensor_free(a), tg_tensor_free(b);
+            tg_tape_free(t);
+        }
+}
+
 /* Metrics: a row of NaN logits has no prediction; argmax by comparisons
  * alone skipped it and scored a NaN model like a live one. */
 static void test_nan_metrics(void) {
@@ -653,5 +678,6 @@ int main(void) {
     test_nan_network();
     test_nan_matmul();
     test_nan_metrics();
+    test_nan_reused_buffer();
     return check_summary();
 }

@@ -118,7 +118,37 @@ static void test_counts(void) {
     tg_tape_free(t);
 }
 
+/* An op (a user's, say) whose check claims a result too large for memory
+ * addresses: the tape refuses it by name instead of allocating a wrapped,
+ * small block. Forward must never run. */
+static tg_status huge_check(tg_call *c, char *msg, size_t len) {
+    (void)msg, (void)len;
+    c->out->rank = 2;
+    c->out->shape[0] = c->out->shape[1] = (size_t)1 << 40;
+    return TG_OK;
+}
+static void huge_forward(tg_call *c) {
+    (void)c;
+    CHECK(0, "forward of a refused op ran");
+}
+static const tg_op huge = {
+    .name = "huge", .arity = 1, .check = huge_check, .forward = huge_forward};
+
+static void test_huge_result(void) {
+    tg_tensor *a = NULL, *y = NULL;
+    size_t two = 2;
+    CHECK_OK(tg_tensor_new(&a, TG_F64, 1, &two));
+    const tg_tensor *in[1] = {a};
+    tg_tape *t;
+    CHECK_OK(tg_tape_new(&t));
+    EXPECT_ERR(tg_apply(t, &huge, 1, in, NULL, &y), TG_ERR_SHAPE, "huge: result");
+    CHECK(y == NULL && tg_tape_size(t) == 0, "nothing recorded");
+    tg_tensor_free(a);
+    tg_tape_free(t);
+}
+
 int main(void) {
+    test_huge_result();
     test_many_inputs(1);
     test_many_inputs(5);
     test_many_inputs(1000);

@@ -17,6 +17,13 @@ static pthread_mutex_t blas_threads_lock = PTHREAD_MUTEX_INITIALIZER;
 static void gemv(tg_dtype dt, int trans, size_t rows, size_t cols, const void *m, size_t ld,
                  const void *x, size_t incx, double beta, void *y, size_t incy) {
     enum CBLAS_TRANSPOSE T = trans ? CblasTrans : CblasNoTrans;
+    /* beta = 0 must not read y (it is a reused arena buffer that may hold a
+     * NaN from an earlier step); some OpenBLAS releases compute 0·y there,
+     * which keeps the NaN. A cleared y makes that harmless. */
+    if (beta == 0.0) {
+        size_t n = trans ? cols : rows;
+        TG_DISPATCH(dt, real *yy = y; for (size_t i = 0; i < n; i++) yy[i * incy] = 0;);
+    }
     if (dt == TG_F32)
         cblas_sgemv(CblasRowMajor, T, (int)rows, (int)cols, 1.0f, m, (int)ld, x, (int)incx,
                     (float)beta, y, (int)incy);

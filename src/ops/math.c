@@ -170,8 +170,18 @@ static void gelu_vjp(const tg_call *c, const void *gout, void *const *gin) {
     (c->attr.i[0] ? gelu_tanh_vjp : gelu_erf_vjp)(c, gout, gin);
 }
 
+/* Whether attribute v is finite in the op's dtype: the kernels read it as
+ * `real`, and a double such as 1e39 is finite but float32's inf. */
+static int finite_in(const tg_call *c, double v) {
+    return c->in[0]->dtype == TG_F32 ? isfinite((float)v) : isfinite(v);
+}
+
+/* Whether v rounds to 0 in the op's dtype (softplus's β = 1e-50 in float32). */
+static int real_zero(const tg_call *c, double v) {
+    return c->in[0]->dtype == TG_F32 ? (float)v == 0 : v == 0;
+}
 static tg_status softplus_check(tg_call *c, char *msg, size_t len) {
-    if (!isfinite(c->attr.f[0]) || c->attr.f[0] == 0 || isnan(c->attr.f[1])) {
+    if (!finite_in(c, c->attr.f[0]) || (real_zero(c, c->attr.f[0])) || isnan(c->attr.f[1])) {
         snprintf(msg, len, "beta must be finite and nonzero and threshold not nan, got %g, %g",
                  c->attr.f[0], c->attr.f[1]);
         return TG_ERR_VALUE;
@@ -188,8 +198,9 @@ static tg_status gelu_check(tg_call *c, char *msg, size_t len) {
 /* elu's α, pow_scalar's exponent c (as scale's constant: an infinite c
  * makes 0·inf = NaN derivatives). */
 static tg_status finite_check(tg_call *c, char *msg, size_t len, const char *what) {
-    if (!isfinite(c->attr.f[0])) {
-        snprintf(msg, len, "%s must be finite, got %g", what, c->attr.f[0]);
+    if (!finite_in(c, c->attr.f[0])) {
+        snprintf(msg, len, "%s must be finite in %s, got %g", what,
+                 c->in[0]->dtype == TG_F32 ? "float32" : "float64", c->attr.f[0]);
         return TG_ERR_VALUE;
     }
     return same_check(c, msg, len);
@@ -203,7 +214,10 @@ static tg_status pow_scalar_check(tg_call *c, char *msg, size_t len) {
 /* A NaN bound would make every value NaN, min = +inf or max = −inf every
  * value infinite: refused as a caller's bug (torch returns them). */
 static tg_status clamp_check(tg_call *c, char *msg, size_t len) {
-    double lo = c->attr.f[0], hi = c->attr.f[1];
+    /* the bounds as the kernel reads them: 1e39 is float32's +inf */
+    int f32 = c->in[0]->dtype == TG_F32;
+    double lo = f32 ? (float)c->attr.f[0] : c->attr.f[0],
+           hi = f32 ? (float)c->attr.f[1] : c->attr.f[1];
     if (isnan(lo) || isnan(hi) || lo == INFINITY || hi == -INFINITY) {
         snprintf(msg, len, "bounds must not be nan, min +inf or max -inf, got min %g, max %g", lo,
                  hi);

@@ -144,9 +144,18 @@ tg_status tg_apply(tg_tape *t, const tg_op *op, int n_in, const tg_tensor *const
     msg[0] = '\0';
     s = op->check(c, msg, sizeof msg);
     if (s) return tg_fail(s, "%s: %s", op->name, msg);
+    /* Every op's result, user ops included: a size whose bytes would wrap
+     * size_t gets a clear refusal, not a small block written past. */
     shape.size = 1;
-    for (int i = 0; i < shape.rank; i++)
-        shape.size *= shape.shape[i];
+    for (int i = 0; i < shape.rank; i++) {
+        size_t d = shape.shape[i];
+        if (d == 0 || shape.size > SIZE_MAX / 16 / d) {
+            char b[64];
+            return tg_fail(TG_ERR_SHAPE, "%s: result %s too large", op->name,
+                           tg_shape_str(&shape, b, sizeof b));
+        }
+        shape.size *= d;
+    }
 
     /* One arena block: the tensor header, its data, the saved scratch. */
     size_t head = (sizeof shape + 63) & ~(size_t)63, bytes = (bytes_of(&shape) + 63) & ~(size_t)63;
