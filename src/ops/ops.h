@@ -109,6 +109,16 @@ typedef struct tg_rgeom {
 
 void tg_rgeom_init(tg_rgeom *g, const tg_tensor *x, unsigned mask);
 
+/* The step to the next row of TG_RWALK/TG_RFOLD: an odometer over the
+ * outer groups, moving the output base ob_. */
+#define TG_RSTEP_(g)                                                                               \
+    for (int a_ = (g)->n - 2; a_ >= 0; a_--) {                                                     \
+        ob_ += (g)->ostride[a_];                                                                   \
+        if (++idx_[a_] < (g)->len[a_]) break;                                                      \
+        ob_ -= (g)->ostride[a_] * (g)->len[a_];                                                    \
+        idx_[a_] = 0;                                                                              \
+    }
+
 /* Visit every input element: the statements see `const size_t i, o`. */
 #define TG_RWALK(g, ...)                                                                           \
     do {                                                                                           \
@@ -128,12 +138,7 @@ void tg_rgeom_init(tg_rgeom *g, const tg_tensor *x, unsigned mask);
                     __VA_ARGS__                                                                    \
                 }                                                                                  \
             }                                                                                      \
-            for (int a_ = (g)->n - 2; a_ >= 0; a_--) { /* odometer over the outer groups */        \
-                ob_ += (g)->ostride[a_];                                                           \
-                if (++idx_[a_] < (g)->len[a_]) break;                                              \
-                ob_ -= (g)->ostride[a_] * (g)->len[a_];                                            \
-                idx_[a_] = 0;                                                                      \
-            }                                                                                      \
+            TG_RSTEP_(g);                                                                          \
         }                                                                                          \
     } while (0)
 
@@ -195,12 +200,7 @@ void tg_rgeom_init(tg_rgeom *g, const tg_tensor *x, unsigned mask);
                     acc = F(acc, (T)(expr));                                                       \
                 }                                                                                  \
             }                                                                                      \
-            for (int a_ = (g)->n - 2; a_ >= 0; a_--) {                                             \
-                ob_ += (g)->ostride[a_];                                                           \
-                if (++idx_[a_] < (g)->len[a_]) break;                                              \
-                ob_ -= (g)->ostride[a_] * (g)->len[a_];                                            \
-                idx_[a_] = 0;                                                                      \
-            }                                                                                      \
+            TG_RSTEP_(g);                                                                          \
         }                                                                                          \
     } while (0)
 
