@@ -61,7 +61,9 @@ static tg_rng rng;
 
 /* ---- record functions: one public call each */
 #define UN(fn, call)                                                                               \
-    static tg_status fn(tg_tape *t, tg_tensor *const *x, tg_tensor **o) { return call; }
+    static tg_status fn(tg_tape *t, tg_tensor *const *x, tg_tensor **o) {                          \
+        return call;                                                                               \
+    }
 UN(r_matmul, tg_matmul(t, x[0], x[1], o))
 UN(r_bmm_qk, tg_matmul_t(t, x[0], x[1], 0, 1, o))
 UN(r_bmm_pv, tg_matmul_t(t, x[0], x[1], 0, 0, o))
@@ -155,42 +157,63 @@ UN(r_clamp, tg_clamp(t, x[0], -0.5, 0.5, o))
 UN(r_pow_scalar, tg_pow_scalar(t, x[0], 2.5, o))
 
 /* ---- input specs */
-#define MAT(d)       {2, {R, R}, d, 0, 1}
-#define VEC(d)       {1, {R}, d, 0, 1}
-#define CMAT(d)      {2, {R, R}, d, 0, 0}
-#define LABELS(n, c) {1, {n}, TG_DOM_LABEL, c, 0}
-#define RE           TG_DOM_REAL
+#define MAT(d)                                                                                     \
+    { 2, {R, R}, d, 0, 1 }
+#define VEC(d)                                                                                     \
+    { 1, {R}, d, 0, 1 }
+#define CMAT(d)                                                                                    \
+    { 2, {R, R}, d, 0, 0 }
+#define LABELS(n, c)                                                                               \
+    { 1, {n}, TG_DOM_LABEL, c, 0 }
+#define RE TG_DOM_REAL
 /* unary elementwise on 1024x1024: fwd x → y (2N), bwd ζ, x → g (3N) */
 #define UNARY(name, fn, dom)                                                                       \
-    {name, "-", "1024x1024", fn, 1, {MAT(dom)}, 5.0 * NN, "5N", 1}
+    { name, "-", "1024x1024", fn, 1, {MAT(dom)}, 5.0 * NN, "5N", 1 }
 /* binary on two 1024x1024: fwd 3N, bwd ζ, a, b → ga, gb (5N) */
 #define BINARY(name, fn, d0, d1)                                                                   \
-    {name, "-", "1024x1024", fn, 2, {MAT(d0), MAT(d1)}, 8.0 * NN, "8N", 1}
+    { name, "-", "1024x1024", fn, 2, {MAT(d0), MAT(d1)}, 8.0 * NN, "8N", 1 }
 /* a 1024x1024 with a 1024-vector broadcast over the rows: fwd a → y
  * (2N), bwd ζ, a → ga and gb (3N) */
 #define BCAST(name, fn, d0, d1)                                                                    \
-    {name, "bcast", "1024x1024,1024", fn, 2, {MAT(d0), VEC(d1)}, 5.0 * NN, "5N", 1}
+    { name, "bcast", "1024x1024,1024", fn, 2, {MAT(d0), VEC(d1)}, 5.0 * NN, "5N", 1 }
 /* a reduction of 1024x1024 over the last axis: fwd x (N), bwd x → g (2N) */
-#define ROWRED(name, fn) {name, "-", "1024x1024:-1", fn, 1, {MAT(RE)}, 3.0 * NN, "3N", 0}
+#define ROWRED(name, fn)                                                                           \
+    { name, "-", "1024x1024:-1", fn, 1, {MAT(RE)}, 3.0 * NN, "3N", 0 }
 /* a loss of input and a constant target, both 1024x1024: fwd 2N, bwd x, y → g (3N) */
 #define LOSS2(name, fn, d0, d1)                                                                    \
-    {name, "-", "1024x1024", fn, 2, {MAT(d0), CMAT(d1)}, 5.0 * NN, "5N", 1}
+    { name, "-", "1024x1024", fn, 2, {MAT(d0), CMAT(d1)}, 5.0 * NN, "5N", 1 }
 
 /* attention: Q, K, V (32x4x64x32) = 2^18 elements (M), scores 32x4x64x64 = 2^19 (S) */
-#define QKV {4, {32, 4, 64, 32}, RE, 0, 1}
-#define SCO {4, {32, 4, 64, 64}, RE, 0, 1}
-#define MQ  ((double)(1u << 18))
+#define QKV                                                                                        \
+    { 4, {32, 4, 64, 32}, RE, 0, 1 }
+#define SCO                                                                                        \
+    { 4, {32, 4, 64, 64}, RE, 0, 1 }
+#define MQ ((double)(1u << 18))
 
 static const recipe recipes[] = {
     /* matmul 512³ is compute-bound (0.27 GFLOP fwd, 0.54 bwd): bytes
      * are A, B, C fwd and ζ, A, B → gA, gB bwd, 7·512² */
-    {"matmul", "-", "512x512x512", r_matmul, 2,
-     {{2, {512, 512}, RE, 0, 1}, {2, {512, 512}, RE, 0, 1}}, 7.0 * 512 * 512, "7*512^2", 0},
+    {"matmul",
+     "-",
+     "512x512x512",
+     r_matmul,
+     2,
+     {{2, {512, 512}, RE, 0, 1}, {2, {512, 512}, RE, 0, 1}},
+     7.0 * 512 * 512,
+     "7*512^2",
+     0},
     /* Q·Kᵀ: fwd Q, K → S (2M + S), bwd ζ, Q, K → gQ, gK (S + 4M) */
     {"batched_matmul", "QKt", "32x4x64x32", r_bmm_qk, 2, {QKV, QKV}, 6 * MQ + 4 * MQ, "6M+2S", 0},
     /* P·V: fwd P, V → O (S + 2M), bwd ζ, P, V → gP, gV (3M + 2S) */
-    {"batched_matmul", "PV", "32x4x64x64,32x4x64x32", r_bmm_pv, 2, {SCO, QKV}, 5 * MQ + 8 * MQ,
-     "5M+4S", 0},
+    {"batched_matmul",
+     "PV",
+     "32x4x64x64,32x4x64x32",
+     r_bmm_pv,
+     2,
+     {SCO, QKV},
+     5 * MQ + 8 * MQ,
+     "5M+4S",
+     0},
     BCAST("bias_add", r_bias_add, RE, RE),
     UNARY("sigmoid", r_sigmoid, RE),
     UNARY("tanh", r_tanh, RE),
@@ -220,8 +243,15 @@ static const recipe recipes[] = {
     LOSS2("bce_logits", r_bce_logits, RE, TG_DOM_PROB),
     /* logits 1024x1024, 1024 labels: fwd x (N), bwd x → g (2N) */
     {"softmax_ce", "-", "1024x1024", r_softmax_ce, 2, {MAT(RE), LABELS(R, R)}, 3.0 * NN, "3N", 0},
-    {"softmax_ce_onehot", "-", "1024x1024", r_softmax_ce_onehot, 2,
-     {MAT(RE), CMAT(TG_DOM_SIMPLEX)}, 5.0 * NN, "5N", 0},
+    {"softmax_ce_onehot",
+     "-",
+     "1024x1024",
+     r_softmax_ce_onehot,
+     2,
+     {MAT(RE), CMAT(TG_DOM_SIMPLEX)},
+     5.0 * NN,
+     "5N",
+     0},
     LOSS2("sse", r_sse, RE, RE),
     LOSS2("mse", r_mse, RE, RE),
     /* penalties: fwd w (N), bwd w → g (2N) */
@@ -233,34 +263,90 @@ static const recipe recipes[] = {
     {"squeeze", "-", "1024x1x1024", r_squeeze, 1, {{3, {R, 1, R}, RE, 0, 1}}, 4.0 * NN, "4N", 0},
     {"unsqueeze", "-", "1024x1024", r_unsqueeze, 1, {MAT(RE)}, 4.0 * NN, "4N", 0},
     {"permute", "T", "1024x1024", r_transpose, 1, {MAT(RE)}, 4.0 * NN, "4N", 0},
-    {"permute", "heads", "32x64x4x32", r_permute_heads, 1, {{4, {32, 64, 4, 32}, RE, 0, 1}},
-     4.0 * NN / 4, "4M", 0},
+    {"permute",
+     "heads",
+     "32x64x4x32",
+     r_permute_heads,
+     1,
+     {{4, {32, 64, 4, 32}, RE, 0, 1}},
+     4.0 * NN / 4,
+     "4M",
+     0},
     /* 1024x1024[:, 1:1023]: ≈ 4N */
-    {"slice", "-", "1024x1024", r_slice, 1, {MAT(RE)}, 4.0 * R * (R - 2), "4N'", 0},
+    {"slice", "-", "1024x1024", r_slice, 1, {MAT(RE)}, 4.0 * R *(R - 2), "4N'", 0},
     /* 1024x2048[:, ::2]: fwd reads N of the 2N (strided), writes N; bwd writes 2N (zeros
      * included) */
-    {"slice", "step2", "1024x2048", r_slice_step, 1, {{2, {R, 2 * R}, RE, 0, 1}}, 5.0 * NN, "5N",
+    {"slice",
+     "step2",
+     "1024x2048",
+     r_slice_step,
+     1,
+     {{2, {R, 2 * R}, RE, 0, 1}},
+     5.0 * NN,
+     "5N",
      0},
     {"pad", "-", "1024x1022", r_pad, 1, {{2, {R, R - 2}, RE, 0, 1}}, 4.0 * NN, "4N", 0},
     /* 1024 → 1024x1024: fwd writes N, bwd reads ζ (N) */
     {"broadcast_to", "-", "1024", r_broadcast_to, 1, {VEC(RE)}, 2.0 * NN, "2N", 0},
-    {"concat", "-", "1024x512,1024x512:1", r_concat, 2,
-     {{2, {R, R / 2}, RE, 0, 1}, {2, {R, R / 2}, RE, 0, 1}}, 4.0 * NN, "4N", 0},
-    {"stack", "-", "512x1024,512x1024:0", r_stack, 2,
-     {{2, {R / 2, R}, RE, 0, 1}, {2, {R / 2, R}, RE, 0, 1}}, 4.0 * NN, "4N", 0},
+    {"concat",
+     "-",
+     "1024x512,1024x512:1",
+     r_concat,
+     2,
+     {{2, {R, R / 2}, RE, 0, 1}, {2, {R, R / 2}, RE, 0, 1}},
+     4.0 * NN,
+     "4N",
+     0},
+    {"stack",
+     "-",
+     "512x1024,512x1024:0",
+     r_stack,
+     2,
+     {{2, {R / 2, R}, RE, 0, 1}, {2, {R / 2, R}, RE, 0, 1}},
+     4.0 * NN,
+     "4N",
+     0},
     /* x 1024x1024, index 1024x256 along dim 1 (M = 2^18): fwd index, x[index] → y (3M),
      * bwd ζ, index → g (2M reads, M scattered writes) */
-    {"gather", "-", "1024x1024,1024x256:1", r_gather, 2,
-     {MAT(RE), {2, {R, 256}, TG_DOM_LABEL, R, 0}}, 6.0 * MQ, "6M", 0},
+    {"gather",
+     "-",
+     "1024x1024,1024x256:1",
+     r_gather,
+     2,
+     {MAT(RE), {2, {R, 256}, TG_DOM_LABEL, R, 0}},
+     6.0 * MQ,
+     "6M",
+     0},
     /* weight 32768x256, 4096 token ids → 4096x256 (N): fwd rows → y (2N), bwd ζ → rows (2N) */
-    {"embedding", "-", "32768x256,4096", r_embedding, 2,
-     {{2, {32768, 256}, RE, 0, 1}, LABELS(4096, 32768)}, 4.0 * NN, "4N", 0},
+    {"embedding",
+     "-",
+     "32768x256,4096",
+     r_embedding,
+     2,
+     {{2, {32768, 256}, RE, 0, 1}, LABELS(4096, 32768)},
+     4.0 * NN,
+     "4N",
+     0},
     /* fwd mask, a, b → y (4N), bwd ζ, mask → ga, gb (4N) */
-    {"where", "-", "1024x1024", r_where, 3, {CMAT(TG_DOM_BINARY), MAT(RE), MAT(RE)}, 8.0 * NN,
-     "8N", 1},
+    {"where",
+     "-",
+     "1024x1024",
+     r_where,
+     3,
+     {CMAT(TG_DOM_BINARY), MAT(RE), MAT(RE)},
+     8.0 * NN,
+     "8N",
+     1},
     /* fwd x, mask → y (3N), bwd ζ, mask → g (3N) */
-    {"masked_fill", "-", "1024x1024", r_masked_fill, 2, {MAT(RE), CMAT(TG_DOM_BINARY)}, 6.0 * NN,
-     "6N", 1},
+    {"masked_fill",
+     "-",
+     "1024x1024",
+     r_masked_fill,
+     2,
+     {MAT(RE), CMAT(TG_DOM_BINARY)},
+     6.0 * NN,
+     "6N",
+     1},
     /* constants, forward only */
     {"one_hot", "-", "1024:1024", r_one_hot, 1, {LABELS(R, R)}, 1.0 * NN, "N", 0},
     {"argmax", "inner", "1024x1024:-1", r_argmax_inner, 1, {MAT(RE)}, 1.0 * NN, "N", 0},
@@ -277,8 +363,15 @@ static const recipe recipes[] = {
     {"log_softmax", "-", "1024x1024:-1", r_log_softmax, 1, {MAT(RE)}, 5.0 * NN, "5N", 0},
     /* nll reads one log-probability per row; its gradient is the full N */
     {"nll", "-", "1024x1024", r_nll, 2, {MAT(RE), LABELS(R, R)}, 1.0 * NN, "N", 0},
-    {"cross_entropy", "-", "1024x1024", r_cross_entropy, 2, {MAT(RE), LABELS(R, R)}, 3.0 * NN,
-     "3N", 0},
+    {"cross_entropy",
+     "-",
+     "1024x1024",
+     r_cross_entropy,
+     2,
+     {MAT(RE), LABELS(R, R)},
+     3.0 * NN,
+     "3N",
+     0},
     LOSS2("huber", r_huber, RE, RE),
     LOSS2("smooth_l1", r_smooth_l1, RE, RE),
     LOSS2("kl_div", r_kl_div, RE, TG_DOM_PROB),
