@@ -70,7 +70,9 @@ void tg_rgeom_init(tg_rgeom *g, const tg_tensor *x, unsigned mask) {
     }
 }
 
-TG_SIMD_CLONES void tg_lse_reduce(const tg_tensor *x, const tg_rgeom *g, tg_lse *out) {
+/* Cloned as a static function: clang gives an extern function with
+ * target_clones no plain symbol to link against. */
+TG_SIMD_CLONES static void lse_reduce(const tg_tensor *x, const tg_rgeom *g, tg_lse *out) {
     for (size_t o = 0; o < g->out_size; o++)
         out[o].m = -INFINITY, out[o].log_sum = 0;
     TG_DISPATCH(
@@ -78,6 +80,10 @@ TG_SIMD_CLONES void tg_lse_reduce(const tg_tensor *x, const tg_rgeom *g, tg_lse 
         TG_RFOLD(g, double, out[o].log_sum, TG_ADD_, TG_EXP((real)(xs[i] - (real)out[o].m))););
     for (size_t o = 0; o < g->out_size; o++)
         out[o].log_sum = log(out[o].log_sum);
+}
+
+void tg_lse_reduce(const tg_tensor *x, const tg_rgeom *g, tg_lse *out) {
+    lse_reduce(x, g, out);
 }
 
 static kind kind_of(const tg_call *c);
