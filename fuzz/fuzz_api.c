@@ -436,7 +436,10 @@ static tg_tensor *apply_checked(ctx *c, const tg_op *op, int n_in, const tg_tens
             fprintf(stderr, "valid call of %s refused: %s\n", op->name, tg_last_error());
         FUZZ_ASSERT(expect != EXPECT_OK);
         expect_failed(s, op->name);
-        FUZZ_ASSERT(s != TG_ERR_NOMEM);
+        /* Out of memory only for a result too large to allocate (one_hot of a
+         * label 1e9 with the classes inferred asks for gigabytes): a proper
+         * refusal, said as such, not a failure of the library. */
+        FUZZ_ASSERT(s != TG_ERR_NOMEM || strstr(tg_last_error(), "out of memory for the result"));
         FUZZ_ASSERT(out == NULL);
         FUZZ_ASSERT(tg_tape_size(c->t) == before);
         return NULL;
