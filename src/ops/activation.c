@@ -200,7 +200,7 @@ static void slices(const tg_call *c, tg_rgeom *g) {
  * subnormals, fastmath.h); a −inf entry gives 0; a slice holding NaN or
  * +inf, or only −inf, gives NaN throughout, as PyTorch. m and Σ per slice
  * live in c->saved. */
-static void softmax_forward(tg_call *c) {
+TG_SIMD_CLONES static void softmax_forward(tg_call *c) {
     tg_rgeom g;
     slices(c, &g);
     TG_DISPATCH(
@@ -208,18 +208,19 @@ static void softmax_forward(tg_call *c) {
         real *s = m + g.out_size; for (size_t o = 0; o < g.out_size; o++) {
             m[o] = -INFINITY;
             s[o] = 0;
-        } TG_RWALK(&g, m[o] = TG_MAX_NAN(x[i], m[o]););
-        TG_RWALK(&g, s[o] += (y[i] = TG_EXP(x[i] - m[o]));); TG_RWALK(&g, y[i] /= s[o];););
+        } TG_RFOLD(&g, real, m[o], TG_MAXF_, x[i]);
+        TG_RFOLD(&g, real, s[o], TG_ADD_, (y[i] = TG_EXP(x[i] - m[o])));
+        TG_RWALK(&g, y[i] /= s[o];););
 }
 
 /* out = S ⊙ (v − ⟨S, v⟩) per slice, written (acc = 0) or added (acc = 1):
  * the d-map and the r-map are the same symmetric map. */
-static void softmax_map(const tg_call *c, const void *v, void *out, int acc) {
+TG_SIMD_CLONES static void softmax_map(const tg_call *c, const void *v, void *out, int acc) {
     tg_rgeom g;
     slices(c, &g);
     TG_DISPATCH(c->out->dtype, const real *S = c->out->data; const real *gv = v; real *o_ = out;
                 real *dot = c->saved; memset(dot, 0, g.out_size * sizeof *dot);
-                TG_RWALK(&g, dot[o] += S[i] * gv[i];);
+                TG_RFOLD(&g, real, dot[o], TG_ADD_, S[i] * gv[i]);
                 TG_RWALK(&g, o_[i] = (acc ? o_[i] : 0) + S[i] * (gv[i] - dot[o]);););
 }
 
@@ -281,7 +282,7 @@ tg_status tg_softmax_dim(tg_tape *t, const tg_tensor *x, int dim, tg_tensor **ou
  * NaN throughout, as PyTorch. With s = e^y (the softmax):
  *   d(ξ) = ξ − ⟨s, ξ⟩,   r(ζ) = ζ − s·Σζ   (per slice; adjoint: ⟨ζ, ξ − ⟨s,ξ⟩⟩ =
  *   ⟨ξ, ζ − s Σζ⟩). c->saved: the tg_lse of each slice, then a double each. */
-static void log_softmax_forward(tg_call *c) {
+TG_SIMD_CLONES static void log_softmax_forward(tg_call *c) {
     tg_rgeom g;
     slices(c, &g);
     tg_lse *l = c->saved;
@@ -291,23 +292,23 @@ static void log_softmax_forward(tg_call *c) {
 }
 
 /* Per slice: acc = ⟨s, v⟩ (jvp) or Σζ (vjp), then the elementwise step. */
-static void log_softmax_jvp(const tg_call *c, const void *const *tin, void *tout) {
+TG_SIMD_CLONES static void log_softmax_jvp(const tg_call *c, const void *const *tin, void *tout) {
     tg_rgeom g;
     slices(c, &g);
     double *acc = (double *)c->saved + 2 * g.out_size;
     memset(acc, 0, g.out_size * sizeof *acc);
     TG_DISPATCH(c->out->dtype, const real *y = c->out->data; const real *t = tin[0];
-                real *to = tout; TG_RWALK(&g, acc[o] += TG_EXP(y[i]) * t[i];);
+                real *to = tout; TG_RFOLD(&g, double, acc[o], TG_ADD_, TG_EXP(y[i]) * t[i]);
                 TG_RWALK(&g, to[i] = (real)(t[i] - acc[o]);););
 }
 
-static void log_softmax_vjp(const tg_call *c, const void *gout, void *const *gin) {
+TG_SIMD_CLONES static void log_softmax_vjp(const tg_call *c, const void *gout, void *const *gin) {
     tg_rgeom g;
     slices(c, &g);
     double *acc = (double *)c->saved + 2 * g.out_size;
     memset(acc, 0, g.out_size * sizeof *acc);
     TG_DISPATCH(c->out->dtype, const real *y = c->out->data; const real *gy = gout;
-                real *gx = gin[0]; TG_RWALK(&g, acc[o] += gy[i];);
+                real *gx = gin[0]; TG_RFOLD(&g, double, acc[o], TG_ADD_, gy[i]);
                 TG_RWALK(&g, gx[i] += (real)(gy[i] - TG_EXP(y[i]) * acc[o]);););
 }
 

@@ -39,6 +39,7 @@
  *   - norm: gradient 0 at the zero vector (torch masks it); inf/inf = NaN at
  *     an infinite element. */
 #include "ops.h"
+#include "fastmath.h"
 
 typedef enum kind { K_SUM, K_MEAN, K_AMAX, K_AMIN, K_LSE, K_VAR, K_STD, K_NORM } kind;
 
@@ -69,14 +70,20 @@ void tg_rgeom_init(tg_rgeom *g, const tg_tensor *x, unsigned mask) {
     }
 }
 
-void tg_lse_reduce(const tg_tensor *x, const tg_rgeom *g, tg_lse *out) {
+/* Cloned as a static function: clang gives an extern function with
+ * target_clones no plain symbol to link against. */
+TG_SIMD_CLONES static void lse_reduce(const tg_tensor *x, const tg_rgeom *g, tg_lse *out) {
     for (size_t o = 0; o < g->out_size; o++)
         out[o].m = -INFINITY, out[o].log_sum = 0;
-    TG_DISPATCH(x->dtype, const real *xs = x->data;
-                TG_RWALK(g, out[o].m = TG_MAX_NAN((double)xs[i], out[o].m););
-                TG_RWALK(g, out[o].log_sum += exp((double)xs[i] - out[o].m);););
+    TG_DISPATCH(
+        x->dtype, const real *xs = x->data; TG_RFOLD(g, double, out[o].m, TG_MAXF_, xs[i]);
+        TG_RFOLD(g, double, out[o].log_sum, TG_ADD_, TG_EXP((real)(xs[i] - (real)out[o].m))););
     for (size_t o = 0; o < g->out_size; o++)
         out[o].log_sum = log(out[o].log_sum);
+}
+
+void tg_lse_reduce(const tg_tensor *x, const tg_rgeom *g, tg_lse *out) {
+    lse_reduce(x, g, out);
 }
 
 static kind kind_of(const tg_call *c);
@@ -95,9 +102,9 @@ static void geometry(const tg_call *c, tg_rgeom *g) {
 }
 
 /* acc[o] = Σ v over X_o (v: x or a tangent), in double. */
-static void sums(const tg_call *c, const tg_rgeom *g, const void *v, double *acc) {
+TG_SIMD_CLONES static void sums(const tg_call *c, const tg_rgeom *g, const void *v, double *acc) {
     memset(acc, 0, g->out_size * sizeof *acc);
-    TG_DISPATCH(c->in[0]->dtype, const real *vs = v; TG_RWALK(g, acc[o] += vs[i];););
+    TG_DISPATCH(c->in[0]->dtype, const real *vs = v; TG_RFOLD(g, double, acc[o], TG_ADD_, vs[i]););
 }
 
 /* var's divisor D = max(0, N − correction). */
@@ -119,13 +126,14 @@ static inline double lse_p(double x, double y, const tg_lse *l) {
     return isinf(l->m) ? exp(x - y) : exp((x - l->m) - l->log_sum);
 }
 
-static void extremum(const tg_call *c, const tg_rgeom *g, int is_max) {
+TG_SIMD_CLONES static void extremum(const tg_call *c, const tg_rgeom *g, int is_max) {
     double *cnt = kept(c);
     TG_DISPATCH(c->out->dtype, const real *xs = c->in[0]->data; real *y = c->out->data;
                 for (size_t o = 0; o < g->out_size; o++) y[o] = is_max ? -INFINITY : INFINITY;
-                if (is_max) TG_RWALK(g, y[o] = TG_MAX_NAN(xs[i], y[o]););
-                else TG_RWALK(g, y[o] = (xs[i] < y[o] || xs[i] != xs[i]) ? xs[i] : y[o];);
-                memset(cnt, 0, g->out_size * sizeof *cnt); TG_RWALK(g, cnt[o] += xs[i] == y[o];););
+                if (is_max) TG_RFOLD(g, real, y[o], TG_MAXF_, xs[i]);
+                else TG_RFOLD(g, real, y[o], TG_MINF_, xs[i]);
+                memset(cnt, 0, g->out_size * sizeof *cnt);
+                TG_RFOLD(g, double, cnt[o], TG_ADD_, xs[i] == y[o]););
 }
 
 /* var and std: μ kept, Σ(x − μ)² in scratch. μ is the mean corrected by
@@ -133,26 +141,26 @@ static void extremum(const tg_call *c, const tg_rgeom *g, int is_max) {
  * equal values then has μ equal to them exactly, so its variance is 0, not
  * the 1e−16 that Σx/N's rounding left — whose std then had a gradient of
  * size 1 at a point where std has a kink (found by the API fuzzer). */
-static void variance(const tg_call *c, const tg_rgeom *g, kind k) {
+TG_SIMD_CLONES static void variance(const tg_call *c, const tg_rgeom *g, kind k) {
     double *mu = kept(c), *ss = scratch(c, g), D = divisor(c, g);
     sums(c, g, c->in[0]->data, mu);
     for (size_t o = 0; o < g->out_size; o++)
         mu[o] /= (double)g->count;
     memset(ss, 0, g->out_size * sizeof *ss);
     TG_DISPATCH(c->out->dtype, const real *xs = c->in[0]->data;
-                TG_RWALK(g, ss[o] += xs[i] - mu[o];););
+                TG_RFOLD(g, double, ss[o], TG_ADD_, (double)xs[i] - mu[o]););
     for (size_t o = 0; o < g->out_size; o++)
         mu[o] += ss[o] / (double)g->count, ss[o] = 0;
     TG_DISPATCH(
         c->out->dtype, const real *xs = c->in[0]->data; real *y = c->out->data;
-        TG_RWALK(g, const double d = xs[i] - mu[o]; ss[o] += d * d;);
+        TG_RFOLD(g, double, ss[o], TG_ADD_, ((double)xs[i] - mu[o]) * ((double)xs[i] - mu[o]));
         for (size_t o = 0; o < g->out_size; o++) {
             const double v = ss[o] / D;
             y[o] = (real)(k == K_STD ? sqrt(v) : v);
         });
 }
 
-static void reduce_forward(tg_call *c) {
+TG_SIMD_CLONES static void reduce_forward(tg_call *c) {
     tg_rgeom g;
     geometry(c, &g);
     kind k = kind_of(c);
@@ -165,7 +173,7 @@ static void reduce_forward(tg_call *c) {
     if (k == K_NORM) {
         memset(acc, 0, g.out_size * sizeof *acc);
         TG_DISPATCH(c->out->dtype, const real *xs = c->in[0]->data;
-                    TG_RWALK(&g, acc[o] += (double)xs[i] * xs[i];););
+                    TG_RFOLD(&g, double, acc[o], TG_ADD_, (double)xs[i] * xs[i]););
     }
     const double kn = k == K_MEAN ? 1.0 / (double)g.count : 1.0;
     TG_DISPATCH(
@@ -177,7 +185,7 @@ static void reduce_forward(tg_call *c) {
         });
 }
 
-static void reduce_jvp(const tg_call *c, const void *const *tin, void *tout) {
+TG_SIMD_CLONES static void reduce_jvp(const tg_call *c, const void *const *tin, void *tout) {
     tg_rgeom g;
     geometry(c, &g);
     kind k = kind_of(c);
@@ -201,7 +209,7 @@ static void reduce_jvp(const tg_call *c, const void *const *tin, void *tout) {
         });
 }
 
-static void reduce_vjp(const tg_call *c, const void *gout, void *const *gin) {
+TG_SIMD_CLONES static void reduce_vjp(const tg_call *c, const void *gout, void *const *gin) {
     tg_rgeom g;
     geometry(c, &g);
     kind k = kind_of(c);
