@@ -270,8 +270,10 @@ tg_status tg_l1(tg_tape *t, const tg_tensor *w, double lambda, double n, tg_tens
  * Tensors have no axis of size 0: a result that would have one (an empty
  * slice, a pad that crops everything) is refused with TG_ERR_SHAPE where
  * PyTorch returns an empty tensor. Bad dims: TG_ERR_ARG; shapes that do
- * not fit: TG_ERR_SHAPE; messages name the shapes. Unlike PyTorch's views
- * these ops copy (the result is a new node). */
+ * not fit: TG_ERR_SHAPE; messages name the shapes. reshape, flatten,
+ * squeeze and unsqueeze (and tg_detach) are views, as PyTorch's: the
+ * result is a new node sharing its input's data (no copy), so it follows
+ * the input through tg_replay; results are read-only. The others copy. */
 
 /* torch.reshape: the elements in order under shape[0..rank-1] (rank 0..8);
  * one entry may be −1 (inferred); the element count must match. */

@@ -97,6 +97,13 @@ typedef struct tg_op {
      * input may require grad); jvp and vjp are never called and may be
      * NULL. Derivative checks see a zero Jacobian. */
     unsigned constant;
+    /* 1: the output is input 0's elements in the same order (reshape,
+     * flatten, squeeze, unsqueeze, detach): the tape gives the output input
+     * 0's data instead of new memory (no copy, as PyTorch's views), and
+     * forward has nothing to do. The result then aliases its input: op
+     * results are read-only (tapegrad never writes one after its forward).
+     * check must give the output input 0's size. */
+    unsigned view;
 } tg_op;
 
 /* Whether input i of op carries no derivative / has the identity r-map:

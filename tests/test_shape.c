@@ -767,7 +767,35 @@ static void test_dropout(void) {
     tg_tape_free(t);
 }
 
+/* The view ops share their input's data (no copy) and follow it through a
+ * replay; their maps stay the identity. */
+static void test_view_aliasing(void) {
+    size_t s[2] = {3, 4};
+    long r[1] = {12};
+    tg_tensor *x = NULL, *y = NULL, *d = NULL, *z = NULL;
+    CHECK_OK(tg_param_new(&x, TG_F64, 2, s));
+    for (size_t i = 0; i < 12; i++)
+        tg_set(x, i, (double)i);
+    tg_tape *t;
+    CHECK_OK(tg_tape_new(&t));
+    CHECK_OK(tg_reshape(t, x, 1, r, &y));
+    CHECK_OK(tg_detach(t, x, &d));
+    CHECK_OK(tg_unsqueeze(t, y, 0, &z));
+    CHECK(y && d && z && y->data == x->data && d->data == x->data && z->data == x->data,
+          "views share the input's data");
+    tg_set(x, 5, 50);
+    CHECK_OK(tg_replay(t));
+    CHECK(z && tg_get(z, 5) == 50 && tg_get(d, 5) == 50, "a view follows its input");
+    tg_tensor *sum = NULL;
+    CHECK_OK(tg_sum(t, z, &sum));
+    if (sum) CHECK_OK(tg_backward(t, sum));
+    CHECK(((double *)x->grad)[7] == 1, "x̄ through the views: %g", ((double *)x->grad)[7]);
+    tg_tensor_free(x);
+    tg_tape_free(t);
+}
+
 int main(void) {
+    test_view_aliasing();
     test_views();
     test_permute();
     test_slice();

@@ -17,7 +17,7 @@ struct tg_tape {
     tg_arena arena;
     tg_node *nodes;
     int n, cap;
-    void **maps;    /* gin/tin for calls of more than TG_MAX_ARITY inputs */
+    void **maps; /* gin/tin for calls of more than TG_MAX_ARITY inputs */
     int maps_cap;
     unsigned gen; /* bumped by each backward/jvp: marks adjoints/tangents stale */
     int anomaly;  /* check every output and adjoint for NaN/Inf */
@@ -72,8 +72,7 @@ static void bump_gen(tg_tape *t) {
 static tg_status check_inputs(const tg_tape *t, const tg_op *op, int n_in,
                               const tg_tensor *const *in) {
     if (op->variadic && (n_in < 1 || n_in > TG_MAX_INPUTS))
-        return tg_fail(TG_ERR_ARG, "%s: takes 1..%d inputs, got %d", op->name, TG_MAX_INPUTS,
-                       n_in);
+        return tg_fail(TG_ERR_ARG, "%s: takes 1..%d inputs, got %d", op->name, TG_MAX_INPUTS, n_in);
     if (!op->variadic && n_in != op->arity)
         return tg_fail(TG_ERR_ARG, "%s: takes %d inputs, got %d", op->name, op->arity, n_in);
     if (n_in > 0 && !in) return tg_fail(TG_ERR_ARG, "%s: inputs array is NULL", op->name);
@@ -157,14 +156,18 @@ tg_status tg_apply(tg_tape *t, const tg_op *op, int n_in, const tg_tensor *const
         shape.size *= d;
     }
 
-    /* One arena block: the tensor header, its data, the saved scratch. */
-    size_t head = (sizeof shape + 63) & ~(size_t)63, bytes = (bytes_of(&shape) + 63) & ~(size_t)63;
+    if (op->view && shape.size != in[0]->size)
+        return tg_fail(TG_ERR_STATE, "%s: a view op's result must have its input's size", op->name);
+    /* One arena block: the tensor header, its data (none for a view), the
+     * saved scratch. */
+    size_t head = (sizeof shape + 63) & ~(size_t)63;
+    size_t bytes = op->view ? 0 : (bytes_of(&shape) + 63) & ~(size_t)63;
     unsigned char *mem = tg_arena_alloc(&t->arena, head + bytes + c->saved_bytes);
     if (!mem) return tg_fail(TG_ERR_NOMEM, "%s: out of memory for the result", op->name);
     tg_tensor *o = (tg_tensor *)mem;
     *o = shape;
     o->kind = TG_NODE;
-    o->data = mem + head;
+    o->data = op->view ? in[0]->data : mem + head;
     o->tape = t;
     o->node = t->n;
     for (int i = 0; i < n_in; i++)
@@ -272,7 +275,8 @@ tg_status tg_backward_seed(tg_tape *t, const tg_tensor *out, const void *seed) {
         tg_node *nd = &t->nodes[k];
         if (!nd->call.out->requires_grad || nd->adj_gen != t->gen) continue;
         void *local[TG_MAX_ARITY], **gin = map_slots(t, local, nd->call.n_in);
-        if (!gin) return tg_fail(TG_ERR_NOMEM, "backward: out of memory for %d inputs", nd->call.n_in);
+        if (!gin)
+            return tg_fail(TG_ERR_NOMEM, "backward: out of memory for %d inputs", nd->call.n_in);
         int any = 0, handed = 0; /* one buffer can be handed to one input only */
         for (int i = 0; i < nd->call.n_in; i++) {
             if (!handed && hand_over(t, nd, i)) {
