@@ -101,7 +101,7 @@ static void same_shape(tg_layer *l) {
 /* ---------------------------------------------------------------- dense */
 
 static tg_status dense_create(tg_layer *l) {
-    long out;
+    long out = 0; /* set by size_opt; initialised for -O2 -Wmaybe-uninitialized */
     tg_tensor *w, *b;
     if (l->in_rank != 1)
         return tg_layer_fail(l, TG_ERR_SHAPE, "needs flat examples (N×features): add a flatten");
@@ -177,7 +177,7 @@ static long conv_extent(const conv_geom *g, int transposed, long in, long k) {
 }
 
 static tg_status conv_create_any(tg_layer *l, int transposed) {
-    conv_geom g;
+    conv_geom g = {0};
     tg_tensor *w, *b;
     tg_status s = want_rank(l, 3, "C×H×W");
     if (!s) s = conv_options(l, transposed, &g);
@@ -236,7 +236,7 @@ static tg_status convt_forward(tg_layer *l, tg_tape *t, const tg_tensor *x, cons
 
 static tg_status pool_create(tg_layer *l) {
     const long *o = l->spec.i;
-    long k, st;
+    long k = 1, st = 1; /* set by size_opt; initialised for -O2 -Wmaybe-uninitialized */
     tg_status s = want_rank(l, 3, "C×H×W");
     if (!s) s = size_opt(l, o[0], -1, "kernel", &k);
     if (!s) s = size_opt(l, o[1], k, "stride", &st);
