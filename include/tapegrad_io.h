@@ -118,6 +118,18 @@ tg_status tg_mlp_save(const tg_mlp *m, const char *path);
  * the file and what is wrong. */
 tg_status tg_mlp_load(tg_mlp **out, const char *path);
 
+/* Any tg_model (tapegrad_nn.h), format version 2: its input shape, layer
+ * specs (kind, name, options), named tensors (parameters and state, in
+ * tg_model_tensors order) and standardisation statistics (m->mean/std of
+ * n_stats = the features per example, or none). Written atomically as
+ * tg_mlp_save; TG_ERR_ARG for a model the loader would refuse. */
+tg_status tg_model_save(const tg_model *m, const char *path);
+/* A version-2 file. Kinds of the program's own must be registered
+ * (tg_layer_kind_register) before. A truncated, corrupt or foreign file,
+ * or a version-1 file (load those with tg_mlp_load), is TG_ERR_IO naming
+ * the file and what is wrong. Memory is bounded by the file's size. */
+tg_status tg_model_load(tg_model **out, const char *path);
+
 /* Replace the file at path with buf, atomically: a temporary file in the
  * same folder, fsync, rename, fsync of the folder. A crash leaves the old
  * file or the new one. SIGINT, SIGTERM, SIGHUP or SIGQUIT during the write

@@ -156,6 +156,196 @@ tg_status tg_mlp_forward(tg_tape *t, const tg_mlp *m, const tg_tensor *x, tg_ten
 tg_status tg_mlp_cost(tg_tape *t, const tg_mlp *m, const tg_tensor *logits, const tg_tensor *target,
                       tg_tensor **cost);
 
+
+/* ---------------------------------------------------------------- the layer API (issue 16)
+ *
+ * A model is an ordered list of layers built from an input shape and a list
+ * of layer specs. A layer kind is ONE tg_layer_kind table entry (name,
+ * create = option checks + shape inference + its parameters and state,
+ * init = PyTorch's default initialisation, forward = the ops it records on a
+ * tape), as an op is one tg_op entry: a program adds its own kind with
+ * tg_layer_kind_register and then names it in specs (tests/test_layers.c
+ * has an example). Shapes are PER EXAMPLE (no batch axis, as Keras's
+ * input_shape): a model made for (1, 28, 28) takes batches N×1×28×28.
+ *
+ * Parameter names follow PyTorch's state_dict: "<layer>.<tensor>", the
+ * layer's name being its index in the list ("0.weight", "3.bias", as
+ * nn.Sequential) or the name the spec gives ("conv1.weight"). Layers with
+ * state (batch norm's running_mean, running_var) list it after their
+ * parameters, as state_dict does (PyTorch's num_batches_tracked is not kept:
+ * it only matters for momentum=None, which tg_batch_norm does not offer).
+ *
+ * Layers that fit later (issue 17): a forward may record any small graph of
+ * ops, so an LSTM or attention block is one kind with several parameters; a
+ * residual block is a kind whose create builds a sub-model (tg_model_new on
+ * its own specs, kept in `priv`) and whose forward records it and adds its
+ * input (tg_add). Layers with several inputs (attention's query/key/value,
+ * a skip connection from an earlier layer) would get a spec field naming
+ * the layers they read and an optional `forward_n` hook taking n inputs;
+ * kinds without it keep the single-input forward below, so neither the
+ * kinds here nor the file format change (the spec's options are stored as
+ * they are).
+ */
+
+#define TG_LAYER_NAME_MAX 48 /* a layer's name, its NUL included */
+#define TG_LAYER_MAX_T    8  /* parameters + state tensors of one layer */
+#define TG_LAYER_NI       10 /* integer options of a spec */
+#define TG_LAYER_NF       4  /* real options of a spec */
+
+/* What a layer is: its kind's name and its options. Zero means the
+ * default for every option (so `{.kind = "conv2d", .i = {32, 3}}` is
+ * nn.Conv2d(in, 32, 3)); the options of each kind are listed below. */
+typedef struct tg_layer_spec {
+    const char *kind;      /* "dense", "conv2d", ..., or a registered kind */
+    const char *name;      /* NULL: the layer's index ("0", "1", ...) */
+    long i[TG_LAYER_NI];   /* integer options */
+    double f[TG_LAYER_NF]; /* real options */
+} tg_layer_spec;
+
+/* The built-in kinds and their options (0 = the default in brackets):
+ *   dense             nn.Linear on N×F: i0 out_features (required), i1 1 = no bias.
+ *                     weight out×in (PyTorch's layout), y = x·Wᵀ + b.
+ *   conv2d            nn.Conv2d on N×C×H×W: i0 out_channels (required),
+ *                     i1 kernel height (required), i2 kernel width [= i1],
+ *                     i3 stride [1], i4 padding on every side [0] (−1: "same"),
+ *                     i5 dilation [1], i6 groups [1], i7 1 = no bias.
+ *   conv_transpose2d  nn.ConvTranspose2d: options as conv2d (no "same"),
+ *                     i8 output_padding [0]; weight C_in×(C_out/groups)×kH×kW.
+ *   max_pool2d        nn.MaxPool2d: i0 kernel (required), i1 stride [kernel],
+ *                     i2 padding [0], i3 1 = ceil_mode.
+ *   avg_pool2d        nn.AvgPool2d: as max_pool2d, i4 1 = count_include_pad False.
+ *   global_avg_pool2d nn.AdaptiveAvgPool2d(1): C×H×W → C×1×1.
+ *   flatten           nn.Flatten(start_dim, −1): i0 start_dim of the batched
+ *                     tensor [1]; flattens the example into one axis.
+ *   reshape           the example reshaped: i0 rank r (1..8), i1..ir its sizes
+ *                     (one may be −1); the batch axis is kept.
+ *   batch_norm        nn.BatchNorm1d on N×C or N×C×L, nn.BatchNorm2d on
+ *                     N×C×H×W (from the input's rank): f0 eps [1e-5],
+ *                     f1 momentum [0.1], i0 1 = no affine. State running_mean,
+ *                     running_var, updated by forward in training.
+ *   layer_norm        nn.LayerNorm over the last i0 axes [1]: f0 eps [1e-5],
+ *                     i0 as said, i1 1 = no affine.
+ *   dropout           nn.Dropout: f0 p [0.5]. Identity in eval.
+ *   relu, tanh, sigmoid, silu       no options.
+ *   leaky_relu        f0 negative slope [0.01].
+ *   gelu              i0 1 = approximate "tanh".
+ *   elu               f0 alpha [1].
+ *   softmax, log_softmax            i0 dim of the batched tensor [−1].
+ * Initialisation, PyTorch's defaults: dense, conv2d and conv_transpose2d
+ * draw weight and bias from U(−1/√fan_in, 1/√fan_in) (kaiming_uniform with
+ * a = √5 for the weight, PyTorch's bias rule), fan_in = weight.size(1) ×
+ * the kernel's area (for conv_transpose2d that is C_out/groups, as
+ * PyTorch's _calculate_fan_in_and_fan_out); batch_norm and layer_norm
+ * γ = 1, β = 0, running_mean 0, running_var 1. Values come from tg_rng in
+ * flat order, weight then bias, layer after layer: a seed fixes every bit,
+ * but the numbers are not PyTorch's (another generator). Override by
+ * writing the tensors (tg_model_tensors) after tg_model_init. */
+
+typedef struct tg_layer_kind tg_layer_kind;
+
+/* One tensor of a layer: a parameter (trained) or state (saved, not
+ * trained). name is the layer-local name ("weight"). */
+typedef struct tg_layer_tensor {
+    char name[TG_LAYER_NAME_MAX];
+    char full[2 * TG_LAYER_NAME_MAX]; /* "<layer name>.<name>" */
+    tg_tensor *t;
+    int is_state;
+} tg_layer_tensor;
+
+typedef struct tg_layer {
+    const tg_layer_kind *kind;
+    tg_layer_spec spec; /* as given; spec.name points into name[] */
+    char name[TG_LAYER_NAME_MAX];
+    int index; /* its position in the model */
+    tg_dtype dtype;
+    int in_rank, out_rank; /* per example */
+    size_t in_shape[TG_MAX_RANK], out_shape[TG_MAX_RANK];
+    int n_tensors; /* parameters first, then state (tg_layer_add_tensor) */
+    tg_layer_tensor tensors[TG_LAYER_MAX_T];
+    void *priv;      /* the kind's own data, freed by its destroy */
+    size_t max_elem; /* create: the most elements its tensors may hold (file loads) */
+} tg_layer;
+
+/* The context of one forward. */
+typedef struct tg_layer_ctx {
+    int train;   /* 1: training (batch statistics, dropout), 0: eval */
+    tg_rng *rng; /* dropout's masks; may be NULL in eval */
+} tg_layer_ctx;
+
+struct tg_layer_kind {
+    const char *name;
+    /* Check l->spec, set l->out_rank/out_shape from l->in_rank/in_shape,
+     * make the tensors (tg_layer_add_tensor: zeroed). Errors: tg_layer_fail. */
+    tg_status (*create)(tg_layer *l);
+    /* PyTorch's default values for the tensors; NULL: leave them zero. */
+    tg_status (*init)(tg_layer *l, tg_rng *rng);
+    /* Record the layer on t: x is batched (N × in_shape), *out N × out_shape. */
+    tg_status (*forward)(tg_layer *l, tg_tape *t, const tg_tensor *x, const tg_layer_ctx *ctx,
+                         tg_tensor **out);
+    /* Free l->priv; NULL if the kind keeps none. */
+    void (*destroy)(tg_layer *l);
+};
+
+/* A parameter (is_state 0: tg_param_new) or state (1: tg_tensor_new) of
+ * l->dtype, zeroed, named `name`; *out points at it (owned by the layer). */
+tg_status tg_layer_add_tensor(tg_layer *l, const char *name, int is_state, int rank,
+                              const size_t *shape, tg_tensor **out);
+/* tg_fail with the layer's name, kind and input shape before the message:
+ * "layer 3 (dense): input (4x13x13): needs a flat input; add a flatten". */
+tg_status tg_layer_fail(const tg_layer *l, tg_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Fill t with U(−bound, bound) from rng, in flat order. */
+void tg_layer_uniform(tg_tensor *t, double bound, tg_rng *rng);
+
+/* Make a kind known by name (built-in names and registered ones must be
+ * unique: TG_ERR_ARG otherwise; at most 64 registered). Not thread-safe:
+ * register at start-up. The kind is kept by pointer. */
+tg_status tg_layer_kind_register(const tg_layer_kind *k);
+/* A built-in or registered kind by name; NULL if none. */
+const tg_layer_kind *tg_layer_kind_find(const char *name);
+
+/* A model: its input shape (per example), its layers, and optionally the
+ * standardisation statistics of its training data (n_stats = the number of
+ * features per example, or 0), kept in the model file. */
+typedef struct tg_model {
+    tg_dtype dtype;
+    int in_rank;
+    size_t in_shape[TG_MAX_RANK];
+    int n_layers;
+    tg_layer *layers;
+    size_t n_stats;
+    double *mean, *std; /* n_stats each, malloc'd (tg_model_free frees them), or NULL */
+} tg_model;
+
+/* Build a model for examples of shape in_shape[0..in_rank) (rank 1..7)
+ * from n specs (1..1024): each layer's shape is inferred from the one
+ * before; the first failing layer is named in the error with its input
+ * shape. Tensors zeroed: call tg_model_init. */
+tg_status tg_model_new(tg_model **out, tg_dtype dtype, int in_rank, const size_t *in_shape, int n,
+                       const tg_layer_spec *specs);
+/* PyTorch's default initialisation of every layer (see above). */
+tg_status tg_model_init(tg_model *m, tg_rng *rng);
+/* Record the model on t for a batch x (N × in_shape) in training (train 1:
+ * batch statistics, which also move batch norm's running statistics, and
+ * dropout drawing from rng) or eval mode (0). */
+tg_status tg_model_forward(tg_tape *t, const tg_model *m, const tg_tensor *x, int train,
+                           tg_rng *rng, tg_tensor **out);
+/* The parameters (for tg_optimizer_new), in order; names (may be NULL)
+ * receive their full names, valid while the model lives. Returns the
+ * count, which may exceed max (then only max are written). */
+int tg_model_params(const tg_model *m, tg_tensor **params, const char **names, int max);
+/* Parameters and state, in state_dict order (per layer: parameters, state);
+ * is_state may be NULL. Same conventions. */
+int tg_model_tensors(const tg_model *m, tg_tensor **tensors, const char **names, int *is_state,
+                     int max);
+/* The number of trained scalars (PyTorch's sum(p.numel() for p in
+ * model.parameters())). */
+size_t tg_model_param_count(const tg_model *m);
+void tg_model_free(tg_model *m);
+
 #ifdef __cplusplus
 }
 #endif

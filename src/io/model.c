@@ -8,6 +8,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "../tape/internal.h"
+#include "model_bytes.h"
 #include "tapegrad_io.h"
 
 #include <errno.h>
@@ -22,11 +23,11 @@
 #define FORMAT_VERSION 1u
 #define MAX_LAYERS     65           /* 64 hidden layers + the output layer */
 #define MAX_DIM        100000000ull /* 1e8: any width or feature count */
-#define MAX_FILE       (1ull << 31) /* 2 GiB: the largest file we read or write */
-#define FIXED_HEADER   48           /* magic .. n_out */
-#define TRAILER        12           /* u64 length + u32 crc */
+#define MAX_FILE       TG_MODEL_MAX_FILE
+#define FIXED_HEADER   48 /* magic .. n_out */
+#define TRAILER        TG_MODEL_TRAILER
 
-static const unsigned char magic[8] = {'T', 'G', 'M', 'O', 'D', 'E', 'L', '\0'};
+#define magic tg_model_magic
 
 /* The header fields, as in the file. */
 typedef struct header {
@@ -39,88 +40,7 @@ typedef struct header {
 
 /* ---------------------------------------------------------------- bytes */
 
-typedef struct writer {
-    unsigned char *p;
-    size_t n;
-} writer;
-
-static void put_u8(writer *w, uint8_t v) {
-    w->p[w->n++] = v;
-}
-
-static void put_u32(writer *w, uint32_t v) {
-    for (int i = 0; i < 4; i++)
-        put_u8(w, (uint8_t)(v >> (8 * i)));
-}
-
-static void put_u64(writer *w, uint64_t v) {
-    for (int i = 0; i < 8; i++)
-        put_u8(w, (uint8_t)(v >> (8 * i)));
-}
-
-static void put_f64(writer *w, double v) {
-    uint64_t bits;
-    memcpy(&bits, &v, sizeof bits);
-    put_u64(w, bits);
-}
-
-/* A cursor over the file's bytes. Reading past the end yields zeros and
- * clears ok: the loader checks lengths first, so this is a second fence. */
-typedef struct reader {
-    const unsigned char *p;
-    size_t n, off;
-    int ok;
-} reader;
-
-static uint64_t get_le(reader *r, int bytes) {
-    if (r->off > r->n || r->n - r->off < (size_t)bytes) {
-        r->ok = 0;
-        return 0;
-    }
-    uint64_t v = 0;
-    for (int i = 0; i < bytes; i++)
-        v |= (uint64_t)r->p[r->off + (size_t)i] << (8 * i);
-    r->off += (size_t)bytes;
-    return v;
-}
-
-static uint32_t get_u32(reader *r) {
-    return (uint32_t)get_le(r, 4);
-}
-
-static uint64_t get_u64(reader *r) {
-    return get_le(r, 8);
-}
-
-static double get_f64(reader *r) {
-    uint64_t bits = get_u64(r);
-    double v;
-    memcpy(&v, &bits, sizeof v);
-    return v;
-}
-
-/* zlib's crc32 takes a 32-bit length: feed it in chunks. */
-static uint32_t crc_of(const unsigned char *p, size_t n) {
-    uLong c = crc32(0L, Z_NULL, 0);
-    while (n > 0) {
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        c = crc32(c, p, k);
-        p += k, n -= k;
-    }
-    return (uint32_t)c;
-}
-
 /* ---------------------------------------------------------------- checks */
-
-/* a·b and a+b, clamped to UINT64_MAX on overflow (which the callers then
- * refuse as too large). */
-static uint64_t mul_sat(uint64_t a, uint64_t b) {
-    return a && b > UINT64_MAX / a ? UINT64_MAX : a * b;
-}
-
-static uint64_t add_sat(uint64_t a, uint64_t b) {
-    return b > UINT64_MAX - a ? UINT64_MAX : a + b;
-}
 
 static uint64_t header_bytes(uint32_t n_layers) {
     return FIXED_HEADER + 16ull * n_layers + 1;
@@ -188,8 +108,8 @@ static tg_status check_meaning(const header *h, const char *path, tg_status err)
 
 /* Standardisation divides by std: a zero, negative or non-finite one would
  * turn every prediction into NaN or nonsense. */
-static tg_status check_stats(const double *mean, const double *std, size_t n, const char *path,
-                             tg_status err) {
+tg_status tg_model_check_stats(const double *mean, const double *std, size_t n, const char *path,
+                               tg_status err) {
     for (size_t i = 0; i < n; i++)
         if (!isfinite(mean[i]) || !isfinite(std[i]) || !(std[i] > 0))
             return tg_fail(err, "%s: bad standardisation for feature %zu: mean %g, std %g", path, i,
@@ -226,20 +146,6 @@ static tg_status header_of(const tg_mlp *m, const char *path, header *h) {
         h->fan[i][1] = l->w->shape[1];
     }
     return TG_OK;
-}
-
-static void put_values(writer *w, const tg_tensor *t) {
-    for (size_t i = 0; i < t->size; i++) {
-        if (t->dtype == TG_F32) {
-            uint32_t bits;
-            memcpy(&bits, (const float *)t->data + i, sizeof bits);
-            put_u32(w, bits);
-        } else {
-            uint64_t bits;
-            memcpy(&bits, (const double *)t->data + i, sizeof bits);
-            put_u64(w, bits);
-        }
-    }
 }
 
 static void put_header(writer *w, const header *h) {
@@ -283,7 +189,7 @@ static tg_status encode(const tg_mlp *m, const char *path, unsigned char **buf, 
     tg_status s = header_of(m, path, &h);
     if (!s) s = check_layout(&h, path, TG_ERR_ARG, &total);
     if (!s) s = check_meaning(&h, path, TG_ERR_ARG);
-    if (!s && h.has_std) s = check_stats(m->mean, m->std, m->n_in, path, TG_ERR_ARG);
+    if (!s && h.has_std) s = tg_model_check_stats(m->mean, m->std, m->n_in, path, TG_ERR_ARG);
     if (s) return s;
     if (total > MAX_FILE)
         return tg_fail(TG_ERR_ARG, "%s: model too large for a model file (%llu bytes, limit 2 GiB)",
@@ -346,7 +252,7 @@ static tg_status read_fd(int fd, const char *path, size_t cap, unsigned char **o
     return TG_OK;
 }
 
-static tg_status read_file(const char *path, unsigned char **buf, size_t *len) {
+tg_status tg_model_read_file(const char *path, unsigned char **buf, size_t *len) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return tg_fail(TG_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat st;
@@ -378,6 +284,9 @@ static tg_status check_ident(const unsigned char *p, size_t n, const char *path)
     reader r = {p, n, 8, 1};
     uint32_t v = get_u32(&r);
     if (v == 0) return tg_fail(TG_ERR_IO, "%s: not a tapegrad model file (version 0)", path);
+    if (v == 2)
+        return tg_fail(TG_ERR_IO, "%s: a version-2 (layer) model file: load it with tg_model_load",
+                       path);
     if (v > FORMAT_VERSION)
         return tg_fail(TG_ERR_IO, "%s: format version %u is newer than this tapegrad (%u)", path, v,
                        FORMAT_VERSION);
@@ -404,8 +313,8 @@ static tg_status parse_header(reader *r, const char *path, header *h, uint64_t *
 }
 
 /* Length, length field, checksum: after these the bytes are as written. */
-static tg_status check_integrity(const unsigned char *p, size_t n, uint64_t total,
-                                 const char *path) {
+tg_status tg_model_check_integrity(const unsigned char *p, size_t n, uint64_t total,
+                                   const char *path) {
     if (n < total) return truncated(path, "", total, n);
     if (n > total)
         return tg_fail(TG_ERR_IO, "%s: %zu trailing bytes after the model (expected %llu bytes)",
@@ -422,18 +331,6 @@ static tg_status check_integrity(const unsigned char *p, size_t n, uint64_t tota
     return TG_OK;
 }
 
-static void get_values(reader *r, tg_tensor *t) {
-    for (size_t i = 0; i < t->size; i++) {
-        if (t->dtype == TG_F32) {
-            uint32_t bits = get_u32(r);
-            memcpy((float *)t->data + i, &bits, sizeof bits);
-        } else {
-            uint64_t bits = get_u64(r);
-            memcpy((double *)t->data + i, &bits, sizeof bits);
-        }
-    }
-}
-
 /* The standardisation statistics, if the file has them, into m. */
 static tg_status get_stats(reader *r, const header *h, tg_mlp *m, const char *path) {
     if (!h->has_std) return TG_OK;
@@ -444,7 +341,7 @@ static tg_status get_stats(reader *r, const header *h, tg_mlp *m, const char *pa
         m->mean[i] = get_f64(r);
     for (size_t i = 0; i < h->n_in; i++)
         m->std[i] = get_f64(r);
-    return check_stats(m->mean, m->std, (size_t)h->n_in, path, TG_ERR_IO);
+    return tg_model_check_stats(m->mean, m->std, (size_t)h->n_in, path, TG_ERR_IO);
 }
 
 /* Build the model the checked header describes and fill it from r. */
@@ -481,7 +378,7 @@ static tg_status decode(const unsigned char *p, size_t n, const char *path, tg_m
     reader r = {p, n, 0, 1};
     tg_status s = check_ident(p, n, path);
     if (!s) s = parse_header(&r, path, &h, &total);
-    if (!s) s = check_integrity(p, n, total, path);
+    if (!s) s = tg_model_check_integrity(p, n, total, path);
     if (!s) s = check_meaning(&h, path, TG_ERR_IO);
     if (!s) s = build(&r, &h, path, out);
     return s;
@@ -492,7 +389,7 @@ tg_status tg_mlp_load(tg_mlp **out, const char *path) {
     *out = NULL;
     unsigned char *buf = NULL;
     size_t n = 0;
-    tg_status s = read_file(path, &buf, &n);
+    tg_status s = tg_model_read_file(path, &buf, &n);
     if (!s) s = decode(buf, n, path, out);
     tg_free(buf);
     return s;

@@ -1,0 +1,17 @@
+/* Between the layer API (src/nn/layers.c) and the model files (src/io/). */
+#ifndef TG_NN_MODEL_INTERNAL_H
+#define TG_NN_MODEL_INTERNAL_H
+
+#include "tapegrad_nn.h"
+
+/* tg_model_new, with every layer's tensors together holding at most
+ * max_elem elements (TG_ERR_SHAPE beyond): a file's loader passes what the
+ * file's size can hold, so that no spec in it makes us allocate more. */
+tg_status tg_model_build(tg_model **out, tg_dtype dtype, int in_rank, const size_t *in_shape, int n,
+                         const tg_layer_spec *specs, size_t max_elem);
+
+/* Largest extent of any axis, and of any option that sizes one (1e8, as the
+ * version-1 format's widths). */
+#define TG_LAYER_MAX_DIM 100000000L
+
+#endif
