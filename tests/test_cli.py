@@ -7,6 +7,7 @@ Usage: test_cli.py PATH/TO/tapegrad"""
 import math
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -48,7 +49,16 @@ def final_line(out, name):
     for line in out.splitlines():
         if line.startswith(name + ": loss="):
             parts = dict(kv.split("=") for kv in line.split(": ", 1)[1].split())
-            return float(parts["loss"]), parts["accuracy"]
+            return float(parts["loss"]), parts.get("accuracy")
+    return None
+
+
+def final_metrics(out, name):
+    """The regression line: {loss, rmse, mae, r2} as floats."""
+    for line in out.splitlines():
+        if line.startswith(name + ": loss="):
+            return {k: float(v) for k, v in
+                    (kv.split("=") for kv in line.split(": ", 1)[1].split())}
     return None
 
 
@@ -108,7 +118,7 @@ def test_binary_and_regression(d):
     rc, out, err = run("fit", reg, "--epochs", "30", "--test", "0", "--hidden", "none",
                        "--opt", "adam", "--lr", "0.05")
     res = final_line(out, "validation")
-    check(rc == 0 and "loss mse" in out and res is not None and res[1] == "n/a",
+    check(rc == 0 and "loss mse" in out and res is not None and res[1] is None,
           f"non-integer label picks mse, validation line: {out[-200:]} {err}")
     check(res is not None and res[0] < 0.01, f"linear target learned: {res}")
 
@@ -311,6 +321,171 @@ def test_gradcheck_ops():
     check(rc2 == 0 and "matmul" in ops and "softmax_ce" in ops, "ops lists the table")
 
 
+def project_version():
+    """meson.build's `version : 'X'`, the known right answer of --version."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "meson.build")) as f:
+        for line in f:
+            if line.strip().startswith("version"):
+                return line.split("'")[1]
+    return None
+
+
+# Every option the parser accepts, and the commands that take it.
+FIT_OPTIONS = ["--test-data", "--label", "--header", "--hidden", "--act", "--loss", "--opt",
+               "--lr", "--epochs", "--batch", "--val", "--test", "--standardize", "--seed",
+               "--dtype", "--threads", "--save", "--plot", "--log", "--detect-anomaly"]
+COMMAND_OPTIONS = {"fit": FIT_OPTIONS,
+                   "eval": ["--label", "--header", "--batch", "--threads"],
+                   "predict": ["--label", "--header", "--batch"],
+                   "gradcheck": ["--seed"], "graph": [], "ops": []}
+
+
+def option_line(out, name):
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        if line.split()[:1] == [name] or line.strip().startswith(name + " "):
+            # a long value list puts the text on the next line
+            return line + (" " + lines[i + 1] if "(default:" not in line and i + 1 < len(lines)
+                           else "")
+    return ""
+
+
+def test_version_help():
+    rc, out, err = run("--version")
+    check(rc == 0 and out == f"tapegrad {project_version()}\n" and err == "",
+          f"--version prints the meson project version: {rc} {out!r} {err!r}")
+    check(project_version() == "0.1.0", "meson project version 0.1.0")
+    for cmd, opts in COMMAND_OPTIONS.items():
+        for flag in ("--help", "-h"):
+            rc, out, err = run(cmd, flag)
+            missing = [o for o in opts if o not in out]
+            check(rc == 0 and out.startswith("usage:") and f"tapegrad {cmd}" in out
+                  and not missing and err == "",
+                  f"{cmd} {flag}: exit {rc}, missing {missing}, stderr {err[:80]!r}")
+        for o in opts:  # each option with a value states its default
+            if o != "--help":
+                line = option_line(out, o)
+                check("(default: " in line, f"{cmd} --help gives {o}'s default: {line!r}")
+    rc, out, err = run("--help")
+    missing = [o for o in FIT_OPTIONS + ["--version"] if o not in out]
+    check(rc == 0 and not missing, f"--help: exit {rc}, missing {missing}")
+    rc, out, _ = run("fit")
+    check(rc == 2, "fit without DATA is still a usage error")
+    rc, out, err = run("fit", "x.csv", "--batch", "--help")
+    check(rc == 0 and out.startswith("usage:"), "--help wins wherever it is")
+    rc, out, _ = run("fit", "--help")
+    check("(default: adam)" in option_line(out, "--opt")
+          and "1e-3" in option_line(out, "--lr"), "fit --help: Adam, lr 1e-3 by default")
+
+
+def write_linear(path, n, seed, offset=0.0, scale=1.0):
+    """y = offset + scale·(2a − b + 0.5c) + noise of sd 0.01·scale."""
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for _ in range(n):
+            x = [rng.uniform(-1, 1) for _ in range(3)]
+            y = offset + scale * (2 * x[0] - x[1] + 0.5 * x[2] + 0.01 * rng.gauss(0, 1))
+            f.write(",".join(f"{v:.6f}" for v in x + [y]) + "\n")
+
+
+def targets(path):
+    with open(path) as f:
+        return [float(l.rsplit(",", 1)[1]) for l in f if l.strip()]
+
+
+def reference_metrics(pred, y):
+    """RMSE, MAE and R² (sklearn's r2_score: 1 − SSE/SST about y's mean)."""
+    n = len(y)
+    sse = sum((p - t) ** 2 for p, t in zip(pred, y))
+    mean = sum(y) / n
+    sst = sum((t - mean) ** 2 for t in y)
+    return {"rmse": math.sqrt(sse / n), "mae": sum(abs(p - t) for p, t in zip(pred, y)) / n,
+            "r2": 1 - sse / sst, "loss": sse / n}
+
+
+def close(a, b, rel):
+    return abs(a - b) <= rel * max(abs(a), abs(b), 1e-12)
+
+
+def test_regression_metrics(d):
+    train, test = os.path.join(d, "rtrain.csv"), os.path.join(d, "rtest.csv")
+    write_linear(train, 500, 11)
+    write_linear(test, 120, 12)
+    model, log = os.path.join(d, "r.tgm"), os.path.join(d, "r.csv")
+    rc, out, err = run("fit", train, "--test-data", test, "--epochs", "4", "--hidden", "8",
+                       "--save", model, "--log", log, "--dtype", "f64")
+    epochs = [l for l in out.splitlines() if l.startswith("epoch ")]
+    check(rc == 0 and len(epochs) == 4 and all(
+        " rmse=" in l and " mae=" in l and " r2=" in l and " val_r2=" in l and "nan" not in l
+        and "acc=" not in l for l in epochs), f"regression epochs report RMSE/MAE/R²: {epochs[:1]}")
+    got = final_metrics(out, "test")
+    rc2, pout, perr = run("predict", model, test)
+    pred = [float(v) for v in pout.split()]
+    ref = reference_metrics(pred, targets(test))
+    # fit's test line and predict compute the same f64 forward; the line
+    # prints 6 significant digits, predict 9: 1e-5 relative covers both.
+    check(rc2 == 0 and got is not None and all(close(got[k], ref[k], 1e-5) for k in ref),
+          f"test line = metrics of predict's output: {got} vs {ref}")
+    rc3, eout, _ = run("eval", model, test)
+    ev = final_metrics(eout, "test")
+    check(rc3 == 0 and ev is not None and all(close(ev[k], ref[k], 1e-5) for k in ref),
+          f"eval's line = metrics of predict's output: {ev} vs {ref}")
+    with open(log) as f:
+        head = f.readline().strip()
+    check(head == "epoch,loss,rmse,mae,r2,val_loss,val_rmse,val_mae,val_r2,seconds",
+          f"regression log columns: {head}")
+
+
+def test_target_standardized(d):
+    # A target far from mean 0 / std 1: y ≈ 1000 + 100·(…), noise sd 1.
+    train, test = os.path.join(d, "strain.csv"), os.path.join(d, "stest.csv")
+    write_linear(train, 500, 21, offset=1000, scale=100)
+    write_linear(test, 150, 22, offset=1000, scale=100)
+    model = os.path.join(d, "s.tgm")
+    args = ["fit", train, "--test-data", test, "--epochs", "40", "--hidden", "none",
+            "--lr", "0.05", "--dtype", "f64"]
+    rc, out, err = run(*args, "--standardize", "--save", model)
+    got = final_metrics(out, "test")
+    rc2, pout, _ = run("predict", model, test)
+    pred = [float(v) for v in pout.split()]
+    ref = reference_metrics(pred, targets(test))
+    check(rc == 0 and rc2 == 0 and got is not None
+          and all(close(got[k], ref[k], 1e-5) for k in ref),
+          f"standardised target: test line = predict's metrics in original units: {got} {ref}")
+    # A linear model reaches the noise (sd 1) in original units.
+    check(ref["rmse"] < 3 and ref["r2"] > 0.999 and abs(sum(pred) / len(pred) - 1000) < 30,
+          f"predictions come back in the original units: {ref}, mean {sum(pred) / len(pred)}")
+    rc, out, _ = run(*args)
+    raw = final_metrics(out, "test")
+    check(raw is not None and raw["rmse"] > 10 * ref["rmse"],
+          f"without --standardize the same run is far worse: {raw}")
+
+
+def test_classification_lines(d):
+    path = os.path.join(d, "cls.csv")
+    write_blobs(path, 300, 3, 7)
+    rc, out, _ = run("fit", path, "--epochs", "2")
+    epochs = [l for l in out.splitlines() if l.startswith("epoch ")]
+    pat = re.compile(r"^epoch \d+/2 loss=[0-9.]+ acc=[0-9.]+ val_loss=[0-9.]+ "
+                     r"val_acc=[0-9.]+ time=[0-9.]+s$")
+    check(rc == 0 and len(epochs) == 2 and all(pat.match(l) for l in epochs),
+          f"classification epoch lines unchanged: {epochs}")
+    check(re.search(r"^test: loss=[0-9.]+ accuracy=[0-9.]+$", out, re.M) is not None,
+          "classification test line unchanged")
+
+
+def test_default_optimizer(d):
+    path = os.path.join(d, "opt.csv")
+    write_blobs(path, 300, 3, 8)
+    strip = lambda o: [re.sub(r" time=\S+", "", l) for l in o.splitlines()]
+    _, a, _ = run("fit", path, "--epochs", "3", "--threads", "1")
+    _, b, _ = run("fit", path, "--epochs", "3", "--threads", "1", "--opt", "adam", "--lr", "1e-3")
+    _, c, _ = run("fit", path, "--epochs", "3", "--threads", "1", "--opt", "sgd")
+    check(strip(a) == strip(b) and strip(a) != strip(c),
+          "the default optimizer is Adam with lr 1e-3 (same run, not SGD's)")
+
+
 def main():
     d = tempfile.mkdtemp(prefix="tapegrad-cli-")
     try:
@@ -322,6 +497,11 @@ def main():
         test_csv_bad_cases(d)
         test_outputs_checked_first(d)
         test_gradcheck_ops()
+        test_version_help()
+        test_regression_metrics(d)
+        test_target_standardized(d)
+        test_classification_lines(d)
+        test_default_optimizer(d)
         test_detect_anomaly(d)
     finally:
         shutil.rmtree(d)

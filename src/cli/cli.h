@@ -29,11 +29,14 @@ typedef struct cli_opts {
     unsigned long long seed;
     tg_dtype dtype;
     int threads;
+    int help; /* --help or -h: print the command's usage, exit 0 */
 } cli_opts;
 
 /* Parse argv[first..] into o; on error print one line + usage, return 0. */
 int cli_parse(int argc, char **argv, int first, const char *cmd, cli_opts *o);
 void cli_usage(FILE *f);
+/* One command's usage with each option's default (COMMAND --help). */
+void cli_command_usage(FILE *f, const char *cmd);
 
 /* Load DATA (a CSV path or idx:PREFIX) for a model of dtype dt, with o's
  * --label and --header; prints the error line on failure, and the CSV
@@ -48,15 +51,24 @@ int cmd_gradcheck(const cli_opts *o);
 int cmd_ops(void);
 
 /* Progress and reports (report.c). */
+/* Classification: acc; regression (mse): rmse, mae, r2 in the target's
+ * original units (acc NaN). The loss is the training objective. */
+typedef struct scores {
+    double loss, acc, rmse, mae, r2;
+} scores;
+
 typedef struct epoch_row {
-    double loss, acc, val_loss, val_acc, seconds;
+    scores train, held;
+    double seconds;
 } epoch_row;
 
-void progress_update(int epoch, int epochs, size_t done, size_t total, double loss, double acc,
-                     double ex_per_s);
+/* metric: the running metric's name ("acc", "rmse") and value. */
+void progress_update(int epoch, int epochs, size_t done, size_t total, double loss,
+                     const char *metric, double value, double ex_per_s);
 /* held: "val" or "test", the held-out set whose loss is shown; NULL: none. */
 void progress_epoch_end(int epoch, int epochs, const epoch_row *r, const char *held);
-/* Write the loss plot / the per-epoch CSV atomically; 0 on failure (printed). */
+/* Write the loss plot / the per-epoch CSV atomically (regression: rmse, mae,
+ * r2 columns instead of accuracy); 0 on failure (printed). */
 int report_svg(const char *path, const epoch_row *rows, int n, const char *held);
 int report_csv(const char *path, const epoch_row *rows, int n, const char *held);
 

@@ -68,6 +68,10 @@ int main(int argc, char **argv) {
         cli_usage(stdout);
         return 0;
     }
+    if (!strcmp(argv[1], "--version")) {
+        printf("tapegrad %s\n", TG_VERSION);
+        return 0;
+    }
     const char *cmd = argv[1];
     static const char *const known[] = {"fit", "eval", "predict", "graph", "gradcheck", "ops"};
     int found = 0;
@@ -78,9 +82,16 @@ int main(int argc, char **argv) {
         cli_usage(stderr);
         return EXIT_USAGE;
     }
-    if (!strcmp(cmd, "ops")) return cmd_ops();
     cli_opts o;
-    if (!cli_parse(argc, argv, 2, cmd, &o)) return EXIT_USAGE;
+    if (!strcmp(cmd, "ops"))
+        o.help = argc > 2 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"));
+    else if (!cli_parse(argc, argv, 2, cmd, &o))
+        return EXIT_USAGE;
+    if (o.help) {
+        cli_command_usage(stdout, cmd);
+        return 0;
+    }
+    if (!strcmp(cmd, "ops")) return cmd_ops();
     if (!strcmp(cmd, "fit")) return cmd_fit(&o);
     if (!strcmp(cmd, "eval")) return cmd_eval(&o);
     if (!strcmp(cmd, "predict")) return cmd_predict(&o);

@@ -6,31 +6,107 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Every option: the commands that read it (a mask of CMD_*), its value,
+ * its default as the parser sets it (defaults() below), what it does. */
+enum { FIT = 1, EVAL = 2, PREDICT = 4, GRADCHECK = 8 };
+
+typedef struct opt_help {
+    const char *name, *value, *def, *what;
+    int cmds;
+} opt_help;
+
+static const opt_help options_help[] = {
+    {"--test-data", "DATA", "none: split DATA", "a separate test set", FIT},
+    {"--label", "last|first|N", "last", "the target column of a CSV", FIT | EVAL | PREDICT},
+    {"--header", "auto|yes|no", "auto", "is a CSV's first line a header", FIT | EVAL | PREDICT},
+    {"--hidden", "W1,W2,...|none", "64", "hidden layer widths", FIT},
+    {"--act", "relu|tanh|sigmoid|leaky_relu", "relu", "hidden activation", FIT},
+    {"--loss", "auto|bce|ce|mse", "auto", "bce: 2 classes, ce: more, mse: non-integer target", FIT},
+    {"--opt", "sgd|momentum|nesterov|rmsprop|adam|adamw", "adam", "optimizer", FIT},
+    {"--lr", "X", "1e-3 for rmsprop/adam/adamw, 1e-2 for the others", "learning rate", FIT},
+    {"--epochs", "N", "10", "passes over the training set", FIT},
+    {"--batch", "N", "64", "mini-batch size", FIT | EVAL | PREDICT},
+    {"--val", "FRACTION", "0.1", "validation split of DATA", FIT},
+    {"--test", "FRACTION", "0.2, 0 with --test-data", "test split of DATA", FIT},
+    {"--standardize", NULL, "off", "standardise features (and a regression target)", FIT},
+    {"--seed", "N", "1", "seed of initialisation, splits and shuffling", FIT | GRADCHECK},
+    {"--dtype", "f32|f64", "f32", "element type", FIT},
+    {"--threads", "N", "one per online CPU, at most 64", "tapegrad's threads (1..64)", FIT | EVAL},
+    {"--save", "MODEL", "none", "model file", FIT},
+    {"--plot", "FILE.svg", "none", "loss plot", FIT},
+    {"--log", "FILE.csv", "none", "per-epoch log", FIT},
+    {"--detect-anomaly", NULL, "off", "stop at the first op producing NaN or Inf", FIT},
+    {"--help", NULL, NULL, "print this help and exit", FIT | EVAL | PREDICT | GRADCHECK},
+};
+
+static int cmd_mask(const char *cmd) {
+    return !strcmp(cmd, "fit")         ? FIT
+           : !strcmp(cmd, "eval")      ? EVAL
+           : !strcmp(cmd, "predict")   ? PREDICT
+           : !strcmp(cmd, "gradcheck") ? GRADCHECK
+                                       : 0;
+}
+
+static void options_list(FILE *f, int mask) {
+    for (size_t i = 0; i < sizeof options_help / sizeof *options_help; i++) {
+        const opt_help *h = &options_help[i];
+        if (!(h->cmds & mask)) continue;
+        char head[64];
+        snprintf(head, sizeof head, "%s%s%s", h->name, h->value ? " " : "",
+                 h->value ? h->value : "");
+        if (strlen(head) > 26) /* a long value list: the text on the next line */
+            fprintf(f, "  %s\n  %-26s %s", head, "", h->what);
+        else
+            fprintf(f, "  %-26s %s", head, h->what);
+        if (h->def) fprintf(f, " (default: %s)", h->def);
+        fputc('\n', f);
+    }
+}
+
+static const char *const synopsis[] = {
+    "fit DATA [options]             train an MLP",
+    "eval MODEL DATA [options]      loss and metrics of a saved model",
+    "predict MODEL DATA [options]   one class (or value) per line",
+    "graph MODEL                    the op graph as Graphviz DOT on stdout",
+    "gradcheck [--seed N]           every op: gradcheck and adjoint check",
+    "ops                            the op table",
+};
+
+static const char notes[] =
+    "DATA is a CSV file or idx:PREFIX (PREFIX-images-idx3-ubyte[.gz] and\n"
+    "PREFIX-labels-idx1-ubyte[.gz]). For eval and predict, a CSV's label column\n"
+    "must be given as in fit (predict ignores its values).\n"
+    "--header: a CSV's first line is a header if some cell is text (auto, the\n"
+    "default; a guess is said on stderr), always (yes) or never (no).\n"
+    "Every cell must be a number the dtype holds (f32: |x| < 3.4e38); an empty,\n"
+    "nan, inf or NA cell is an error naming file, line and column.\n"
+    "--save, --plot, --log: checked writable before training; written atomically.\n"
+    "--threads N (1..64): tapegrad's own N threads, OpenBLAS on one.\n";
+
 void cli_usage(FILE *f) {
-    fputs("usage:\n"
-          "  tapegrad fit DATA [--test-data DATA] [--label last|first|N] [--header auto|yes|no]\n"
-          "               [--hidden 256,128]"
-          " [--act relu|tanh|sigmoid|leaky_relu] [--loss auto|bce|ce|mse]\n"
-          "               [--opt sgd|momentum|nesterov|rmsprop|adam|adamw] [--lr X] [--epochs N]\n"
-          "               [--batch N] [--val FRACTION] [--test FRACTION] [--standardize]\n"
-          "               [--seed N] [--dtype f32|f64] [--threads N] [--save MODEL]\n"
-          "               [--plot FILE.svg] [--log FILE.csv] [--detect-anomaly]\n"
-          "  tapegrad eval MODEL DATA [--label ...] [--header ...] [--batch N] [--threads N]\n"
-          "  tapegrad predict MODEL DATA [--label ...] [--header ...] [--batch N]\n"
-          "  tapegrad graph MODEL            (Graphviz DOT on stdout)\n"
-          "  tapegrad gradcheck [--seed N]   (every op: gradcheck and adjoint check)\n"
-          "  tapegrad ops                    (the op table)\n"
-          "DATA is a CSV file or idx:PREFIX (PREFIX-images-idx3-ubyte[.gz] and\n"
-          "PREFIX-labels-idx1-ubyte[.gz]). For eval and predict, a CSV's label column\n"
-          "must be given as in fit (predict ignores its values).\n"
-          "--header: a CSV's first line is a header if some cell is text (auto, the\n"
-          "default; a guess is said on stderr), always (yes) or never (no).\n"
-          "Every cell must be a number the dtype holds (f32: |x| < 3.4e38); an empty,\n"
-          "nan, inf or NA cell is an error naming file, line and column.\n"
-          "--save, --plot, --log: checked writable before training; written atomically.\n"
-          "--threads N (1..64): tapegrad's own N threads, OpenBLAS on one (default:\n"
-          "one per online CPU, at most 64).\n",
+    fputs("usage:\n", f);
+    for (size_t i = 0; i < sizeof synopsis / sizeof *synopsis; i++)
+        fprintf(f, "  tapegrad %s\n", synopsis[i]);
+    fputs("  tapegrad --version | --help | COMMAND --help\n", f);
+    fputs("options (commands: fit; eval/predict take --label --header --batch, eval also\n"
+          "--threads; gradcheck --seed):\n",
           f);
+    options_list(f, FIT | EVAL | PREDICT | GRADCHECK);
+    fputs(notes, f);
+}
+
+void cli_command_usage(FILE *f, const char *cmd) {
+    size_t len = strlen(cmd);
+    fputs("usage:\n", f);
+    for (size_t i = 0; i < sizeof synopsis / sizeof *synopsis; i++)
+        if (!strncmp(synopsis[i], cmd, len) && synopsis[i][len] == ' ')
+            fprintf(f, "  tapegrad %s\n", synopsis[i]);
+    int mask = cmd_mask(cmd);
+    if (mask) {
+        fputs("options:\n", f);
+        options_list(f, mask);
+    }
+    if (mask & (FIT | EVAL | PREDICT)) fputs(notes, f);
 }
 
 static int bad(const char *cmd, const char *what, const char *value) {
@@ -181,6 +257,9 @@ static int positional(const char *cmd, const char *arg, int *k, cli_opts *o) {
 int cli_parse(int argc, char **argv, int first, const char *cmd, cli_opts *o) {
     defaults(o);
     int k = 0;
+    /* --help anywhere wins over the rest of the line, as in most tools. */
+    for (int i = first; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return o->help = 1;
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "--", 2) != 0) {

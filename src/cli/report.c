@@ -12,8 +12,8 @@
 
 /* ---------------------------------------------------------------- progress */
 
-void progress_update(int epoch, int epochs, size_t done, size_t total, double loss, double acc,
-                     double ex_per_s) {
+void progress_update(int epoch, int epochs, size_t done, size_t total, double loss,
+                     const char *metric, double value, double ex_per_s) {
     if (!isatty(STDOUT_FILENO)) return;
     enum { WIDTH = 30 };
     int filled = total ? (int)(WIDTH * done / total) : WIDTH;
@@ -21,15 +21,27 @@ void progress_update(int epoch, int epochs, size_t done, size_t total, double lo
     for (int i = 0; i < WIDTH; i++)
         bar[i] = i < filled ? '#' : '.';
     bar[WIDTH] = 0;
-    printf("\repoch %d/%d [%s] %zu/%zu loss=%.4f acc=%.4f %.0f ex/s ", epoch, epochs, bar, done,
-           total, loss, acc, ex_per_s);
+    printf("\repoch %d/%d [%s] %zu/%zu loss=%.4f %s=%.4f %.0f ex/s ", epoch, epochs, bar, done,
+           total, loss, metric, value, ex_per_s);
     fflush(stdout);
+}
+
+/* " loss=… acc=…" or, for a regression, " loss=… rmse=… mae=… r2=…",
+ * each name after the prefix ("", "val_", "test_"). */
+static void print_metrics(const char *prefix, const char *sep, const scores *s) {
+    printf(" %s%sloss=%.4f", prefix, sep, s->loss);
+    if (isnan(s->acc))
+        printf(" %s%srmse=%.4g %s%smae=%.4g %s%sr2=%.4f", prefix, sep, s->rmse, prefix, sep, s->mae,
+               prefix, sep, s->r2);
+    else
+        printf(" %s%sacc=%.4f", prefix, sep, s->acc);
 }
 
 void progress_epoch_end(int epoch, int epochs, const epoch_row *r, const char *held) {
     if (isatty(STDOUT_FILENO)) printf("\r\033[K");
-    printf("epoch %d/%d loss=%.4f acc=%.4f", epoch, epochs, r->loss, r->acc);
-    if (held) printf(" %s_loss=%.4f %s_acc=%.4f", held, r->val_loss, held, r->val_acc);
+    printf("epoch %d/%d", epoch, epochs);
+    print_metrics("", "", &r->train);
+    if (held) print_metrics(held, "_", &r->held);
     printf(" time=%.2fs\n", r->seconds);
     fflush(stdout);
 }
@@ -79,10 +91,20 @@ static int finish(text *t, const char *path) {
 int report_csv(const char *path, const epoch_row *r, int n, const char *held) {
     text t = {0};
     const char *h = held ? held : "val";
-    put(&t, "epoch,loss,accuracy,%s_loss,%s_accuracy,seconds\n", h, h);
-    for (int i = 0; i < n; i++)
-        put(&t, "%d,%.9g,%.9g,%.9g,%.9g,%.6g\n", i + 1, r[i].loss, r[i].acc, r[i].val_loss,
-            r[i].val_acc, r[i].seconds);
+    int reg = n > 0 && isnan(r[0].train.acc);
+    if (reg)
+        put(&t, "epoch,loss,rmse,mae,r2,%s_loss,%s_rmse,%s_mae,%s_r2,seconds\n", h, h, h, h);
+    else
+        put(&t, "epoch,loss,accuracy,%s_loss,%s_accuracy,seconds\n", h, h);
+    for (int i = 0; i < n; i++) {
+        const scores *a = &r[i].train, *b = &r[i].held;
+        if (reg)
+            put(&t, "%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.6g\n", i + 1, a->loss, a->rmse,
+                a->mae, a->r2, b->loss, b->rmse, b->mae, b->r2, r[i].seconds);
+        else
+            put(&t, "%d,%.9g,%.9g,%.9g,%.9g,%.6g\n", i + 1, a->loss, a->acc, b->loss, b->acc,
+                r[i].seconds);
+    }
     return finish(&t, path);
 }
 
@@ -101,11 +123,11 @@ static void polyline(text *t, const epoch_row *r, int n, int val, double lo, dou
                      const char *color) {
     put(t, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
     for (int i = 0; i < n; i++)
-        put(t, "%.1f,%.1f ", px(i, n), py(val ? r[i].val_loss : r[i].loss, lo, hi));
+        put(t, "%.1f,%.1f ", px(i, n), py(val ? r[i].held.loss : r[i].train.loss, lo, hi));
     put(t, "\"/>\n");
     for (int i = 0; i < n; i++)
         put(t, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", px(i, n),
-            py(val ? r[i].val_loss : r[i].loss, lo, hi), color);
+            py(val ? r[i].held.loss : r[i].train.loss, lo, hi), color);
 }
 
 static void axes(text *t, int n, double lo, double hi) {
@@ -128,7 +150,7 @@ static void axes(text *t, int n, double lo, double hi) {
 int report_svg(const char *path, const epoch_row *r, int n, const char *held) {
     double lo = INFINITY, hi = -INFINITY;
     for (int i = 0; i < n; i++) {
-        double v[2] = {r[i].loss, held ? r[i].val_loss : r[i].loss};
+        double v[2] = {r[i].train.loss, held ? r[i].held.loss : r[i].train.loss};
         for (int k = 0; k < 2; k++)
             if (isfinite(v[k])) lo = fmin(lo, v[k]), hi = fmax(hi, v[k]);
     }

@@ -105,9 +105,64 @@ static batch *batch_at(batches *bs, size_t start, size_t n) {
 
 /* ---------------------------------------------------------------- evaluation */
 
-typedef struct scores {
-    double loss, acc;
-} scores;
+/* A regression target standardised by --standardize: y' = (y − mean)/std
+ * during training; errors are scaled back by std so that RMSE and MAE are
+ * in the target's units (R² does not change under the affine map). Set in
+ * cmd_fit, 1 otherwise (eval and predict read models whose last layer
+ * already gives original units, see fold_target). */
+static double target_std = 1.0;
+
+/* Sums over the examples seen so far: the objective, right classes, and
+ * for a regression the squared and absolute errors. */
+typedef struct sums {
+    double loss, right, sse, sae;
+} sums;
+
+static void sums_add(sums *a, const tg_mlp *m, const tg_tensor *logits, const tg_tensor *cost,
+                     const batch *b) {
+    a->loss += tg_get(cost, 0) * (double)b->rows;
+    if (m->loss != TG_LOSS_MSE) {
+        a->right += tg_accuracy(logits, b->labels, b->rows) * (double)b->rows;
+        return;
+    }
+    for (size_t r = 0; r < b->rows; r++) { /* mse models have one output */
+        double e = tg_get(logits, r) - b->labels[r];
+        a->sse += e * e;
+        a->sae += fabs(e);
+    }
+}
+
+/* The targets' mean and their sum of squares about it (two passes). */
+static double target_ss(const tg_dataset *ds, double *mean) {
+    double mu = 0, ss = 0;
+    for (size_t i = 0; i < ds->n; i++)
+        mu += ds->y[i];
+    mu /= (double)ds->n;
+    for (size_t i = 0; i < ds->n; i++)
+        ss += (ds->y[i] - mu) * (ds->y[i] - mu);
+    *mean = mu;
+    return ss;
+}
+
+/* R² as sklearn's r2_score: 1 − SSE/SST, SST about the set's own mean;
+ * NaN for a constant target. */
+static double r2_of(double sse, const tg_dataset *ds) {
+    double mean, sst = target_ss(ds, &mean);
+    return sst > 0 ? 1 - sse / sst : NAN;
+}
+
+static scores sums_scores(const sums *a, const tg_mlp *m, const tg_dataset *ds) {
+    double n = (double)ds->n;
+    scores s = {a->loss / n, NAN, NAN, NAN, NAN};
+    if (m->loss != TG_LOSS_MSE) {
+        s.acc = a->right / n;
+    } else {
+        s.rmse = sqrt(a->sse / n) * target_std;
+        s.mae = a->sae / n * target_std;
+        s.r2 = r2_of(a->sse, ds);
+    }
+    return s;
+}
 
 static size_t *identity(size_t n) {
     size_t *idx = malloc((n ? n : 1) * sizeof *idx);
@@ -123,7 +178,7 @@ static tg_status evaluate(const tg_mlp *m, const tg_dataset *ds, size_t size, sc
     size_t *idx = identity(ds->n);
     tg_status s = idx ? tg_tape_new(&t) : TG_ERR_NOMEM;
     if (!s) s = batches_new(&bs, m, ds->n, size);
-    double loss = 0, right = 0;
+    sums acc = {0};
     for (size_t start = 0; !s && start < ds->n; start += bs.size) {
         batch *b = batch_at(&bs, start, ds->n);
         tg_tensor *logits, *cost;
@@ -131,14 +186,10 @@ static tg_status evaluate(const tg_mlp *m, const tg_dataset *ds, size_t size, sc
         if (!s) s = tg_mlp_forward(t, m, b->x, &logits);
         if (!s) s = tg_mlp_cost(t, m, logits, b->y, &cost);
         if (s) break;
-        loss += tg_get(cost, 0) * (double)b->rows;
-        right += tg_accuracy(logits, b->labels, b->rows) * (double)b->rows;
+        sums_add(&acc, m, logits, cost, b);
         tg_tape_reset(t);
     }
-    if (!s) {
-        out->loss = loss / (double)ds->n;
-        out->acc = m->loss == TG_LOSS_MSE ? NAN : right / (double)ds->n;
-    }
+    if (!s) *out = sums_scores(&acc, m, ds);
     batches_free(&bs);
     tg_tape_free(t);
     free(idx);
@@ -147,7 +198,7 @@ static tg_status evaluate(const tg_mlp *m, const tg_dataset *ds, size_t size, sc
 
 static void print_scores(const char *name, const scores *s) {
     if (isnan(s->acc))
-        printf("%s: loss=%.6f accuracy=n/a\n", name, s->loss);
+        printf("%s: loss=%.6f rmse=%.6g mae=%.6g r2=%.6f\n", name, s->loss, s->rmse, s->mae, s->r2);
     else
         printf("%s: loss=%.6f accuracy=%.4f\n", name, s->loss, s->acc);
 }
@@ -212,14 +263,50 @@ static int prepare(const cli_opts *o, fit_data *d, int *loss, size_t *n_out) {
     return 1;
 }
 
-static int standardize(tg_mlp *m, fit_data *d) {
+/* y := (y − mean)/std, or back (sign −1), on every split. */
+static void target_apply(fit_data *d, double mean, double std, int sign) {
+    tg_dataset *sets[] = {&d->train, &d->val, &d->test};
+    for (int i = 0; i < 3; i++)
+        for (size_t k = 0; k < sets[i]->n; k++)
+            sets[i]->y[k] = sign > 0 ? (sets[i]->y[k] - mean) / std : sets[i]->y[k] * std + mean;
+}
+
+/* A regression target's mean and population std (1 if constant, as
+ * sklearn's StandardScaler) over the training split. */
+static void target_fit(const tg_dataset *ds, double *mean, double *std) {
+    double sd = sqrt(target_ss(ds, mean) / (double)ds->n);
+    *std = sd > 0 && isfinite(sd) ? sd : 1;
+}
+
+static int standardize(tg_mlp *m, fit_data *d, double *y_mean) {
     m->mean = malloc(m->n_in * sizeof(double));
     m->std = malloc(m->n_in * sizeof(double));
     if (!m->mean || !m->std || tg_standardize_fit(&d->train, m->mean, m->std)) return 0;
     tg_dataset *sets[] = {&d->train, &d->val, &d->test};
     for (int i = 0; i < 3; i++)
         if (sets[i]->n) tg_standardize_apply(sets[i], m->mean, m->std);
+    if (m->loss == TG_LOSS_MSE) {
+        target_fit(&d->train, y_mean, &target_std);
+        target_apply(d, *y_mean, target_std, 1);
+    }
     return 1;
+}
+
+/* The target's statistics go into the last layer, not the file: the model
+ * then predicts y = std·(hW + b) + mean = h(std·W) + (std·b + mean) in the
+ * original units, and a version-1 file (whose standardisation block holds
+ * the features' statistics only) needs no new field; every reader, old
+ * ones too, gets original units. The splits are put back in those units. */
+static void fold_target(tg_mlp *m, fit_data *d, int standardized, double mean) {
+    if (m->loss != TG_LOSS_MSE || !standardized) return;
+    tg_dense *last = &m->layers[m->n_layers - 1];
+    size_t nw = last->w->size, nb = last->b->size;
+    for (size_t i = 0; i < nw; i++)
+        tg_set(last->w, i, tg_get(last->w, i) * target_std);
+    for (size_t i = 0; i < nb; i++)
+        tg_set(last->b, i, tg_get(last->b, i) * target_std + mean);
+    target_apply(d, mean, target_std, -1);
+    target_std = 1.0;
 }
 
 /* A training loss that is NaN or infinite stops the run (as Keras's
@@ -242,7 +329,8 @@ static tg_status epoch(const cli_opts *o, int e, tg_mlp *m, tg_optimizer *opt, t
                        batches *bs, const tg_dataset *ds, size_t *idx, tg_rng *rng,
                        epoch_row *row) {
     tg_shuffle(idx, ds->n, rng);
-    double loss = 0, right = 0, t0 = now(), shown = 0;
+    double t0 = now(), shown = 0;
+    sums acc = {0};
     tg_status s = TG_OK;
     for (size_t start = 0; !s && start < ds->n; start += bs->size) {
         batch *b = batch_at(bs, start, ds->n);
@@ -254,18 +342,19 @@ static tg_status epoch(const cli_opts *o, int e, tg_mlp *m, tg_optimizer *opt, t
         if (!s) s = tg_backward(t, cost);
         if (!s) s = tg_optimizer_step(opt);
         if (s) break;
-        loss += tg_get(cost, 0) * (double)b->rows;
-        right += tg_accuracy(logits, b->labels, b->rows) * (double)b->rows;
+        sums_add(&acc, m, logits, cost, b);
         tg_tape_reset(t);
         size_t done = start + b->rows;
         if (now() - shown > 0.1 || done == ds->n) {
             shown = now();
-            progress_update(e, o->epochs, done, ds->n, loss / (double)done, right / (double)done,
-                            (double)done / (shown - t0));
+            int reg = m->loss == TG_LOSS_MSE;
+            double metric =
+                reg ? sqrt(acc.sse / (double)done) * target_std : acc.right / (double)done;
+            progress_update(e, o->epochs, done, ds->n, acc.loss / (double)done,
+                            reg ? "rmse" : "acc", metric, (double)done / (shown - t0));
         }
     }
-    row->loss = loss / (double)ds->n;
-    row->acc = m->loss == TG_LOSS_MSE ? NAN : right / (double)ds->n;
+    row->train = sums_scores(&acc, m, ds);
     row->seconds = now() - t0;
     return s;
 }
@@ -295,9 +384,9 @@ static int train(const cli_opts *o, tg_mlp *m, fit_data *d, epoch_row *rows) {
     const tg_dataset *held = d->val.n ? &d->val : d->test.n ? &d->test : NULL;
     for (int e = 0; !s && e < o->epochs; e++) {
         s = epoch(o, e + 1, m, opt, t, &bs, &d->train, idx, &rng, &rows[e]);
-        scores v = {NAN, NAN};
+        scores v = {NAN, NAN, NAN, NAN, NAN};
         if (!s && held) s = evaluate(m, held, 1024, &v);
-        rows[e].val_loss = v.loss, rows[e].val_acc = v.acc;
+        rows[e].held = v;
         if (!s) progress_epoch_end(e + 1, o->epochs, &rows[e], held_name(d));
     }
     if (s) fail(stop_msg[0] ? stop_msg : NULL);
@@ -344,12 +433,16 @@ int cmd_fit(const cli_opts *o) {
         printf("fit: %zu train, %zu validation, %zu test examples; %zu features; loss %s; "
                "%zu outputs\n",
                d.train.n, d.val.n, d.test.n, d.all.d, tg_loss_name((tg_loss_kind)loss), n_out);
+        double y_mean = 0;
+        target_std = 1.0;
         if (tg_mlp_new(&m, o->dtype, d.all.d, o->n_hidden, o->hidden, (tg_act)o->act, n_out,
                        (tg_loss_kind)loss) ||
-            tg_mlp_init(m, &rng) || (o->standardize && !standardize(m, &d)))
+            tg_mlp_init(m, &rng) || (o->standardize && !standardize(m, &d, &y_mean)))
             fail(NULL);
-        else if (train(o, m, &d, rows))
+        else if (train(o, m, &d, rows)) {
+            fold_target(m, &d, o->standardize, y_mean);
             rc = fit_report(o, m, &d, rows);
+        }
     }
     tg_mlp_free(m);
     fit_data_free(&d);
