@@ -139,9 +139,10 @@ tg_status tg_model_load(tg_model **out, const char *path);
  * tg_safetensors_save writes m's tensors (tg_model_tensors: parameters and
  * state, PyTorch's state_dict names and order, the model's dtype F32/F64),
  * metadata {"format": "pt", "producer": "tapegrad"}, the header padded with
- * spaces to a multiple of 8; atomically (tg_write_file_atomic). A file
- * torch's safetensors.torch.load_file reads into model.load_state_dict
- * (batch norm's num_batches_tracked is not written: strict=False).
+ * spaces to a multiple of 8; atomically (tg_write_file_atomic). Its
+ * tensors go into torch's model.load_state_dict(strict=True) (batch norm's
+ * num_batches_tracked is not written; torch 1.13 fills it in): checked by
+ * tests/safetensors_check.py where torch is installed.
  *
  * tg_safetensors_load fills an existing model of the same architecture:
  * every tensor of the model must be in the file with exactly its shape;

@@ -13,6 +13,9 @@ Usage: safetensors_check.py TEST_SAFETENSORS_EXE
    float64); this script reads it back and checks the layout (header length
    a multiple of 8, offsets contiguous from 0 to the end of the file), the
    names, order, dtypes, shapes and values.
+   Where torch is installed, the C side's eval logits on a fixed input
+   match torch's nn.Sequential with that state_dict (load_state_dict
+   strict; BatchNorm fills in num_batches_tracked) to 1e-12.
 3. A file the C side must refuse (a wrong shape): the C run must fail.
 Exit status 0 only if every check passed; each failure is printed."""
 
@@ -92,7 +95,8 @@ def main():
         print(r.stdout + r.stderr, end="")
         check(r.returncode == 0, "C side failed on the Python file (status %d)" % r.returncode)
         if os.path.exists(c_file):
-            check_c_file(c_file)
+            state = check_c_file(c_file)
+            compare_with_torch(state, r.stdout)
         else:
             check(False, "C side wrote no file")
 
@@ -114,7 +118,7 @@ def check_c_file(path):
     entries = [(k, dict(v)) for k, v in pairs if k != "__metadata__"]
     check([k for k, _ in entries] == [n for n, _ in TENSORS],
           "names/order %r" % [k for k, _ in entries])
-    end = 0
+    end, state = 0, {}
     for j, ((name, e), (_, shape)) in enumerate(zip(entries, TENSORS)):
         check(e["dtype"] == "F64", "%s dtype %s" % (name, e["dtype"]))
         check(e["shape"] == shape, "%s shape %r, want %r" % (name, e["shape"], shape))
@@ -124,7 +128,42 @@ def check_c_file(path):
         values = struct.unpack("<%dd" % numel(shape), data[b:en]) if en <= len(data) else ()
         want = [j + k / 1000 for k in range(numel(shape))]
         check(list(values) == want, "%s values %r, want %r" % (name, values[:4], want[:4]))
+        state[name] = (shape, list(values))
     check(end == len(data), "data of %d bytes, tensors end at %d" % (len(data), end))
+    return state
+
+
+def compare_with_torch(state, stdout):
+    """The C model's eval logits vs torch's with the C file's tensors, where
+    torch is installed (1e-12 relative: float64 on both sides, the same
+    formulas; only summation order differs)."""
+    try:
+        import torch
+    except ImportError:
+        print("torch absent: logits not compared with torch")
+        return
+    line = [ln for ln in stdout.splitlines() if ln.startswith("logits:")]
+    check(len(line) == 1, "no logits line from the C side")
+    if not line:
+        return
+    got = [float(v) for v in line[0].split()[1:]]
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2),
+                                torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8, 3)).double()
+    sd = {n: torch.tensor(v, dtype=torch.float64).reshape(s) for n, (s, v) in state.items()}
+    # strict: every name must match (BatchNorm fills in num_batches_tracked).
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        check(False, "torch refused the C side's state_dict: %s" % e)
+        return
+    model.eval()
+    import math
+    x = torch.tensor([math.sin(k) for k in range(32)], dtype=torch.float64).reshape(2, 1, 4, 4)
+    want = model(x).flatten().tolist()
+    check(len(got) == len(want) and
+          all(abs(a - b) <= 1e-12 * max(1.0, abs(b)) for a, b in zip(got, want)),
+          "logits %r, torch %r" % (got, want))
+    print("logits match torch %s to 1e-12" % torch.__version__)
 
 
 if __name__ == "__main__":

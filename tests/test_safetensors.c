@@ -8,7 +8,9 @@
  * With `--import IN --export OUT` (tests/safetensors_check.py drives it):
  * loads the file Python wrote (value k of every tensor is k/10; ".bias"
  * tensors F64, the others F32) and checks every value, then writes OUT with
- * known values for Python to check (value k of tensor j is j + k/1000). */
+ * known values for Python to check (value k of tensor j is j + k/1000),
+ * and prints the model's logits on a fixed input (print_logits), which
+ * Python compares with torch's where torch is installed. */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include "check.h"
 #include "tapegrad_io.h"
@@ -267,6 +269,27 @@ static void test_hostile(void) {
 
 /* ---------------------------------------------------------------- with Python */
 
+/* The eval-mode logits of m on x[n][0][h][w] = sin(16n + 4h + w), 2
+ * examples, printed for the Python side to compare with torch's. */
+static void print_logits(const tg_model *m) {
+    size_t shape[4] = {2, 1, 4, 4};
+    tg_tensor *x = NULL, *y = NULL;
+    tg_tape *t = NULL;
+    CHECK_OK(tg_tensor_new(&x, TG_F64, 4, shape));
+    CHECK_OK(tg_tape_new(&t));
+    if (!x || !t) goto out;
+    for (size_t k = 0; k < x->size; k++)
+        tg_set(x, k, sin((double)k));
+    CHECK_OK(tg_model_forward(t, m, x, 0, NULL, &y));
+    printf("logits:");
+    for (size_t k = 0; y && k < y->size; k++)
+        printf(" %.17g", tg_get(y, k));
+    printf("\n");
+out:
+    tg_tape_free(t);
+    tg_tensor_free(x);
+}
+
 static int python_direction(const char *in, const char *out) {
     tg_model *m = NULL;
     CHECK_OK(tg_model_new(&m, TG_F64, 3, in_shape, 5, specs));
@@ -287,6 +310,7 @@ static int python_direction(const char *in, const char *out) {
             tg_set(ts[i], k, i + k / 1000.0);
     }
     CHECK_OK(tg_safetensors_save(m, out));
+    print_logits(m);
     tg_model_free(m);
     return check_summary();
 }
