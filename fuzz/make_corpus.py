@@ -163,3 +163,54 @@ for i in range(10):
 put("api", "every_op_sampled", b"\x01" * 8 + b"".join(bytes([0, i, 2, 3, 1, 1]) for i in range(24)))
 # a chain: sample tanh, then chain on it, then backward and replay
 put("api", "chain", b"\x02" * 8 + bytes([0, 3, 3, 2, 1, 1, 5, 0, 0, 5, 0, 11, 7, 0, 8, 0]))
+
+# ---------------------------------------------------------------- safetensors
+# byte 0: bit 0 dtype F64, bit 1 the CNN model (else dense 2 on 3), bit 2
+# framed (bytes 1-2 the header length, the prefix written by the harness).
+import json  # noqa: E402
+
+
+def safetensors(tensors, pad=True):
+    """(name, dtype, shape, values) -> the file, as torch's save_file."""
+    header, data = {}, b""
+    for name, dtype, shape, values in tensors:
+        raw = struct.pack("<%d%s" % (len(values), "f" if dtype == "F32" else "d"), *values)
+        header[name] = {"dtype": dtype, "shape": shape,
+                        "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    header["__metadata__"] = {"format": "pt"}
+    text = json.dumps(header).encode()
+    if pad:
+        text += b" " * (-len(text) % 8)
+    return text, data
+
+
+def st_tensors(shapes, dtype):
+    return [(n, dtype, s, [k / 10 for k in range(prod(s))]) for n, s in shapes]
+
+
+def prod(s):
+    p = 1
+    for d in s:
+        p *= d
+    return p
+
+
+DENSE = [("0.weight", [2, 3]), ("0.bias", [2])]
+CNN = [("0.weight", [2, 1, 3, 3]), ("0.bias", [2]), ("1.weight", [2]), ("1.bias", [2]),
+       ("1.running_mean", [2]), ("1.running_var", [2]), ("3.weight", [3, 8]), ("3.bias", [3])]
+for model_bit, shapes in ((0, DENSE), (2, CNN)):
+    for dt_bit, dtype in ((0, "F32"), (1, "F64")):
+        text, data = safetensors(st_tensors(shapes, dtype))
+        whole = struct.pack("<Q", len(text)) + text + data
+        tag = "%s_%s" % ("cnn" if model_bit else "dense", dtype.lower())
+        put("safetensors", "valid_" + tag, bytes([model_bit | dt_bit]) + whole)
+        framed = bytes([4 | model_bit | dt_bit]) + struct.pack("<H", len(text)) + text + data
+        put("safetensors", "framed_" + tag, framed)
+text, data = safetensors(st_tensors(DENSE, "F32"))
+put("safetensors", "bad_truncated", b"\x00" + struct.pack("<Q", len(text)) + text + data[:-3])
+put("safetensors", "bad_hlen", b"\x00" + struct.pack("<Q", 1 << 40) + text + data)
+put("safetensors", "bad_shape", b"\x04" + struct.pack("<H", len(text)) +
+    text.replace(b"[2, 3]", b"[3, 2]") + data)
+extra = text.replace(b"{\"0.weight", b"{\"x\": {}, \"0.weight")
+put("safetensors", "bad_extra", b"\x04" + struct.pack("<H", len(extra)) + extra + data)

@@ -19,7 +19,7 @@ set -u
 cd "$(dirname "$0")/.."
 secs="${1:-60}"
 [ $# -gt 0 ] && shift
-targets="${*:-csv idx model api}"
+targets="${*:-csv idx model api safetensors}"
 build=build-fuzz
 
 if [ ! -d "$build" ]; then

@@ -130,6 +130,35 @@ tg_status tg_model_save(const tg_model *m, const char *path);
  * the file and what is wrong. Memory is bounded by the file's size. */
 tg_status tg_model_load(tg_model **out, const char *path);
 
+/* safetensors (the layout PyTorch users exchange weights in,
+ * huggingface/safetensors): a u64 little-endian header length N, N bytes
+ * of JSON {"NAME": {"dtype": "F32", "shape": [..], "data_offsets": [b, e]},
+ * ..., "__metadata__": {...}}, then the raw little-endian row-major data
+ * (offsets count from the byte after the header).
+ *
+ * tg_safetensors_save writes m's tensors (tg_model_tensors: parameters and
+ * state, PyTorch's state_dict names and order, the model's dtype F32/F64),
+ * metadata {"format": "pt", "producer": "tapegrad"}, the header padded with
+ * spaces to a multiple of 8; atomically (tg_write_file_atomic). Its
+ * tensors go into torch's model.load_state_dict(strict=True) (batch norm's
+ * num_batches_tracked is not written; torch 1.13 fills it in): checked by
+ * tests/safetensors_check.py where torch is installed.
+ *
+ * tg_safetensors_load fills an existing model of the same architecture:
+ * every tensor of the model must be in the file with exactly its shape;
+ * dtype F32 or F64 (converted to the model's dtype; same dtype is bit for
+ * bit); a tensor the model lacks is refused, naming it (no silent
+ * skipping). The file is hostile until checked: the header length must fit
+ * in the file, the header must be one JSON object (cJSON), offsets
+ * integers within the data, end − begin = numel × dtype size, no two
+ * tensors overlapping; __metadata__ an object of strings. Every entry is
+ * checked before any value is written: on error the model is unchanged.
+ * Errors: TG_ERR_IO naming the file and the tensor ("w.safetensors: tensor
+ * '0.weight' has shape [3, 4], the model's is [4, 3]"); memory bounded by
+ * the file's size (at most 2 GiB). */
+tg_status tg_safetensors_save(const tg_model *m, const char *path);
+tg_status tg_safetensors_load(tg_model *m, const char *path);
+
 /* Replace the file at path with buf, atomically: a temporary file in the
  * same folder, fsync, rename, fsync of the folder. A crash leaves the old
  * file or the new one. SIGINT, SIGTERM, SIGHUP or SIGQUIT during the write

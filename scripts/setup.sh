@@ -3,7 +3,7 @@
 # `apt-get update`, then `apt-get install -y` of the missing packages.
 # Usage: scripts/setup.sh [extra-package ...]
 set -eu
-pkgs="gcc clang libc6-dev pkg-config meson ninja-build libopenblas-dev zlib1g-dev $*"
+pkgs="gcc clang libc6-dev pkg-config meson ninja-build libopenblas-dev zlib1g-dev libcjson-dev $*"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
