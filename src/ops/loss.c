@@ -5,6 +5,7 @@
  *   d𝕁(ξ) = ⟨∇𝕁, ξ⟩,   r𝕁(ζ) = ζ·∇𝕁,
  * which are adjoint by construction. Sums are accumulated in double. */
 #include "ops.h"
+#include "fastmath.h"
 
 /* The scalar adjoint ζ, and writing a scalar result, in either dtype. */
 static double scalar_in(tg_dtype dt, const void *p) {
@@ -157,7 +158,7 @@ static void real_sample(size_t m, size_t k, size_t n, tg_sample *s) {
  *   Range: value and derivatives a few ulps from the clamped ℓ's for every p
  *   in [0, 1] (0 and 1 included) and y in [0, 1]; NaN y gives NaN. */
 PAIR_LOSS(bce, "bce", 1, bce_check, bce_sample, {
-    const real l1 = log(a), l0 = log1p(-a), lo = (real)-100;
+    const real l1 = TG_LOG(a), l0 = TG_LOG1P(-a), lo = (real)-100;
     const int on1 = l1 > lo, on0 = l0 > lo;
     const real L1 = on1 ? l1 : lo, L0 = on0 ? l0 : lo;
     l = -(b * L1 + (1 - b) * L0);
@@ -176,8 +177,8 @@ PAIR_LOSS(bce, "bce", 1, bce_check, bce_sample, {
  * a deliberate difference). Exact to a few ulps for every finite x and y in
  * [0, 1]; NaN in x or y gives NaN. */
 PAIR_LOSS(bce_logits, "bce_logits", 1, pair_check, logits_sample, {
-    const real e = exp(-fabs(a)), q = e / (1 + e);
-    l = (a >= 0 ? (real)xmul(1 - b, a) : (real)xmul(-b, a)) + log1p(e);
+    const real e = TG_EXP(-fabs(a)), q = e / (1 + e);
+    l = (a >= 0 ? (real)xmul(1 - b, a) : (real)xmul(-b, a)) + TG_LOG1P(e);
     pa = a >= 0 ? (1 - b) - q : q - b;
     pb = -a;
 })
@@ -476,10 +477,9 @@ PAIR_LOSS_OP(smooth_l1, "smooth_l1", 2, width_check, huber_sample, {
     pb = -pa;
 })
 
-/* p·log p with 0·log 0 = 0 (torch.xlogy(p, p)). */
-static inline double xlogx(double p) {
-    return p == 0 ? 0 : p * log(p);
-}
+/* p·log p with 0·log 0 = 0 (torch.xlogy(p, p)), in the dtype (float32:
+ * fastmath's log, which vectorises, as torch computes it in float). */
+#define XLOGX(p) ((p) == 0 ? 0 : (p)*TG_LOG(p))
 
 static tg_status kl_check(tg_call *c, char *msg, size_t len) {
     tg_status s = pair_check(c, msg, len);
@@ -503,14 +503,14 @@ static void kl_sample(size_t m, size_t k, size_t n, tg_sample *s) {
  * axis 0: the true KL divergence per example). */
 PAIR_LOSS_OP(kl_div, "kl_div", 2, kl_check, kl_sample, {
     if (c->attr.i[1]) {
-        const real e = exp(b);
+        const real e = TG_EXP(b);
         l = (real)xmul(e, b - a);
         pa = -e;
         pb = (real)xmul(e, b - a + 1);
     } else {
-        l = (real)(xlogx(b) - xmul(b, a));
+        l = (real)((double)XLOGX(b) - xmul(b, a));
         pa = -b;
-        pb = log(b) + 1 - a;
+        pb = TG_LOG(b) + 1 - a;
     }
 })
 
@@ -668,7 +668,7 @@ static void class_jvp(const tg_call *c, const void *const *tin, void *tout) {
             if (y < 0) continue;
             for (size_t j = 0; (is_ce(c) || eps != 0) && j < g.C; j++) {
                 const size_t i = base + j * g.inner;
-                s += ((is_ce(c) ? exp(logp(c, X[i], p)) : 0) - ec) * t[i];
+                s += ((is_ce(c) ? TG_EXP((real)logp(c, X[i], p)) : 0) - ec) * t[i];
             }
             s -= (1 - eps) * t[base + (size_t)y * g.inner];
         });
@@ -689,7 +689,7 @@ static void class_vjp(const tg_call *c, const void *gout, void *const *gin) {
             if (y < 0) continue;
             for (size_t j = 0; (is_ce(c) || eps != 0) && j < g.C; j++) {
                 const size_t i = base + j * g.inner;
-                gx[i] += (real)(kg * ((is_ce(c) ? exp(logp(c, X[i], p)) : 0) - ec));
+                gx[i] += (real)(kg * ((is_ce(c) ? TG_EXP((real)logp(c, X[i], p)) : 0) - ec));
             }
             gx[base + (size_t)y * g.inner] -= (real)(kg * (1 - eps));
         });
