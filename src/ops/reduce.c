@@ -121,15 +121,10 @@ static double weight(kind k, double D, double y) {
     return y == 0 ? 0 : 1 / y; /* norm */
 }
 
-/* logsumexp's pᵢ = e^{lse_arg}: softmax of X_o at x, from m and log Σ kept
- * apart. The exponent is formed in double and rounded to the dtype once, then
- * TG_EXP (float32: fastmath's, which vectorises; as log_softmax's backward):
- * pᵢ within 1 ulp + |argument|·2^−24 relative, what PyTorch's float exp of
- * a float argument gives. */
-static inline double lse_arg(double x, double y, const tg_lse *l) {
-    return isinf(l->m) ? x - y : (x - l->m) - l->log_sum;
+/* logsumexp's pᵢ: softmax of X_o at x, from m and log Σ kept apart. */
+static inline double lse_p(double x, double y, const tg_lse *l) {
+    return isinf(l->m) ? exp(x - y) : exp((x - l->m) - l->log_sum);
 }
-#define LSE_P(x, y, l) TG_EXP((real)lse_arg(x, y, l))
 
 TG_SIMD_CLONES static void extremum(const tg_call *c, const tg_rgeom *g, int is_max) {
     double *cnt = kept(c);
@@ -202,7 +197,7 @@ TG_SIMD_CLONES static void reduce_jvp(const tg_call *c, const void *const *tin, 
         const real *t = tin[0]; real *to = tout;
         if (k == K_SUM || k == K_MEAN) TG_RWALK(&g, acc[o] += t[i];);
         else if (k == K_AMAX || k == K_AMIN) TG_RWALK(&g, acc[o] += xs[i] == y[o] ? t[i] : 0;);
-        else if (k == K_LSE) TG_RWALK(&g, acc[o] += LSE_P(xs[i], y[o], &l[o]) * t[i];);
+        else if (k == K_LSE) TG_RWALK(&g, acc[o] += lse_p(xs[i], y[o], &l[o]) * t[i];);
         else if (k == K_NORM) TG_RWALK(&g, acc[o] += (double)xs[i] * t[i];);
         else TG_RWALK(&g, acc[o] += (xs[i] - kp[o]) * t[i];);
         for (size_t o = 0; o < g.out_size; o++) {
@@ -231,7 +226,7 @@ TG_SIMD_CLONES static void reduce_vjp(const tg_call *c, const void *gout, void *
             w[o] = v;
         } if (k == K_SUM || k == K_MEAN) TG_RWALK(&g, gx[i] += (real)w[o];);
         else if (k == K_AMAX || k == K_AMIN) TG_RWALK(&g, gx[i] += (real)((xs[i] == y[o]) * w[o]););
-        else if (k == K_LSE) TG_RWALK(&g, gx[i] += (real)(LSE_P(xs[i], y[o], &l[o]) * w[o]););
+        else if (k == K_LSE) TG_RWALK(&g, gx[i] += (real)(lse_p(xs[i], y[o], &l[o]) * w[o]););
         else if (k == K_NORM) TG_RWALK(&g, gx[i] += (real)(xs[i] * w[o]););
         else TG_RWALK(&g, gx[i] += (real)((xs[i] - kp[o]) * w[o]);););
 }
