@@ -701,7 +701,7 @@ static void class_jvp(const tg_call *c, const void *const *tin, void *tout) {
             if (y < 0) continue;
             for (size_t j = 0; (is_ce(c) || eps != 0) && j < g.C; j++) {
                 const size_t i = base + j * g.inner;
-                s += ((is_ce(c) ? TG_EXP((real)logp(c, X[i], p)) : 0) - ec) * t[i];
+                s += ((is_ce(c) ? exp(logp(c, X[i], p)) : 0) - ec) * t[i];
             }
             s -= (1 - eps) * t[base + (size_t)y * g.inner];
         });
@@ -722,7 +722,7 @@ static void class_vjp(const tg_call *c, const void *gout, void *const *gin) {
             if (y < 0) continue;
             for (size_t j = 0; (is_ce(c) || eps != 0) && j < g.C; j++) {
                 const size_t i = base + j * g.inner;
-                gx[i] += (real)(kg * ((is_ce(c) ? TG_EXP((real)logp(c, X[i], p)) : 0) - ec));
+                gx[i] += (real)(kg * ((is_ce(c) ? exp(logp(c, X[i], p)) : 0) - ec));
             }
             gx[base + (size_t)y * g.inner] -= (real)(kg * (1 - eps));
         });
