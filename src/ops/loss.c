@@ -5,6 +5,7 @@
  *   d𝕁(ξ) = ⟨∇𝕁, ξ⟩,   r𝕁(ζ) = ζ·∇𝕁,
  * which are adjoint by construction. Sums are accumulated in double. */
 #include "ops.h"
+#include "fastmath.h"
 
 /* The scalar adjoint ζ, and writing a scalar result, in either dtype. */
 static double scalar_in(tg_dtype dt, const void *p) {
@@ -44,18 +45,56 @@ static double pair_scale(const tg_call *c, size_t n, int mode) {
  * rest). The r-map reads only ζ and the inputs, so gin[0] == gin[1] is fine.
  * MEAN: 1 for k = 1/N, 0 for k = 1, 2 for the reduction in attr i[0]
  * (pair_scale). */
-#define PAIR_LOSS_OP(NAME, OPNAME, MEAN, CHECK, SAMPLE, ...)                                       \
-    static void NAME##_forward(tg_call *c) {                                                       \
-        size_t n = c->in[0]->size;                                                                 \
+/* The forward's sum of the per-element losses: computed a chunk (TG_CHUNK)
+ * at a time into a buffer, so that the loss loop has no reduction and
+ * vectorises (fastmath's log and exp), then added in double into TG_LANES
+ * partial sums (the tail into the returned scalar), as TG_RFOLD sums: the
+ * same values in another order, a few ulps of the double at most. */
+#define PAIR_FOLD_DEF(T, NAME)                                                                     \
+    static inline double NAME(const T *lb, size_t m, double *p) {                                  \
+        size_t k = 0;                                                                              \
         double s = 0;                                                                              \
+        for (; k + TG_LANES <= m; k += TG_LANES)                                                   \
+            for (int j = 0; j < TG_LANES; j++)                                                     \
+                p[j] += lb[k + (size_t)j];                                                         \
+        for (; k < m; k++)                                                                         \
+            s += lb[k];                                                                            \
+        return s;                                                                                  \
+    }
+PAIR_FOLD_DEF(float, pair_fold_f)
+PAIR_FOLD_DEF(double, pair_fold_d)
+#define pair_fold(lb, m, p) _Generic((lb), float * : pair_fold_f, double * : pair_fold_d)(lb, m, p)
+
+/* The r-map's loop, one per set of gradients wanted: the loss body is
+ * branch-free and vectorised, so a derivative nobody reads would be
+ * computed anyway (a log per element) if the choice were inside the loop. */
+#define PAIR_VJP_LOOP(ACC, ...)                                                                    \
+    for (size_t i = 0; i < n; i++) {                                                               \
+        const real a = A[i], b = B[i];                                                             \
+        real l, pa, pb;                                                                            \
+        __VA_ARGS__(void) l, (void)pa, (void)pb;                                                   \
+        ACC                                                                                        \
+    }
+
+#define PAIR_LOSS_OP(NAME, OPNAME, MEAN, CHECK, SAMPLE, ...)                                       \
+    TG_SIMD_CLONES static void NAME##_forward(tg_call *c) {                                        \
+        size_t n = c->in[0]->size;                                                                 \
+        double s = 0, p_[TG_LANES] = {0};                                                          \
         TG_DISPATCH(                                                                               \
             c->out->dtype, const real *A = c->in[0]->data; const real *B = c->in[1]->data;         \
-            for (size_t i = 0; i < n; i++) {                                                       \
-                const real a = A[i], b = B[i];                                                     \
-                real l, pa, pb;                                                                    \
-                __VA_ARGS__(void) pa, (void)pb;                                                    \
-                s += l;                                                                            \
+            for (size_t i0 = 0; i0 < n; i0 += TG_CHUNK) {                                          \
+                const size_t m_ = n - i0 < TG_CHUNK ? n - i0 : TG_CHUNK;                           \
+                real lb_[TG_CHUNK];                                                                \
+                for (size_t k_ = 0; k_ < m_; k_++) {                                               \
+                    const real a = A[i0 + k_], b = B[i0 + k_];                                     \
+                    real l, pa, pb;                                                                \
+                    __VA_ARGS__(void) pa, (void)pb;                                                \
+                    lb_[k_] = l;                                                                   \
+                }                                                                                  \
+                s += pair_fold(lb_, m_, p_);                                                       \
             });                                                                                    \
+        for (int j_ = 0; j_ < TG_LANES; j_++)                                                      \
+            s += p_[j_];                                                                           \
         scalar_out(c->out->dtype, c->out->data, pair_scale(c, n, MEAN) * s);                       \
     }                                                                                              \
     static void NAME##_jvp(const tg_call *c, const void *const *tin, void *tout) {                 \
@@ -72,19 +111,14 @@ static double pair_scale(const tg_call *c, size_t n, int mode) {
             });                                                                                    \
         scalar_out(c->out->dtype, tout, pair_scale(c, n, MEAN) * s);                               \
     }                                                                                              \
-    static void NAME##_vjp(const tg_call *c, const void *gout, void *const *gin) {                 \
+    TG_SIMD_CLONES static void NAME##_vjp(const tg_call *c, const void *gout, void *const *gin) {  \
         size_t n = c->in[0]->size;                                                                 \
         double kg = pair_scale(c, n, MEAN) * scalar_in(c->out->dtype, gout);                       \
-        TG_DISPATCH(                                                                               \
-            c->out->dtype, const real *A = c->in[0]->data; const real *B = c->in[1]->data;         \
-            real *ga = gin[0]; real *gb = gin[1]; const real k = (real)kg;                         \
-            for (size_t i = 0; i < n; i++) {                                                       \
-                const real a = A[i], b = B[i];                                                     \
-                real l, pa, pb;                                                                    \
-                __VA_ARGS__(void) l;                                                               \
-                if (ga) ga[i] += k * pa;                                                           \
-                if (gb) gb[i] += k * pb;                                                           \
-            });                                                                                    \
+        TG_DISPATCH(c->out->dtype, const real *A = c->in[0]->data; const real *B = c->in[1]->data; \
+                    real *ga = gin[0]; real *gb = gin[1]; const real k = (real)kg; if (ga && gb)   \
+                        PAIR_VJP_LOOP(ga[i] += k * pa; gb[i] += k * pb;, __VA_ARGS__) else if (ga) \
+                            PAIR_VJP_LOOP(ga[i] += k * pa;, __VA_ARGS__) else if (gb)              \
+                                PAIR_VJP_LOOP(gb[i] += k * pb;, __VA_ARGS__));                     \
     }                                                                                              \
     const tg_op tg_op_##NAME = {.name = OPNAME,                                                    \
                                 .arity = 2,                                                        \
@@ -157,7 +191,7 @@ static void real_sample(size_t m, size_t k, size_t n, tg_sample *s) {
  *   Range: value and derivatives a few ulps from the clamped ℓ's for every p
  *   in [0, 1] (0 and 1 included) and y in [0, 1]; NaN y gives NaN. */
 PAIR_LOSS(bce, "bce", 1, bce_check, bce_sample, {
-    const real l1 = log(a), l0 = log1p(-a), lo = (real)-100;
+    const real l1 = TG_LOG(a), l0 = TG_LOG1P(-a), lo = (real)-100;
     const int on1 = l1 > lo, on0 = l0 > lo;
     const real L1 = on1 ? l1 : lo, L0 = on0 ? l0 : lo;
     l = -(b * L1 + (1 - b) * L0);
@@ -176,8 +210,8 @@ PAIR_LOSS(bce, "bce", 1, bce_check, bce_sample, {
  * a deliberate difference). Exact to a few ulps for every finite x and y in
  * [0, 1]; NaN in x or y gives NaN. */
 PAIR_LOSS(bce_logits, "bce_logits", 1, pair_check, logits_sample, {
-    const real e = exp(-fabs(a)), q = e / (1 + e);
-    l = (a >= 0 ? (real)xmul(1 - b, a) : (real)xmul(-b, a)) + log1p(e);
+    const real e = TG_EXP(-fabs(a)), q = e / (1 + e);
+    l = (a >= 0 ? (real)xmul(1 - b, a) : (real)xmul(-b, a)) + TG_LOG1P(e);
     pa = a >= 0 ? (1 - b) - q : q - b;
     pb = -a;
 })
@@ -476,10 +510,9 @@ PAIR_LOSS_OP(smooth_l1, "smooth_l1", 2, width_check, huber_sample, {
     pb = -pa;
 })
 
-/* p·log p with 0·log 0 = 0 (torch.xlogy(p, p)). */
-static inline double xlogx(double p) {
-    return p == 0 ? 0 : p * log(p);
-}
+/* p·log p with 0·log 0 = 0 (torch.xlogy(p, p)), in the dtype (float32:
+ * fastmath's log, which vectorises, as torch computes it in float). */
+#define XLOGX(p) ((p) == 0 ? 0 : (p)*TG_LOG(p))
 
 static tg_status kl_check(tg_call *c, char *msg, size_t len) {
     tg_status s = pair_check(c, msg, len);
@@ -503,14 +536,14 @@ static void kl_sample(size_t m, size_t k, size_t n, tg_sample *s) {
  * axis 0: the true KL divergence per example). */
 PAIR_LOSS_OP(kl_div, "kl_div", 2, kl_check, kl_sample, {
     if (c->attr.i[1]) {
-        const real e = exp(b);
+        const real e = TG_EXP(b);
         l = (real)xmul(e, b - a);
         pa = -e;
         pb = (real)xmul(e, b - a + 1);
     } else {
-        l = (real)(xlogx(b) - xmul(b, a));
+        l = (real)((double)XLOGX(b) - xmul(b, a));
         pa = -b;
-        pb = log(b) + 1 - a;
+        pb = TG_LOG(b) + 1 - a;
     }
 })
 

@@ -9,8 +9,8 @@
  * Accuracy (tests/test_extremes_math.c, in ulps against long double):
  * values and derivatives within a few ulps over the whole range, tails and
  * ±inf included; the forms avoid overflow (x³, x·φ(x)) and cancellation
- * (1 + erf(x) for x ≪ 0). float32 uses fastmath.h's exp and σ, which
- * vectorise; the other functions are libm's. */
+ * (1 + erf(x) for x ≪ 0). float32 uses fastmath.h's exp, log, log1p and σ,
+ * which vectorise; the other functions are libm's. */
 #include "ops.h"
 #include "fastmath.h"
 #include "unary.h"
@@ -45,9 +45,9 @@ TG_UNARY_MAPS(neg, -x, (real)-1)
 /* e^x, g' = y. float32: fastmath's exp (1 ulp, to the subnormals and inf). */
 TG_UNARY_MAPS(exp, TG_EXP(x), y)
 /* log x, domain x ≥ 0 (log 0 = −inf, log of x < 0 is NaN); g' = 1/x. */
-TG_UNARY_MAPS(log, log(x), 1 / x)
+TG_UNARY_MAPS(log, TG_LOG(x), 1 / x)
 /* log(1 + x), domain x ≥ −1; g' = 1/(1 + x) (1 + x is exact near −1). */
-TG_UNARY_MAPS(log1p, log1p(x), 1 / (1 + x))
+TG_UNARY_MAPS(log1p, TG_LOG1P(x), 1 / (1 + x))
 /* e^x − 1; g' = e^x, not y + 1 as torch (which loses e^x below −37). */
 TG_UNARY_MAPS(expm1, expm1(x), TG_EXP(x))
 /* √x, domain x ≥ 0 (√−0 = −0, NaN below); g' = ½/y (±inf at ±0, as torch). */
@@ -106,7 +106,7 @@ UNARY_API(erf)
  * (max(βx, 0) + log1p(e^{−|βx|}))/β, which never overflows (any threshold);
  * g' = 1 above the threshold, else σ(βx) (fastmath.h). */
 #define SOFTPLUS(x)                                                                                \
-    (f0 * (x) > f1 ? (x) : ((f0 * (x) > 0 ? f0 * (x) : 0) + log1p(TG_EXP(-fabs(f0 * (x))))) / f0)
+    (f0 * (x) > f1 ? (x) : ((f0 * (x) > 0 ? f0 * (x) : 0) + TG_LOG1P(TG_EXP(-fabs(f0 * (x))))) / f0)
 TG_UNARY_MAPS(softplus, SOFTPLUS(x), f0 *x > f1 ? (real)1 : TG_SIGMOID(f0 * x))
 
 /* gelu, erf form: y = x·Φ(x), Φ(x) = ½·erfc(−x/√2) (torch's ½(1 + erf(x/√2))
