@@ -548,11 +548,8 @@ tg_status tg_pow_scalar(tg_tape *t, const tg_tensor *x, double c, tg_tensor **ou
  * weights in PyTorch's layouts (below). float32 or float64, both inputs
  * differentiable. Computed as im2col + one OpenBLAS product per block of
  * images (about 1024 output pixels side by side) and group; with
- * tg_set_threads(n), whole blocks go to each thread. The buffers live in
- * the tape's arena: conv2d and conv1d keep the im2col matrix of every
- * image from the forward for the weight's derivative (N·(C·kH·kW)·OH·OW
- * elements, as PyTorch's slow_conv2d keeps its columns; none for 1×1
- * kernels with stride 1 and no padding). Output extent per axis
+ * tg_set_threads(n), whole blocks go to each thread, each with its im2col
+ * buffer (one block's) in the tape's arena. Output extent per axis
  * (torch.nn.Conv2d's formula):
  *   conv:       ⌊(in + pad_lo + pad_hi − dilation·(k − 1) − 1) / stride⌋ + 1
  *   transposed: (in − 1)·stride − pad_lo − pad_hi + dilation·(k − 1) + output_padding + 1

@@ -24,10 +24,9 @@
  * ops therefore checks this identity.
  *
  * A 1×1 kernel with stride 1 and no padding has col(X) = X: no copy.
- * Otherwise conv2d's forward keeps col(X) of every image for the weight
- * r-map (see keep_elems), and each part (thread) has a work slot; all in
- * the call's saved scratch in the tape's arena, sized in check: no heap
- * allocation. */
+ * Otherwise each part (thread) has a work slot for the col matrix of a
+ * block of images, in the call's saved scratch in the tape's arena, sized
+ * in check: no heap allocation. */
 #include "ops.h"
 
 #include <limits.h>
@@ -236,8 +235,7 @@ static tg_status geometry(const tg_call *c, size_t parts, conv_geom *G, char *ms
     if (k > INT32_MAX || ohw > INT32_MAX || hw > INT32_MAX || G->Og > INT32_MAX ||
         k * ohw > (double)(SIZE_MAX / 16) ||
         (double)G->N * (double)(G->Ci > G->Co ? G->Ci : G->Co) * (hw > ohw ? hw : ohw) >
-            (double)(SIZE_MAX / 16) ||
-        (double)G->N * (double)G->G * k * ohw > (double)(SIZE_MAX / 1024)) /* the kept cols */
+            (double)(SIZE_MAX / 16))
         return shape_error(c, "dimension too large for BLAS", msg, len);
     G->K = G->Cg * G->kH * G->kW, G->OHW = G->OH * G->OW, G->HW = G->H * G->W;
     /* (a transposed 1×1 with output_padding has a larger image than col side) */
@@ -250,14 +248,14 @@ static tg_status geometry(const tg_call *c, size_t parts, conv_geom *G, char *ms
 
 /* Geometry of a call that passed check: the parts (work slots) are
  * those check sized c->saved for. */
-static size_t conv_bytes(const conv_geom *G, int kind, size_t es);
+static size_t conv_bytes(const conv_geom *G, size_t es);
 static conv_geom geom_of(const tg_call *c) {
     conv_geom G;
     char msg[8];
     size_t es = tg_dtype_size(c->out->dtype);
     for (size_t p = 1; p <= TG_MAX_THREADS; p++) {
         geometry(c, p, &G, msg, sizeof msg);
-        if (conv_bytes(&G, kind_of(c), es) == c->saved_bytes) break;
+        if (conv_bytes(&G, es) == c->saved_bytes) break;
     }
     return G;
 }
@@ -275,7 +273,7 @@ static tg_status conv_check(tg_call *c, char *msg, size_t len) {
         c->out->shape[2] = w;
     else
         c->out->shape[2] = h, c->out->shape[3] = w;
-    c->saved_bytes = conv_bytes(&G, kind, tg_dtype_size(c->in[0]->dtype));
+    c->saved_bytes = conv_bytes(&G, tg_dtype_size(c->in[0]->dtype));
     return TG_OK;
 }
 
@@ -308,9 +306,10 @@ static void valid_range(size_t OW, long s, long off, size_t n, size_t *lo, size_
             COPY_CASE(1)                                                                           \
             COPY_CASE(2)                                                                           \
             COPY_CASE(3)                                                                           \
-            COPY_CASE(4) COPY_CASE(5) COPY_CASE(6) COPY_CASE(7) COPY_CASE(8) COPY_CASE(9)          \
-                COPY_CASE(10) COPY_CASE(11) COPY_CASE(12) COPY_CASE(13) COPY_CASE(14)              \
-                    COPY_CASE(15) COPY_CASE(16) default : memcpy(d_, s_, (n) * sizeof(real));      \
+            COPY_CASE(4)                                                                           \
+            COPY_CASE(5) COPY_CASE(6) COPY_CASE(7) COPY_CASE(8) COPY_CASE(9) COPY_CASE(10)         \
+                COPY_CASE(11) COPY_CASE(12) COPY_CASE(13) COPY_CASE(14) COPY_CASE(15)              \
+                    COPY_CASE(16) default : memcpy(d_, s_, (n) * sizeof(real));                    \
         }                                                                                          \
     } while (0)
 
@@ -428,28 +427,24 @@ static void win_scatter(const conv_geom *G, tg_dtype dt, void *win, size_t n0, s
 
 /* ---------------------------------------------------------------- the scratch */
 
-/* c->saved, in elements: first (conv2d, conv1d) the col matrices of every
- * image, which the forward keeps for the weight r-map (one im2col fewer per
- * step; G·N·K·OHW, as PyTorch's slow_conv2d keeps its `finput`), block
- * after block; then one work slot per part (thread): a block's col matrix
- * and its window-side buffer; then one partial weight adjoint W̄ᵀ (K × Co)
- * per part. conv_transpose2d keeps nothing (its weight r-map reads the
- * col of ζ, which only the backward knows). */
-static size_t keep_elems(const conv_geom *G, int kind) {
-    return kind == KIND_CONVT2D || G->direct ? 0 : G->G * G->N * G->K * G->OHW;
-}
+/* c->saved, in elements: one work slot per part (thread): a block's col
+ * matrix and its window-side buffer; then one partial weight adjoint W̄ᵀ
+ * (K × Co) per part.
+ * Not kept: the forward's col matrices of every image, for the weight
+ * r-map (one im2col fewer per step, N·K·OH·OW elements). Tried: at load
+ * 5 on this 2-core host, alternated, the backward's second im2col into a
+ * slot that stays in cache was faster than streaming the kept matrices
+ * out to memory and back (c2 17.8 MB, c3 75 MB): 11 pairs of 12 in its
+ * favour, median 5 %; on a quiet host the kept cols had won c2 by 6 %
+ * before im2col's short rows were made cheaper. */
 static size_t slot_col(const conv_geom *G) {
     return G->direct ? 0 : G->K * G->nb * G->OHW;
 }
 static size_t slot_elems(const conv_geom *G) {
     return slot_col(G) + (G->nb > 1 ? G->Og * G->nb * G->OHW : 0);
 }
-static size_t conv_bytes(const conv_geom *G, int kind, size_t es) {
-    return (keep_elems(G, kind) + G->parts * (slot_elems(G) + G->Co * G->K)) * es;
-}
-/* Where block n0 (nb images), group g starts in the kept cols. */
-static size_t keep_at(const conv_geom *G, size_t n0, size_t nb, size_t g) {
-    return (n0 * G->G + g * nb) * G->K * G->OHW;
+static size_t conv_bytes(const conv_geom *G, size_t es) {
+    return G->parts * (slot_elems(G) + G->Co * G->K) * es;
 }
 
 /* ---------------------------------------------------------------- the three products */
@@ -464,8 +459,6 @@ typedef struct conv_job {
     void *out;               /* forward: the window side, written with beta */
     double beta;
     void *gimg, *gw; /* backward: X̄ (+= col⁻ᵀ(Wᵀζ)), W̄ (+= ζ·colᵀ), either NULL */
-    char *keep;      /* the kept cols, or NULL: im2col into the part's slot */
-    int fill;        /* forward: write the kept cols (else they hold col(img)) */
     char *saved;
     int parts;
 } conv_job;
@@ -483,12 +476,7 @@ static void fwd_block(const conv_job *j, size_t n0, size_t nb, size_t g, char *s
     const conv_geom *G = j->G;
     size_t es = tg_dtype_size(j->dt), cols = nb * G->OHW;
     const char *wg = (const char *)j->w + g * G->Og * G->K * es;
-    const void *col;
-    if (j->keep && !j->fill)
-        col = j->keep + keep_at(G, n0, nb, g) * es;
-    else
-        col = cols_of(G, j->dt, j->img, n0, nb, g,
-                      j->keep ? j->keep + keep_at(G, n0, nb, g) * es : slot);
+    const void *col = cols_of(G, j->dt, j->img, n0, nb, g, slot);
     if (G->nb == 1) {
         conv_gemm(j, 0, 0, G->Og, cols, G->K, wg, G->K, col, cols, j->beta,
                   (char *)j->out + col_at(G, n0, g) * es, cols);
@@ -517,8 +505,7 @@ static void bwd_block(const conv_job *j, size_t n0, size_t nb, size_t g, char *s
         zg = slot + slot_col(G) * es;
     }
     if (j->gw) {
-        const void *col = j->keep ? j->keep + keep_at(G, n0, nb, g) * es
-                                  : cols_of(G, dt, j->img, n0, nb, g, slot);
+        const void *col = cols_of(G, dt, j->img, n0, nb, g, slot);
         conv_gemm(j, 0, 1, G->K, G->Og, cols, col, cols, zg, cols, 1.0, wt + g * G->Og * G->K * es,
                   G->Og);
     }
@@ -539,9 +526,8 @@ static void conv_part(void *ctx, int part, int parts) {
     const conv_job *j = ctx;
     const conv_geom *G = j->G;
     size_t es = tg_dtype_size(j->dt), lo, hi, blocks = (G->N + G->nb - 1) / G->nb;
-    size_t keep = j->keep ? keep_elems(G, KIND_CONV2D) : 0;
-    char *slot = j->saved + (keep + (size_t)part * slot_elems(G)) * es;
-    char *wt = j->saved + (keep + G->parts * slot_elems(G) + (size_t)part * G->Co * G->K) * es;
+    char *slot = j->saved + (size_t)part * slot_elems(G) * es;
+    char *wt = j->saved + (G->parts * slot_elems(G) + (size_t)part * G->Co * G->K) * es;
     if (j->bwd && j->gw) memset(wt, 0, G->Co * G->K * es);
     tg_part_range(blocks, part, parts, 1, &lo, &hi);
     for (size_t b = lo; b < hi; b++) {
@@ -558,10 +544,10 @@ static void conv_part(void *ctx, int part, int parts) {
  * thread count only. */
 static void rw_reduce(const conv_job *j) {
     const conv_geom *G = j->G;
-    size_t keep = j->keep ? keep_elems(G, KIND_CONV2D) : 0, K = G->K, Og = G->Og;
+    size_t K = G->K, Og = G->Og;
     TG_DISPATCH(
         j->dt, real *W = j->gw;
-        const real *T = (const real *)(const void *)j->saved + keep + G->parts * slot_elems(G);
+        const real *T = (const real *)(const void *)j->saved + G->parts * slot_elems(G);
         for (int p = 0; p < j->parts; p++) for (size_t g = 0; g < G->G; g++) {
             const real *t = T + (size_t)p * G->Co * K + g * K * Og;
             real *w = W + g * Og * K;
@@ -579,57 +565,48 @@ static void conv_run(conv_job *j) {
     if (j->bwd && j->gw) rw_reduce(j);
 }
 
-static conv_job job_of(const conv_geom *G, tg_dtype dt, void *saved, void *keep) {
-    conv_job j = {.G = G, .dt = dt, .saved = saved, .keep = keep};
+static conv_job job_of(const conv_geom *G, tg_dtype dt, void *saved) {
+    conv_job j = {.G = G, .dt = dt, .saved = saved};
     return j;
 }
 
-/* φ: out = W·col(img) + beta·out. keep: the kept cols (fill: written here,
- * else read as col(img)), or NULL. */
+/* φ: out = W·col(img) + beta·out. */
 static void conv_fwd(const conv_geom *G, tg_dtype dt, const void *img, const void *w, double beta,
-                     void *out, void *saved, void *keep, int fill) {
-    conv_job j = job_of(G, dt, saved, keep);
-    j.img = img, j.w = w, j.out = out, j.beta = beta, j.fill = fill;
+                     void *out, void *saved) {
+    conv_job j = job_of(G, dt, saved);
+    j.img = img, j.w = w, j.out = out, j.beta = beta;
     conv_run(&j);
 }
 
 /* The r-maps: gimg += col⁻ᵀ(Wᵀz), gw += z·col(img)ᵀ (either NULL). */
 static void conv_bwd(const conv_geom *G, tg_dtype dt, const void *z, const void *w, const void *img,
-                     void *gimg, void *gw, void *saved, void *keep) {
-    conv_job j = job_of(G, dt, saved, keep);
+                     void *gimg, void *gw, void *saved) {
+    conv_job j = job_of(G, dt, saved);
     j.bwd = 1, j.img = img, j.w = w, j.z = z, j.gimg = gimg, j.gw = gw;
     conv_run(&j);
 }
 
 /* ---------------------------------------------------------------- conv2d, conv1d */
 
-/* The kept cols of a conv2d/conv1d call (NULL if direct: col(X) = X). */
-static void *kept(const tg_call *c, const conv_geom *G) {
-    return keep_elems(G, kind_of(c)) ? c->saved : NULL;
-}
-
 static void conv_forward(tg_call *c) {
     conv_geom G = geom_of(c);
-    conv_fwd(&G, c->out->dtype, c->in[0]->data, c->in[1]->data, 0.0, c->out->data, c->saved,
-             kept(c, &G), 1);
+    conv_fwd(&G, c->out->dtype, c->in[0]->data, c->in[1]->data, 0.0, c->out->data, c->saved);
 }
 
-/* Ẏ = W·col(Ẋ) + Ẇ·col(X) (col(X) kept by the forward). */
+/* Ẏ = W·col(Ẋ) + Ẇ·col(X). */
 static void conv_jvp(const tg_call *c, const void *const *tin, void *tout) {
     conv_geom G = geom_of(c);
     tg_dtype dt = c->out->dtype;
     double beta = 0.0;
-    if (tin[0]) conv_fwd(&G, dt, tin[0], c->in[1]->data, 0.0, tout, c->saved, NULL, 0), beta = 1.0;
-    if (tin[1])
-        conv_fwd(&G, dt, c->in[0]->data, tin[1], beta, tout, c->saved, kept(c, &G), 0), beta = 1.0;
+    if (tin[0]) conv_fwd(&G, dt, tin[0], c->in[1]->data, 0.0, tout, c->saved), beta = 1.0;
+    if (tin[1]) conv_fwd(&G, dt, c->in[0]->data, tin[1], beta, tout, c->saved), beta = 1.0;
     if (beta == 0.0) memset(tout, 0, c->out->size * tg_dtype_size(dt));
 }
 
 /* X̄ += col⁻ᵀ(Wᵀζ), W̄ += ζ·col(X)ᵀ, in one pass over the blocks. */
 static void conv_vjp(const tg_call *c, const void *gout, void *const *gin) {
     conv_geom G = geom_of(c);
-    conv_bwd(&G, c->out->dtype, gout, c->in[1]->data, c->in[0]->data, gin[0], gin[1], c->saved,
-             kept(c, &G));
+    conv_bwd(&G, c->out->dtype, gout, c->in[1]->data, c->in[0]->data, gin[0], gin[1], c->saved);
 }
 
 /* ---------------------------------------------------------------- conv_transpose2d */
@@ -638,8 +615,7 @@ static void conv_vjp(const tg_call *c, const void *gout, void *const *gin) {
 static void convt_forward(tg_call *c) {
     conv_geom G = geom_of(c);
     memset(c->out->data, 0, c->out->size * tg_dtype_size(c->out->dtype));
-    conv_bwd(&G, c->out->dtype, c->in[0]->data, c->in[1]->data, NULL, c->out->data, NULL, c->saved,
-             NULL);
+    conv_bwd(&G, c->out->dtype, c->in[0]->data, c->in[1]->data, NULL, c->out->data, NULL, c->saved);
 }
 
 /* ẏ = col⁻ᵀ(Wᵀẋ) + col⁻ᵀ(Ẇᵀx). */
@@ -647,8 +623,8 @@ static void convt_jvp(const tg_call *c, const void *const *tin, void *tout) {
     conv_geom G = geom_of(c);
     tg_dtype dt = c->out->dtype;
     memset(tout, 0, c->out->size * tg_dtype_size(dt));
-    if (tin[0]) conv_bwd(&G, dt, tin[0], c->in[1]->data, NULL, tout, NULL, c->saved, NULL);
-    if (tin[1]) conv_bwd(&G, dt, c->in[0]->data, tin[1], NULL, tout, NULL, c->saved, NULL);
+    if (tin[0]) conv_bwd(&G, dt, tin[0], c->in[1]->data, NULL, tout, NULL, c->saved);
+    if (tin[1]) conv_bwd(&G, dt, c->in[0]->data, tin[1], NULL, tout, NULL, c->saved);
 }
 
 /* x̄ += W·col(ζ) (conv2d's forward, beta = 1); W̄ += x·col(ζ)ᵀ (conv2d's
@@ -656,8 +632,8 @@ static void convt_jvp(const tg_call *c, const void *const *tin, void *tout) {
 static void convt_vjp(const tg_call *c, const void *gout, void *const *gin) {
     conv_geom G = geom_of(c);
     tg_dtype dt = c->out->dtype;
-    if (gin[0]) conv_fwd(&G, dt, gout, c->in[1]->data, 1.0, gin[0], c->saved, NULL, 0);
-    if (gin[1]) conv_bwd(&G, dt, c->in[0]->data, NULL, gout, NULL, gin[1], c->saved, NULL);
+    if (gin[0]) conv_fwd(&G, dt, gout, c->in[1]->data, 1.0, gin[0], c->saved);
+    if (gin[1]) conv_bwd(&G, dt, c->in[0]->data, NULL, gout, NULL, gin[1], c->saved);
 }
 
 /* ---------------------------------------------------------------- samples */
