@@ -2,14 +2,16 @@
  * weight's, and the bias's) of the convolutional layers of issue 15, NCHW,
  * with a bias as torch.nn.Conv2d:
  *   c1    conv 1→32 3×3 on 128×1×28×28        (Fashion-MNIST's first layer)
- *   pool  max_pool2d 2 on 128×32×26×26        (if the op is in this build)
+ *   pool  max_pool2d 2 on 128×32×26×26        (maxpool2)
  *   c2    conv 32→64 3×3 on 128×32×13×13
  *   c3    conv 64→64 3×3 padding 1 on 32×64×32×32 (a ResNet layer)
  * and, for reference, the sgemm rate of this run (tg_matmul of 1024³ float32
  * on the same threads). One iteration = record the layer on a tape, backward
  * with a seed of ones, reset the tape. Median over --seconds per line.
  *
- *   bench_conv [--threads N] [--dtype f32|f64] [--seconds S]
+ *   bench_conv [--threads N] [--dtype f32|f64] [--seconds S] [--layer NAME]
+ *
+ * --layer runs one line only (c1, maxpool2, c2 or c3), e.g. under perf.
  *
  * Output, one line per layer:
  *   conv layer=c1 dtype=f32 threads=1 us=<median> gflops=<3·forward flops / time>
@@ -34,6 +36,17 @@ static tg_tensor *param(tg_dtype dt, int rank, const size_t *shape, tg_rng *rng)
     for (size_t i = 0; i < t->size; i++)
         tg_set(t, i, 0.1 * tg_rng_normal(rng));
     return t;
+}
+
+/* A seed of ones (malloc'd). */
+static void *ones(size_t n, tg_dtype dt) {
+    void *p = bench_malloc("bench_conv", n * (dt == TG_F32 ? 4 : 8));
+    for (size_t i = 0; i < n; i++)
+        if (dt == TG_F32)
+            ((float *)p)[i] = 1.0f;
+        else
+            ((double *)p)[i] = 1.0;
+    return p;
 }
 
 /* Median µs of fn over about `seconds`, after one warm-up call. */
@@ -99,13 +112,8 @@ static void run_layer(const layer *L, tg_dtype dt, int threads, double seconds, 
     c.o = tg_conv2d_defaults();
     c.o.padding[0] = c.o.padding[1] = c.o.padding[2] = c.o.padding[3] = L->pad;
     size_t oh = L->h + 2 * (size_t)L->pad - L->k + 1, ow = L->w + 2 * (size_t)L->pad - L->k + 1;
-    size_t ysize = L->n * L->o * oh * ow, es = dt == TG_F32 ? 4 : 8;
-    c.seed = bench_malloc("bench_conv", ysize * es);
-    for (size_t i = 0; i < ysize; i++)
-        if (dt == TG_F32)
-            ((float *)c.seed)[i] = 1.0f;
-        else
-            ((double *)c.seed)[i] = 1.0;
+    size_t ysize = L->n * L->o * oh * ow;
+    c.seed = ones(ysize, dt);
     double us = time_median(conv_step, &c, seconds);
     /* forward 2·N·O·OH·OW·C·k² flops; each r-map as many */
     double flops = 3 * 2.0 * (double)(L->n * L->o * oh * ow * L->c * L->k * L->k);
@@ -118,10 +126,42 @@ static void run_layer(const layer *L, tg_dtype dt, int threads, double seconds, 
     tg_tensor_free(c.x), tg_tensor_free(c.w), tg_tensor_free(c.b);
 }
 
+typedef struct pool_ctx {
+    tg_tape *t;
+    tg_tensor *x;
+    void *seed;
+} pool_ctx;
+
+static void pool_step(void *p) {
+    pool_ctx *c = p;
+    tg_tensor *y = NULL;
+    const int k[2] = {2, 2};
+    BENCH_OK(tg_max_pool2d(c->t, c->x, k, NULL, NULL, NULL, 0, &y));
+    BENCH_OK(tg_backward_seed(c->t, y, c->seed));
+    tg_tape_reset(c->t);
+}
+
+/* max_pool2d 2 (stride 2) on c1's output, 128×32×26×26, forward + backward
+ * with a seed of ones: torch_conv.py's maxpool2 line. */
+static void run_pool(tg_dtype dt, int threads, double seconds, tg_rng *rng) {
+    size_t xs[4] = {128, 32, 26, 26}, ysize = 128 * 32 * 13 * 13;
+    pool_ctx c;
+    BENCH_OK(tg_tape_new(&c.t));
+    c.x = param(dt, 4, xs, rng);
+    c.seed = ones(ysize, dt);
+    double us = time_median(pool_step, &c, seconds);
+    printf("pool layer=maxpool2 dtype=%s threads=%d us=%.1f\n", bench_dtype_name(dt), threads, us);
+    fflush(stdout);
+    free(c.seed);
+    tg_tape_free(c.t);
+    tg_tensor_free(c.x);
+}
+
 int main(int argc, char **argv) {
     int threads = 1;
     tg_dtype dt = TG_F32;
     double seconds = 2.0;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = (int)bench_parse_pos(argv[0], "--threads", argv[++i]);
@@ -132,8 +172,12 @@ int main(int argc, char **argv) {
             }
         } else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
             seconds = bench_parse_seconds(argv[0], "--seconds", argv[++i]);
+        else if (!strcmp(argv[i], "--layer") && i + 1 < argc)
+            only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--threads N] [--dtype f32|f64] [--seconds S]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--threads N] [--dtype f32|f64] [--seconds S] [--layer NAME]\n",
+                    argv[0]);
             return 1;
         }
     }
@@ -143,10 +187,10 @@ int main(int argc, char **argv) {
     tg_rng_seed(&rng, 15);
     double sgemm = sgemm_rate(seconds, &rng);
     printf("sgemm threads=%d gflops=%.2f (1024^3 float32 by tg_matmul)\n", threads, sgemm);
-    run_layer(&layers[0], dt, threads, seconds, sgemm, &rng);
-    if (!tg_op_find("max_pool2d"))
-        printf("pool layer=maxpool2 skipped: max_pool2d is not in this build\n");
-    for (size_t i = 1; i < sizeof layers / sizeof layers[0]; i++)
-        run_layer(&layers[i], dt, threads, seconds, sgemm, &rng);
+    for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) {
+        if (i == 1 && (!only || !strcmp(only, "maxpool2"))) run_pool(dt, threads, seconds, &rng);
+        if (!only || !strcmp(only, layers[i].name))
+            run_layer(&layers[i], dt, threads, seconds, sgemm, &rng);
+    }
     return 0;
 }

@@ -548,9 +548,11 @@ tg_status tg_pow_scalar(tg_tape *t, const tg_tensor *x, double c, tg_tensor **ou
 /* ---------------------------------------------------------------- convolutions (issue 15)
  * Layout NCHW, as PyTorch: input N×C×H×W (conv1d: N×C×L), row-major; the
  * weights in PyTorch's layouts (below). float32 or float64, both inputs
- * differentiable. Computed as im2col + one OpenBLAS product per image and
- * group (tapegrad's threads, tg_set_threads), the im2col buffer in the
- * tape's arena. Output extent per axis (torch.nn.Conv2d's formula):
+ * differentiable. Computed as im2col + one OpenBLAS product per block of
+ * images (about 1024 output pixels side by side) and group; with
+ * tg_set_threads(n), whole blocks go to each thread, each with its im2col
+ * buffer (one block's) in the tape's arena. Output extent per axis
+ * (torch.nn.Conv2d's formula):
  *   conv:       ⌊(in + pad_lo + pad_hi − dilation·(k − 1) − 1) / stride⌋ + 1
  *   transposed: (in − 1)·stride − pad_lo − pad_hi + dilation·(k − 1) + output_padding + 1
  * Errors name the op and the shapes: TG_ERR_SHAPE for ranks, an empty

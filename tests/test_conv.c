@@ -103,6 +103,9 @@ static int off(double got, double want, double mag, double tol) {
     return !(fabs(got - want) <= tol * (mag + 1e-300));
 }
 
+/* The thread count the backward of check_case runs on (0: as recorded). */
+static int threads_backward;
+
 static int check_case(const conv_case *k, tg_dtype dt, tg_rng *rng) {
     ref_geom g = ref_geometry(k);
     int d1 = k->kind == K_CONV1D, r = d1 ? 3 : 4;
@@ -123,6 +126,7 @@ static int check_case(const conv_case *k, tg_dtype dt, tg_rng *rng) {
     size_t ysz = k->kind == K_CONVT2D ? img : win;
     if (s == TG_OK && y->size == ysz) {
         void *seed = ramp(dt, ysz, 0.01);
+        if (threads_backward) CHECK_OK(tg_set_threads(threads_backward));
         CHECK_OK(tg_backward_seed(t, y, seed));
         free(seed);
         /* references and the magnitudes that bound their rounding */
@@ -207,12 +211,24 @@ static const conv_case cases[] = {
     {K_CONV1D, 1, 2, 1, 6, 2, 1, 1, 1, 1, {0, 0, 0, 0}, 0, 1, 1, 1, 0, 0}, /* 1×1 */
 };
 
+/* The grid on 1, 2 and 3 threads (conv.c gives whole blocks of images to
+ * each thread, each with its own work slot and partial weight adjoint: 3
+ * threads split 4 images unevenly), then with the thread count changed
+ * between the forward (which sizes the slots) and the backward: more
+ * threads than slots, and fewer. */
 static void test_grid(void) {
+    static const int th[][2] = {{1, 1}, {2, 2}, {3, 3}, {1, 2}, {3, 1}};
     tg_rng rng;
     tg_rng_seed(&rng, 15);
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        for (int dt = 0; dt < 2; dt++)
-            check_case(&cases[i], (tg_dtype)dt, &rng);
+    for (size_t p = 0; p < sizeof th / sizeof th[0]; p++) {
+        CHECK_OK(tg_set_threads(th[p][0]));
+        threads_backward = th[p][1];
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+            for (int dt = 0; dt < 2; dt++)
+                check_case(&cases[i], (tg_dtype)dt, &rng);
+    }
+    threads_backward = 0;
+    CHECK_OK(tg_set_threads(1));
 }
 
 /* ---------------------------------------------------------------- PyTorch's values */

@@ -18,14 +18,15 @@
  *
  * The transposed convolution is the adjoint of conv2d w.r.t. its input:
  * y = convT(x, W) = X̄-map of conv2d at ζ = x. So its forward is conv2d's
- * input r-map (conv_rimg), its input r-map is conv2d's forward (conv_fwd
+ * input r-map (conv_bwd), its input r-map is conv2d's forward (conv_fwd
  * with beta = 1), and its weight r-map is conv2d's with the roles of image
  * and adjoint exchanged (W̄ += x·col(ζ)ᵀ). test_ops' adjoint check on both
  * ops therefore checks this identity.
  *
- * A 1×1 kernel with stride 1 and no padding has col(X) = X: no copy. The
- * col buffer (K × OH·OW, one image and group at a time) is the call's saved
- * scratch in the tape's arena, sized in check: no heap allocation. */
+ * A 1×1 kernel with stride 1 and no padding has col(X) = X: no copy.
+ * Otherwise each part (thread) has a work slot for the col matrix of a
+ * block of images, in the call's saved scratch in the tape's arena, sized
+ * in check: no heap allocation. */
 #include "ops.h"
 
 #include <limits.h>
@@ -46,8 +47,9 @@ typedef struct conv_geom {
     size_t N, Ci, H, W, Co, OH, OW, kH, kW, G;
     size_t Cg, Og, K, OHW, HW;
     long sH, sW, pT, pB, pL, pR, dH, dW;
-    int direct; /* 1×1, stride 1, no padding: col(X) = X */
-    size_t nb;  /* images per product (see conv_batch) */
+    int direct;   /* 1×1, stride 1, no padding: col(X) = X */
+    size_t nb;    /* images per product (see conv_batch) */
+    size_t parts; /* work slots in c->saved: the thread count at check */
 } conv_geom;
 
 /* Attribute values above this are refused: every product below stays far
@@ -169,11 +171,15 @@ static tg_status channels(const tg_call *c, int kind, conv_geom *G, char *msg, s
 static size_t conv_batch(const conv_geom *G) {
     if (G->direct || G->OHW >= COL_TARGET / 2) return 1;
     size_t nb = (COL_TARGET + G->OHW - 1) / G->OHW;
-    return nb < G->N ? nb : G->N;
+    /* as many blocks in each part (thread): c2 on 2 threads takes 16
+     * blocks of 8 images, not 15 of 9 (8 against 7 blocks) */
+    size_t blocks = (G->N + nb - 1) / nb;
+    blocks = (blocks + G->parts - 1) / G->parts * G->parts;
+    return (G->N + blocks - 1) / blocks;
 }
 
 /* The full geometry from inputs and attributes, or an error naming both shapes. */
-static tg_status geometry(const tg_call *c, conv_geom *G, char *msg, size_t len) {
+static tg_status geometry(const tg_call *c, size_t parts, conv_geom *G, char *msg, size_t len) {
     const tg_tensor *x = c->in[0], *w = c->in[1];
     int kind = kind_of(c), r = kind == KIND_CONV1D ? 3 : 4;
     memset(G, 0, sizeof *G);
@@ -235,21 +241,28 @@ static tg_status geometry(const tg_call *c, conv_geom *G, char *msg, size_t len)
     /* (a transposed 1×1 with output_padding has a larger image than col side) */
     G->direct = G->kH == 1 && G->kW == 1 && G->sH == 1 && G->sW == 1 && !G->pT && !G->pB &&
                 !G->pL && !G->pR && G->HW == G->OHW;
+    G->parts = parts < G->N ? parts : G->N;
     G->nb = conv_batch(G);
     return TG_OK;
 }
 
-/* Geometry of a call that passed check. */
+/* Geometry of a call that passed check: the parts (work slots) are
+ * those check sized c->saved for. */
+static size_t conv_bytes(const conv_geom *G, size_t es);
 static conv_geom geom_of(const tg_call *c) {
     conv_geom G;
     char msg[8];
-    geometry(c, &G, msg, sizeof msg);
+    size_t es = tg_dtype_size(c->out->dtype);
+    for (size_t p = 1; p <= TG_MAX_THREADS; p++) {
+        geometry(c, p, &G, msg, sizeof msg);
+        if (conv_bytes(&G, es) == c->saved_bytes) break;
+    }
     return G;
 }
 
 static tg_status conv_check(tg_call *c, char *msg, size_t len) {
     conv_geom G;
-    tg_status s = geometry(c, &G, msg, len);
+    tg_status s = geometry(c, (size_t)tg_get_threads(), &G, msg, len);
     if (s) return s;
     int kind = kind_of(c);
     c->out->rank = c->in[0]->rank;
@@ -260,10 +273,7 @@ static tg_status conv_check(tg_call *c, char *msg, size_t len) {
         c->out->shape[2] = w;
     else
         c->out->shape[2] = h, c->out->shape[3] = w;
-    /* the col matrix, and with nb > 1 the outputs' or adjoints' buffer */
-    c->saved_bytes =
-        G.direct ? 0
-                 : (G.K + (G.nb > 1 ? G.Og : 0)) * G.nb * G.OHW * tg_dtype_size(c->in[0]->dtype);
+    c->saved_bytes = conv_bytes(&G, tg_dtype_size(c->in[0]->dtype));
     return TG_OK;
 }
 
@@ -278,6 +288,30 @@ static void valid_range(size_t OW, long s, long off, size_t n, size_t *lo, size_
     if (l > h) l = h;
     *lo = (size_t)l, *hi = (size_t)h;
 }
+
+/* d[0..n) = s[0..n). The rows of small layers are short (c2 of bench_conv:
+ * 11 elements) and a memcpy call of a variable size costs more than its
+ * copy; a constant size per case is inlined as a few moves (an im2col of
+ * 9 images of c2 alone: 110 → 97 µs). */
+#define COPY_CASE(k)                                                                               \
+    case k:                                                                                        \
+        memcpy(d_, s_, k * sizeof(real));                                                          \
+        break;
+/* (inside TG_DISPATCH: real is the element type) */
+#define COPY_ROW(d, s, n)                                                                          \
+    do {                                                                                           \
+        real *d_ = (d);                                                                            \
+        const real *s_ = (s);                                                                      \
+        switch (n) {                                                                               \
+            COPY_CASE(1)                                                                           \
+            COPY_CASE(2)                                                                           \
+            COPY_CASE(3)                                                                           \
+            COPY_CASE(4)                                                                           \
+            COPY_CASE(5) COPY_CASE(6) COPY_CASE(7) COPY_CASE(8) COPY_CASE(9) COPY_CASE(10)         \
+                COPY_CASE(11) COPY_CASE(12) COPY_CASE(13) COPY_CASE(14) COPY_CASE(15)              \
+                    COPY_CASE(16) default : memcpy(d_, s_, (n) * sizeof(real));                    \
+        }                                                                                          \
+    } while (0)
 
 /* col (K × OHW, rows ld apart) = the windows of one group's image img (Cg × H × W). */
 static void im2col(const conv_geom *G, tg_dtype dt, const void *img, void *col, size_t ld) {
@@ -300,7 +334,7 @@ static void im2col(const conv_geom *G, tg_dtype dt, const void *img, void *col, 
                 for (size_t ow = 0; ow < lo; ow++)
                     r[ow] = 0;
                 if (G->sW == 1)
-                    memcpy(r + lo, src + (long)lo + offw, (hi - lo) * sizeof(real));
+                    COPY_ROW(r + lo, src + (long)lo + offw, hi - lo);
                 else
                     for (size_t ow = lo; ow < hi; ow++)
                         r[ow] = src[(long)ow * G->sW + offw];
@@ -347,7 +381,8 @@ static size_t col_at(const conv_geom *G, size_t n, size_t g) {
     return (n * G->Co + g * G->Og) * G->OHW;
 }
 
-/* The col matrix of images n0..n0+nb−1, group g (K × nb·OHW), unless direct. */
+/* The col matrix of images n0..n0+nb−1, group g (K × nb·OHW) written to
+ * buf, or the image itself if direct. */
 static const void *cols_of(const conv_geom *G, tg_dtype dt, const void *img, size_t n0, size_t nb,
                            size_t g, void *buf) {
     size_t es = tg_dtype_size(dt);
@@ -390,74 +425,165 @@ static void win_scatter(const conv_geom *G, tg_dtype dt, void *win, size_t n0, s
         }
 }
 
-/* The scratch: the col matrix, then (nb > 1) the window-side buffer. */
-static void *win_buf(const conv_geom *G, tg_dtype dt, void *buf) {
-    return (char *)buf + G->K * G->nb * G->OHW * tg_dtype_size(dt);
+/* ---------------------------------------------------------------- the scratch */
+
+/* c->saved, in elements: one work slot per part (thread): a block's col
+ * matrix and its window-side buffer; then one partial weight adjoint W̄ᵀ
+ * (K × Co) per part.
+ * Not kept: the forward's col matrices of every image, for the weight
+ * r-map (one im2col fewer per step, N·K·OH·OW elements). Tried: at load
+ * 5 on this 2-core host, alternated, the backward's second im2col into a
+ * slot that stays in cache was faster than streaming the kept matrices
+ * out to memory and back (c2 17.8 MB, c3 75 MB): 11 pairs of 12 in its
+ * favour, median 5 %; on a quiet host the kept cols had won c2 by 6 %
+ * before im2col's short rows were made cheaper. */
+static size_t slot_col(const conv_geom *G) {
+    return G->direct ? 0 : G->K * G->nb * G->OHW;
+}
+static size_t slot_elems(const conv_geom *G) {
+    return slot_col(G) + (G->nb > 1 ? G->Og * G->nb * G->OHW : 0);
+}
+static size_t conv_bytes(const conv_geom *G, size_t es) {
+    return G->parts * (slot_elems(G) + G->Co * G->K) * es;
 }
 
-/* φ: out_g = W_g·col(img_g) + beta·out_g for every image and group, nb
- * images per product. */
+/* ---------------------------------------------------------------- the three products */
+
+/* One pass over the blocks of images: the forward (φ), or the backward
+ * (either r-map or both), blocks shared out among the pool's threads. */
+typedef struct conv_job {
+    const conv_geom *G;
+    tg_dtype dt;
+    int bwd;
+    const void *img, *w, *z; /* image side, weight, window side (the backward's ζ) */
+    void *out;               /* forward: the window side, written with beta */
+    double beta;
+    void *gimg, *gw; /* backward: X̄ (+= col⁻ᵀ(Wᵀζ)), W̄ (+= ζ·colᵀ), either NULL */
+    char *saved;
+    int parts;
+} conv_job;
+
+/* C = op(A)·op(B) + beta·C: on the pool when one part runs, else on this
+ * part's thread (the parts are the threads' work). */
+static void conv_gemm(const conv_job *j, int ta, int tb, size_t m, size_t n, size_t k,
+                      const void *a, size_t lda, const void *b, size_t ldb, double beta, void *c,
+                      size_t ldc) {
+    (j->parts > 1 ? tg_gemm1 : tg_gemm)(j->dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* φ: out_g = W_g·col(img_g) + beta·out_g for images n0..n0+nb−1, group g. */
+static void fwd_block(const conv_job *j, size_t n0, size_t nb, size_t g, char *slot) {
+    const conv_geom *G = j->G;
+    size_t es = tg_dtype_size(j->dt), cols = nb * G->OHW;
+    const char *wg = (const char *)j->w + g * G->Og * G->K * es;
+    const void *col = cols_of(G, j->dt, j->img, n0, nb, g, slot);
+    if (G->nb == 1) {
+        conv_gemm(j, 0, 0, G->Og, cols, G->K, wg, G->K, col, cols, j->beta,
+                  (char *)j->out + col_at(G, n0, g) * es, cols);
+        return;
+    }
+    void *t = slot + slot_col(G) * es;
+    conv_gemm(j, 0, 0, G->Og, cols, G->K, wg, G->K, col, cols, 0.0, t, cols);
+    win_scatter(G, j->dt, j->out, n0, nb, g, t, j->beta);
+}
+
+/* The r-maps of one block, with ζ_g gathered once for both:
+ *   r₁φ: W̄_gᵀ += col(img_g)·ζ_gᵀ (the seed's ζxᵀ, transposed: into the
+ *        part's K × Og partial, summed over blocks by beta = 1). OpenBLAS
+ *        runs this shape (K × Og, inner nb·OHW) at its square rate and the
+ *        untransposed Og × K one at 0.75 of it (c3 of bench_conv: 97 against
+ *        72 GFLOP/s).
+ *   rφ:  img_g += col⁻ᵀ(W_gᵀ·ζ_g) (the seed's Aᵀζ); a direct (1×1)
+ *        convolution accumulates the product into img itself (beta = 1). */
+static void bwd_block(const conv_job *j, size_t n0, size_t nb, size_t g, char *slot, char *wt) {
+    const conv_geom *G = j->G;
+    tg_dtype dt = j->dt;
+    size_t es = tg_dtype_size(dt), cols = nb * G->OHW;
+    const void *zg = (const char *)j->z + col_at(G, n0, g) * es;
+    if (G->nb > 1) {
+        win_gather(G, dt, j->z, n0, nb, g, slot + slot_col(G) * es);
+        zg = slot + slot_col(G) * es;
+    }
+    if (j->gw) {
+        const void *col = cols_of(G, dt, j->img, n0, nb, g, slot);
+        conv_gemm(j, 0, 1, G->K, G->Og, cols, col, cols, zg, cols, 1.0, wt + g * G->Og * G->K * es,
+                  G->Og);
+    }
+    if (!j->gimg) return;
+    const char *wg = (const char *)j->w + g * G->Og * G->K * es;
+    char *x = (char *)j->gimg + img_at(G, n0, g) * es;
+    conv_gemm(j, 1, 0, G->K, cols, G->Og, wg, G->K, zg, cols, G->direct ? 1.0 : 0.0,
+              G->direct ? x : slot, cols);
+    for (size_t i = 0; !G->direct && i < nb; i++)
+        col2im_add(G, dt, slot + i * G->OHW * es, cols,
+                   (char *)j->gimg + img_at(G, n0 + i, g) * es);
+}
+
+/* Part `part` of the blocks: whole blocks of images per thread, so that
+ * each product keeps the shape that OpenBLAS runs fast on one thread
+ * (splitting a 64-row product in two halves its efficiency). */
+static void conv_part(void *ctx, int part, int parts) {
+    const conv_job *j = ctx;
+    const conv_geom *G = j->G;
+    size_t es = tg_dtype_size(j->dt), lo, hi, blocks = (G->N + G->nb - 1) / G->nb;
+    char *slot = j->saved + (size_t)part * slot_elems(G) * es;
+    char *wt = j->saved + (G->parts * slot_elems(G) + (size_t)part * G->Co * G->K) * es;
+    if (j->bwd && j->gw) memset(wt, 0, G->Co * G->K * es);
+    tg_part_range(blocks, part, parts, 1, &lo, &hi);
+    for (size_t b = lo; b < hi; b++) {
+        size_t n0 = b * G->nb, nb = G->N - n0 < G->nb ? G->N - n0 : G->nb;
+        for (size_t g = 0; g < G->G; g++)
+            if (j->bwd)
+                bwd_block(j, n0, nb, g, slot, wt);
+            else
+                fwd_block(j, n0, nb, g, slot);
+    }
+}
+
+/* W̄_g += Σ_parts (W̄_gᵀ partial)ᵀ, parts in order: the bits depend on the
+ * thread count only. */
+static void rw_reduce(const conv_job *j) {
+    const conv_geom *G = j->G;
+    size_t K = G->K, Og = G->Og;
+    TG_DISPATCH(
+        j->dt, real *W = j->gw;
+        const real *T = (const real *)(const void *)j->saved + G->parts * slot_elems(G);
+        for (int p = 0; p < j->parts; p++) for (size_t g = 0; g < G->G; g++) {
+            const real *t = T + (size_t)p * G->Co * K + g * K * Og;
+            real *w = W + g * Og * K;
+            for (size_t o = 0; o < Og; o++)
+                for (size_t k = 0; k < K; k++)
+                    w[o * K + k] += t[k * Og + o];
+        });
+}
+
+static void conv_run(conv_job *j) {
+    size_t blocks = (j->G->N + j->G->nb - 1) / j->G->nb;
+    int parts = tg_get_threads() < (int)j->G->parts ? tg_get_threads() : (int)j->G->parts;
+    j->parts = (size_t)parts < blocks ? parts : (int)blocks;
+    tg_parallel(conv_part, j, j->parts);
+    if (j->bwd && j->gw) rw_reduce(j);
+}
+
+static conv_job job_of(const conv_geom *G, tg_dtype dt, void *saved) {
+    conv_job j = {.G = G, .dt = dt, .saved = saved};
+    return j;
+}
+
+/* φ: out = W·col(img) + beta·out. */
 static void conv_fwd(const conv_geom *G, tg_dtype dt, const void *img, const void *w, double beta,
-                     void *out, void *buf) {
-    size_t es = tg_dtype_size(dt);
-    for (size_t n0 = 0; n0 < G->N; n0 += G->nb) {
-        size_t nb = G->N - n0 < G->nb ? G->N - n0 : G->nb, cols = nb * G->OHW;
-        for (size_t g = 0; g < G->G; g++) {
-            const void *col = cols_of(G, dt, img, n0, nb, g, buf);
-            const char *wg = (const char *)w + g * G->Og * G->K * es;
-            if (G->nb == 1) {
-                tg_gemm(dt, 0, 0, G->Og, cols, G->K, wg, G->K, col, cols, beta,
-                        (char *)out + col_at(G, n0, g) * es, cols);
-                continue;
-            }
-            void *t = win_buf(G, dt, buf);
-            tg_gemm(dt, 0, 0, G->Og, cols, G->K, wg, G->K, col, cols, 0.0, t, cols);
-            win_scatter(G, dt, out, n0, nb, g, t, beta);
-        }
-    }
+                     void *out, void *saved) {
+    conv_job j = job_of(G, dt, saved);
+    j.img = img, j.w = w, j.out = out, j.beta = beta;
+    conv_run(&j);
 }
 
-/* rφ then col2im: img_g += col⁻ᵀ(W_gᵀ·z_g), the seed's Aᵀζ (Wᵀζ). A direct
- * (1×1) convolution accumulates the product into img itself (beta = 1). */
-static void conv_rimg(const conv_geom *G, tg_dtype dt, const void *z, const void *w, void *img,
-                      void *buf) {
-    size_t es = tg_dtype_size(dt);
-    for (size_t n0 = 0; n0 < G->N; n0 += G->nb) {
-        size_t nb = G->N - n0 < G->nb ? G->N - n0 : G->nb, cols = nb * G->OHW;
-        for (size_t g = 0; g < G->G; g++) {
-            const char *wg = (const char *)w + g * G->Og * G->K * es;
-            const void *zg = (const char *)z + col_at(G, n0, g) * es;
-            if (G->nb > 1) {
-                win_gather(G, dt, z, n0, nb, g, win_buf(G, dt, buf));
-                zg = win_buf(G, dt, buf);
-            }
-            char *x = (char *)img + img_at(G, n0, g) * es;
-            tg_gemm(dt, 1, 0, G->K, cols, G->Og, wg, G->K, zg, cols, G->direct ? 1.0 : 0.0,
-                    G->direct ? x : buf, cols);
-            for (size_t i = 0; !G->direct && i < nb; i++)
-                col2im_add(G, dt, (char *)buf + i * G->OHW * es, cols,
-                           (char *)img + img_at(G, n0 + i, g) * es);
-        }
-    }
-}
-
-/* r₁φ: W̄_g += z_g·col(img_g)ᵀ (the seed's ζxᵀ), summed over images by beta = 1. */
-static void conv_rw(const conv_geom *G, tg_dtype dt, const void *img, const void *z, void *gw,
-                    void *buf) {
-    size_t es = tg_dtype_size(dt);
-    for (size_t n0 = 0; n0 < G->N; n0 += G->nb) {
-        size_t nb = G->N - n0 < G->nb ? G->N - n0 : G->nb, cols = nb * G->OHW;
-        for (size_t g = 0; g < G->G; g++) {
-            const void *zg = (const char *)z + col_at(G, n0, g) * es;
-            if (G->nb > 1) {
-                win_gather(G, dt, z, n0, nb, g, win_buf(G, dt, buf));
-                zg = win_buf(G, dt, buf);
-            }
-            const void *col = cols_of(G, dt, img, n0, nb, g, buf);
-            tg_gemm(dt, 0, 1, G->Og, G->K, cols, zg, cols, col, cols, 1.0,
-                    (char *)gw + g * G->Og * G->K * es, G->K);
-        }
-    }
+/* The r-maps: gimg += col⁻ᵀ(Wᵀz), gw += z·col(img)ᵀ (either NULL). */
+static void conv_bwd(const conv_geom *G, tg_dtype dt, const void *z, const void *w, const void *img,
+                     void *gimg, void *gw, void *saved) {
+    conv_job j = job_of(G, dt, saved);
+    j.bwd = 1, j.img = img, j.w = w, j.z = z, j.gimg = gimg, j.gw = gw;
+    conv_run(&j);
 }
 
 /* ---------------------------------------------------------------- conv2d, conv1d */
@@ -477,12 +603,10 @@ static void conv_jvp(const tg_call *c, const void *const *tin, void *tout) {
     if (beta == 0.0) memset(tout, 0, c->out->size * tg_dtype_size(dt));
 }
 
-/* X̄ += col⁻ᵀ(Wᵀζ), W̄ += ζ·col(X)ᵀ. */
+/* X̄ += col⁻ᵀ(Wᵀζ), W̄ += ζ·col(X)ᵀ, in one pass over the blocks. */
 static void conv_vjp(const tg_call *c, const void *gout, void *const *gin) {
     conv_geom G = geom_of(c);
-    tg_dtype dt = c->out->dtype;
-    if (gin[0]) conv_rimg(&G, dt, gout, c->in[1]->data, gin[0], c->saved);
-    if (gin[1]) conv_rw(&G, dt, c->in[0]->data, gout, gin[1], c->saved);
+    conv_bwd(&G, c->out->dtype, gout, c->in[1]->data, c->in[0]->data, gin[0], gin[1], c->saved);
 }
 
 /* ---------------------------------------------------------------- conv_transpose2d */
@@ -491,7 +615,7 @@ static void conv_vjp(const tg_call *c, const void *gout, void *const *gin) {
 static void convt_forward(tg_call *c) {
     conv_geom G = geom_of(c);
     memset(c->out->data, 0, c->out->size * tg_dtype_size(c->out->dtype));
-    conv_rimg(&G, c->out->dtype, c->in[0]->data, c->in[1]->data, c->out->data, c->saved);
+    conv_bwd(&G, c->out->dtype, c->in[0]->data, c->in[1]->data, NULL, c->out->data, NULL, c->saved);
 }
 
 /* ẏ = col⁻ᵀ(Wᵀẋ) + col⁻ᵀ(Ẇᵀx). */
@@ -499,8 +623,8 @@ static void convt_jvp(const tg_call *c, const void *const *tin, void *tout) {
     conv_geom G = geom_of(c);
     tg_dtype dt = c->out->dtype;
     memset(tout, 0, c->out->size * tg_dtype_size(dt));
-    if (tin[0]) conv_rimg(&G, dt, tin[0], c->in[1]->data, tout, c->saved);
-    if (tin[1]) conv_rimg(&G, dt, c->in[0]->data, tin[1], tout, c->saved);
+    if (tin[0]) conv_bwd(&G, dt, tin[0], c->in[1]->data, NULL, tout, NULL, c->saved);
+    if (tin[1]) conv_bwd(&G, dt, c->in[0]->data, tin[1], NULL, tout, NULL, c->saved);
 }
 
 /* x̄ += W·col(ζ) (conv2d's forward, beta = 1); W̄ += x·col(ζ)ᵀ (conv2d's
@@ -509,7 +633,7 @@ static void convt_vjp(const tg_call *c, const void *gout, void *const *gin) {
     conv_geom G = geom_of(c);
     tg_dtype dt = c->out->dtype;
     if (gin[0]) conv_fwd(&G, dt, gout, c->in[1]->data, 1.0, gin[0], c->saved);
-    if (gin[1]) conv_rw(&G, dt, gout, c->in[0]->data, gin[1], c->saved);
+    if (gin[1]) conv_bwd(&G, dt, c->in[0]->data, NULL, gout, NULL, gin[1], c->saved);
 }
 
 /* ---------------------------------------------------------------- samples */

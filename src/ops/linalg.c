@@ -218,6 +218,14 @@ void tg_gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const vo
     gemm(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
 }
 
+/* The same product on the calling thread only, for an op that shares its
+ * work out among the pool's threads itself (conv.c: whole images per
+ * thread); OpenBLAS is then on one thread (tg_set_threads). */
+void tg_gemm1(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a, size_t lda,
+              const void *b, size_t ldb, double beta, void *c, size_t ldc) {
+    gemm_any(dt, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+}
+
 /* ---------------------------------------------------------------- matmul φ */
 
 static tg_status matmul_check(tg_call *c, char *msg, size_t len) {

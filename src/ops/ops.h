@@ -228,6 +228,9 @@ extern const tg_op tg_op_softplus, tg_op_gelu, tg_op_silu, tg_op_elu, tg_op_clam
  * OpenBLAS on tapegrad's threads, as matmul's (linalg.c); beta 0 or 1. */
 void tg_gemm(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a, size_t lda,
              const void *b, size_t ldb, double beta, void *c, size_t ldc);
+/* The same on the calling thread only (a part of tg_parallel's). */
+void tg_gemm1(tg_dtype dt, int ta, int tb, size_t m, size_t n, size_t k, const void *a, size_t lda,
+              const void *b, size_t ldb, double beta, void *c, size_t ldc);
 extern const tg_op tg_op_conv2d, tg_op_conv_transpose2d, tg_op_conv1d, tg_op_channel_bias;
 /* Issue 15: pooling (pool.c) and normalisation (norm.c), NCHW. */
 extern const tg_op tg_op_max_pool2d, tg_op_avg_pool2d, tg_op_global_avg_pool2d;
