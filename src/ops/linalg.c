@@ -310,6 +310,8 @@ typedef struct bmm_geom {
     size_t batch;      /* output batch items */
     tg_bcast g;        /* the batch axes: operand 0 = A, 1 = B */
     size_t sa, sb, sc; /* elements per matrix of A, B, C */
+    int ta, tb;        /* the transpose flags (attr.i[0], attr.i[1]) */
+    size_t es;         /* bytes per element */
 } bmm_geom;
 
 /* The batch part of x (all but its last two axes) as a tensor header. */
@@ -352,17 +354,37 @@ static tg_status bmm_geometry(const tg_call *c, bmm_geom *G, char *msg, size_t l
     }
     G->batch = G->g.size;
     G->sa = ar * ac, G->sb = br * bc, G->sc = G->m * G->n;
+    G->ta = ta, G->tb = tb, G->es = tg_dtype_size(a->dtype);
     return TG_OK;
 }
 
-/* Offsets (in matrices) of batch item i's A and B. */
-static void bmm_offsets(const bmm_geom *G, size_t i, size_t *oa, size_t *ob) {
-    *oa = *ob = 0;
+/* Byte offsets of batch item i's matrices: A's and B's (broadcast: the
+ * item that reads them) and C's. */
+typedef struct bmm_item {
+    size_t a, b, c;
+} bmm_item;
+
+static bmm_item bmm_at(const bmm_geom *G, size_t i) {
+    size_t oa = 0, ob = 0, rest = i;
     for (int ax = G->g.rank - 1; ax >= 0; ax--) {
-        size_t d = i % G->g.shape[ax];
-        i /= G->g.shape[ax];
-        *oa += d * G->g.stride[0][ax], *ob += d * G->g.stride[1][ax];
+        size_t d = rest % G->g.shape[ax];
+        rest /= G->g.shape[ax];
+        oa += d * G->g.stride[0][ax], ob += d * G->g.stride[1][ax];
     }
+    return (bmm_item){oa * G->sa * G->es, ob * G->sb * G->es, i * G->sc * G->es};
+}
+
+/* The geometry of a recorded call (its check passed). */
+static bmm_geom bmm_of(const tg_call *c) {
+    bmm_geom G;
+    char msg[8];
+    bmm_geometry(c, &G, msg, sizeof msg);
+    return G;
+}
+
+/* Element `off` bytes into buffer p. */
+static const char *at(const void *p, size_t off) {
+    return (const char *)p + off;
 }
 
 static tg_status bmm_check(tg_call *c, char *msg, size_t len) {
@@ -388,68 +410,49 @@ static size_t lead(const tg_tensor *x) {
 
 static void bmm_forward(tg_call *c) {
     const tg_tensor *a = c->in[0], *b = c->in[1];
-    bmm_geom G;
-    char msg[8];
-    bmm_geometry(c, &G, msg, sizeof msg);
-    int ta = c->attr.i[0] != 0, tb = c->attr.i[1] != 0;
-    size_t es = tg_dtype_size(a->dtype), oa, ob;
+    bmm_geom G = bmm_of(c);
     for (size_t i = 0; i < G.batch; i++) {
-        bmm_offsets(&G, i, &oa, &ob);
-        gemm(a->dtype, ta, tb, G.m, G.n, G.k, (const char *)a->data + oa * G.sa * es, lead(a),
-             (const char *)b->data + ob * G.sb * es, lead(b), 0.0,
-             (char *)c->out->data + i * G.sc * es, G.n);
+        bmm_item it = bmm_at(&G, i);
+        gemm(a->dtype, G.ta, G.tb, G.m, G.n, G.k, at(a->data, it.a), lead(a), at(b->data, it.b),
+             lead(b), 0.0, (char *)c->out->data + it.c, G.n);
     }
 }
 
 static void bmm_jvp(const tg_call *c, const void *const *tin, void *tout) {
     const tg_tensor *a = c->in[0], *b = c->in[1];
-    bmm_geom G;
-    char msg[8];
-    bmm_geometry(c, &G, msg, sizeof msg);
-    int ta = c->attr.i[0] != 0, tb = c->attr.i[1] != 0;
-    size_t es = tg_dtype_size(a->dtype), oa, ob;
+    bmm_geom G = bmm_of(c);
     for (size_t i = 0; i < G.batch; i++) {
-        bmm_offsets(&G, i, &oa, &ob);
-        const char *pa = (const char *)a->data + oa * G.sa * es;
-        const char *pb = (const char *)b->data + ob * G.sb * es;
-        char *pc = (char *)tout + i * G.sc * es;
-        double beta = 0.0;
-        if (tin[0]) { /* op(Ȧ)·op(B) */
-            gemm(a->dtype, ta, tb, G.m, G.n, G.k, (const char *)tin[0] + oa * G.sa * es, lead(a),
-                 pb, lead(b), 0.0, pc, G.n);
-            beta = 1.0;
-        }
+        bmm_item it = bmm_at(&G, i);
+        char *pc = (char *)tout + it.c;
+        if (tin[0]) /* op(Ȧ)·op(B) */
+            gemm(a->dtype, G.ta, G.tb, G.m, G.n, G.k, at(tin[0], it.a), lead(a), at(b->data, it.b),
+                 lead(b), 0.0, pc, G.n);
         if (tin[1]) /* + op(A)·op(Ḃ) */
-            gemm(a->dtype, ta, tb, G.m, G.n, G.k, pa, lead(a),
-                 (const char *)tin[1] + ob * G.sb * es, lead(b), beta, pc, G.n);
+            gemm(a->dtype, G.ta, G.tb, G.m, G.n, G.k, at(a->data, it.a), lead(a), at(tin[1], it.b),
+                 lead(b), tin[0] ? 1.0 : 0.0, pc, G.n);
     }
 }
 
 static void bmm_vjp(const tg_call *c, const void *gout, void *const *gin) {
     const tg_tensor *a = c->in[0], *b = c->in[1];
-    bmm_geom G;
-    char msg[8];
-    bmm_geometry(c, &G, msg, sizeof msg);
-    int ta = c->attr.i[0] != 0, tb = c->attr.i[1] != 0;
-    size_t es = tg_dtype_size(a->dtype), oa, ob, m = G.m, n = G.n, k = G.k;
+    bmm_geom G = bmm_of(c);
+    size_t m = G.m, n = G.n, k = G.k;
     for (size_t i = 0; i < G.batch; i++) {
-        bmm_offsets(&G, i, &oa, &ob);
-        const char *pa = (const char *)a->data + oa * G.sa * es;
-        const char *pb = (const char *)b->data + ob * G.sb * es;
-        const char *z = (const char *)gout + i * G.sc * es;
+        bmm_item it = bmm_at(&G, i);
+        const char *pa = at(a->data, it.a), *pb = at(b->data, it.b), *z = at(gout, it.c);
         if (gin[0]) {
-            char *ga = (char *)gin[0] + oa * G.sa * es;
-            if (!ta) /* Ā (m×k) += ζ·op(B)ᵀ */
-                gemm(a->dtype, 0, !tb, m, k, n, z, n, pb, lead(b), 1.0, ga, k);
+            char *ga = (char *)gin[0] + it.a;
+            if (!G.ta) /* Ā (m×k) += ζ·op(B)ᵀ */
+                gemm(a->dtype, 0, !G.tb, m, k, n, z, n, pb, lead(b), 1.0, ga, k);
             else /* stored Aᵀ (k×m) += op(B)·ζᵀ */
-                gemm(a->dtype, tb, 1, k, m, n, pb, lead(b), z, n, 1.0, ga, m);
+                gemm(a->dtype, G.tb, 1, k, m, n, pb, lead(b), z, n, 1.0, ga, m);
         }
         if (gin[1]) {
-            char *gb = (char *)gin[1] + ob * G.sb * es;
-            if (!tb) /* B̄ (k×n) += op(A)ᵀ·ζ */
-                gemm(a->dtype, !ta, 0, k, n, m, pa, lead(a), z, n, 1.0, gb, n);
+            char *gb = (char *)gin[1] + it.b;
+            if (!G.tb) /* B̄ (k×n) += op(A)ᵀ·ζ */
+                gemm(a->dtype, !G.ta, 0, k, n, m, pa, lead(a), z, n, 1.0, gb, n);
             else /* stored Bᵀ (n×k) += ζᵀ·op(A) */
-                gemm(a->dtype, 1, ta, n, k, m, z, n, pa, lead(a), 1.0, gb, k);
+                gemm(a->dtype, 1, G.ta, n, k, m, z, n, pa, lead(a), 1.0, gb, k);
         }
     }
 }
