@@ -102,7 +102,7 @@ static int meta_number(const tg_model *m, const char *key, double def, double *o
  * a program), ce for several outputs and mse for one. */
 static int read_task(cli_model *cm, const char *path) {
     const char *loss = tg_model_meta_get(cm->m, "loss");
-    double classes, mean, std;
+    double classes = 0, mean = 0, std = 1;
     cm->loss = !loss                  ? (cm->n_out >= 2 ? TG_LOSS_CE : TG_LOSS_MSE)
                : !strcmp(loss, "ce")  ? TG_LOSS_CE
                : !strcmp(loss, "bce") ? TG_LOSS_BCE

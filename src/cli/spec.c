@@ -212,12 +212,12 @@ static int parse_item(cli_layers *L, const item_ctx *c, char **w, int n) {
     const char *act = NULL;
     long x;
     double r;
-    if (n > 1 && !strchr(w[n - 1], '=') && !is_integer(w[n - 1], &x) && !is_real(w[n - 1], &r)) {
-        act = canonical(w[n - 1]);
-        if (!tg_layer_kind_find(act))
+    if (n > 1 && !strchr(w[n - 1], '=')) { /* a kind's name first: "tanh" is also a word */
+        if (tg_layer_kind_find(canonical(w[n - 1])))
+            act = canonical(w[n - 1]), n--;
+        else if (!is_integer(w[n - 1], &x) && !is_real(w[n - 1], &r))
             return item_fail(c, "'%s' is neither a value, a key=value option nor a layer kind",
                              w[n - 1]);
-        n--;
     }
     if (!add_layer(L, c, kind, name)) return 0;
     tg_layer_spec *sp = &L->specs[L->n - 1];

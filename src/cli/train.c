@@ -505,10 +505,14 @@ int cmd_fit(const cli_opts *o) {
     tg_rng rng;
     tg_rng_seed(&rng, o->seed);
     if (rows && prepare(o, &d) && (made = make_model(o, &d, &m, &rng)) == 1) {
-        printf("fit: %zu train, %zu validation, %zu test examples; %zu features; loss %s; "
-               "%zu outputs; %d layers, %zu parameters\n",
-               d.train.n, d.val.n, d.test.n, d.all.d, tg_loss_name(m.loss), m.n_out, m.m->n_layers,
-               tg_model_param_count(m.m));
+        char in[96];
+        size_t n = 0;
+        for (int a = 0; a < m.m->in_rank && n < sizeof in; a++)
+            n += (size_t)snprintf(in + n, sizeof in - n, a ? "x%zu" : "%zu", m.m->in_shape[a]);
+        printf("fit: %zu train, %zu validation, %zu test examples; %zu features (input %s); "
+               "loss %s; %zu outputs; %d layers, %zu parameters\n",
+               d.train.n, d.val.n, d.test.n, d.all.d, in, tg_loss_name(m.loss), m.n_out,
+               m.m->n_layers, tg_model_param_count(m.m));
         double y_mean = 0;
         target_std = 1.0;
         if (o->standardize && !standardize(&m, &d, &y_mean))
