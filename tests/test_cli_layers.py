@@ -147,9 +147,9 @@ for k, e in h.items():
 m = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
     torch.nn.Conv2d(4, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.Flatten(),
     torch.nn.Dropout(0.5), torch.nn.Linear(8, 3))
-m.load_state_dict(sd, strict=False)  # num_batches_tracked is not exported
-missing = [k for k in m.state_dict() if k not in sd and not k.endswith("num_batches_tracked")]
-assert not missing and all(k in m.state_dict() for k in sd), missing
+# strict: every name and shape as torch's (num_batches_tracked, not
+# exported, is filled in by torch 1.13's BatchNorm)
+m.load_state_dict(sd, strict=True)
 m.eval()
 raw = gzip.open(prefix + "-images-idx3-ubyte.gz").read()[16:]
 x = torch.tensor(list(raw), dtype=torch.float32).reshape(-1, 1, 8, 8) / 255
