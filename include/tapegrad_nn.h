@@ -367,6 +367,14 @@ tg_status tg_model_meta_set(tg_model *m, const char *key, const char *value);
 /* The value of key, or NULL if the model has none. */
 const char *tg_model_meta_get(const tg_model *m, const char *key);
 
+/* The MLP as a model of layers, as nn.Sequential holds it: per hidden layer
+ * a dense layer and the activation layer, then the last dense layer;
+ * weights transposed to PyTorch's out×in, biases, the standardisation
+ * statistics and metadata "loss" and "classes" copied. Its forward gives
+ * tg_mlp_forward's values (to rounding: another product layout). How a
+ * version-1 model file reaches tools that take a tg_model. */
+tg_status tg_model_from_mlp(tg_model **out, const tg_mlp *mlp);
+
 #ifdef __cplusplus
 }
 #endif

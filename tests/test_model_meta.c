@@ -2,7 +2,8 @@
  * version 2: round trip in order, one encoding (no block when empty, so
  * files without metadata keep their bytes), bad keys and values refused by
  * the setter, and by the loader: a repeated key, a count of 0 or 17, a
- * string with a space, a truncated block. */
+ * string with a space, a truncated block. tg_model_from_mlp: the MLP's
+ * logits, names and statistics. */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include "check.h"
 #include "tapegrad_io.h"
@@ -120,10 +121,66 @@ static void test_file(void) {
     tg_model_free(m);
 }
 
+/* tg_model_from_mlp: the same logits as tg_mlp_forward in float64 (to
+ * 1e-12: the two order their products' sums differently, at most a few
+ * ulps on sums of 5 terms of size ~1), PyTorch's names and layouts, the
+ * statistics and metadata copied. */
+static void from_mlp_case(int n_hidden, tg_act act, tg_loss_kind loss, size_t n_out) {
+    tg_mlp *mlp = NULL;
+    tg_model *m = NULL;
+    tg_tape *t = NULL;
+    tg_tensor *x = NULL, *a, *b;
+    tg_rng rng;
+    tg_rng_seed(&rng, 3);
+    CHECK_OK(tg_mlp_new(&mlp, TG_F64, 4, n_hidden, (size_t[]){5, 3}, act, n_out, loss));
+    CHECK_OK(tg_mlp_init(mlp, &rng));
+    for (int i = 0; i < mlp->n_layers; i++) /* non-zero biases, so a swap would show */
+        for (size_t k = 0; k < mlp->layers[i].b->size; k++)
+            tg_set(mlp->layers[i].b, k, 0.1 * (double)(k + 1) - 0.2);
+    mlp->mean = malloc(4 * sizeof(double));
+    mlp->std = malloc(4 * sizeof(double));
+    for (int k = 0; k < 4; k++)
+        mlp->mean[k] = k, mlp->std[k] = 1 + k;
+    CHECK_OK(tg_model_from_mlp(&m, mlp));
+    CHECK_OK(tg_tape_new(&t));
+    CHECK_OK(tg_tensor_new(&x, TG_F64, 2, (size_t[]){6, 4}));
+    for (size_t k = 0; k < x->size; k++)
+        tg_set(x, k, sin((double)k));
+    CHECK_OK(tg_mlp_forward(t, mlp, x, &a));
+    CHECK_OK(tg_model_forward(t, m, x, 0, NULL, &b));
+    double worst = 0;
+    for (size_t k = 0; k < a->size && b && b->size == a->size; k++)
+        worst = fmax(worst, fabs(tg_get(a, k) - tg_get(b, k)));
+    CHECK(b && b->size == a->size && worst <= 1e-12, "logits differ by %g", worst);
+    const char *names[8];
+    tg_tensor *ts[8];
+    int n = tg_model_tensors(m, ts, names, NULL, 8);
+    CHECK(n == 2 * (n_hidden + 1) && !strcmp(names[0], "0.weight") &&
+              ts[0]->shape[0] == (n_hidden ? 5 : n_out) && ts[0]->shape[1] == 4,
+          "weight out×in as nn.Linear: %s", names[0]);
+    CHECK(m->n_layers == (act == TG_ACT_NONE ? 1 : 2) * n_hidden + 1, "%d layers", m->n_layers);
+    CHECK(m->n_stats == 4 && m->mean[3] == 3 && m->std[2] == 3, "statistics copied");
+    CHECK(!strcmp(tg_model_meta_get(m, "loss"), tg_loss_name(loss)), "loss in the metadata");
+    tg_tensor_free(x);
+    tg_tape_free(t);
+    tg_model_free(m);
+    tg_mlp_free(mlp);
+}
+
+static void test_from_mlp(void) {
+    from_mlp_case(2, TG_ACT_RELU, TG_LOSS_CE, 3);
+    from_mlp_case(1, TG_ACT_LEAKY_RELU, TG_LOSS_BCE, 1);
+    from_mlp_case(2, TG_ACT_TANH, TG_LOSS_MSE, 1);
+    from_mlp_case(0, TG_ACT_SIGMOID, TG_LOSS_MSE, 1);
+    tg_model *m = NULL;
+    EXPECT_ERR(tg_model_from_mlp(&m, NULL), TG_ERR_ARG, "model from mlp");
+}
+
 int main(void) {
     if (!mkdtemp(dir)) return 2;
     test_set_get();
     test_file();
+    test_from_mlp();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

@@ -123,47 +123,7 @@ static int read_task(cli_model *cm, const char *path) {
     return ok;
 }
 
-/* ---------------------------------------------------------------- version 1 */
-
-/* The MLP as layers: dense (weight transposed to PyTorch's out×in) and its
- * activation, as nn.Sequential would hold it. */
-static int from_mlp(const tg_mlp *mlp, cli_model *cm, const char *path) {
-    cli_layers *L = malloc(sizeof *L);
-    size_t widths[64];
-    int nh = mlp->n_layers - 1;
-    for (int i = 0; i < nh; i++)
-        widths[i] = mlp->layers[i].w->shape[1];
-    if (!L) return fprintf(stderr, "tapegrad: out of memory\n"), 0;
-    cli_layers_mlp(L, nh, widths, mlp->act, mlp->n_out);
-    int ok = cli_model_build(cm, L, mlp->dtype, 1, &mlp->n_in, 1);
-    free(L);
-    for (int i = 0, j = 0; ok && i < cm->m->n_layers; i++) {
-        tg_layer *l = &cm->m->layers[i];
-        if (strcmp(l->kind->name, "dense")) continue;
-        const tg_tensor *w = mlp->layers[j].w, *b = mlp->layers[j++].b;
-        size_t in = w->shape[0], out = w->shape[1];
-        for (size_t r = 0; r < in; r++)
-            for (size_t c = 0; c < out; c++)
-                tg_set(l->tensors[0].t, c * in + r, tg_get(w, r * out + c));
-        for (size_t c = 0; c < out; c++)
-            tg_set(l->tensors[1].t, c, tg_get(b, c));
-    }
-    if (ok && mlp->mean) {
-        tg_model *m = cm->m;
-        m->mean = malloc(mlp->n_in * sizeof(double));
-        m->std = malloc(mlp->n_in * sizeof(double));
-        if (!m->mean || !m->std) return fprintf(stderr, "tapegrad: out of memory\n"), 0;
-        memcpy(m->mean, mlp->mean, mlp->n_in * sizeof(double));
-        memcpy(m->std, mlp->std, mlp->n_in * sizeof(double));
-        m->n_stats = mlp->n_in;
-    }
-    if (ok) {
-        cm->loss = mlp->loss, cm->n_classes = mlp->n_classes;
-        ok = cli_model_set_task(cm);
-    }
-    (void)path;
-    return ok;
-}
+/* ---------------------------------------------------------------- loading */
 
 int cli_model_load(const char *path, cli_model *cm) {
     memset(cm, 0, sizeof *cm);
@@ -173,10 +133,10 @@ int cli_model_load(const char *path, cli_model *cm) {
             return 0;
         }
         tg_mlp *mlp = NULL;
-        int ok = !tg_mlp_load(&mlp, path) && from_mlp(mlp, cm, path);
-        if (!ok && !mlp) fprintf(stderr, "tapegrad: %s\n", tg_last_error());
+        tg_status s = tg_mlp_load(&mlp, path);
+        if (!s) s = tg_model_from_mlp(&cm->m, mlp);
         tg_mlp_free(mlp);
-        if (!ok) return cli_model_free(cm), 0;
+        if (s) return fprintf(stderr, "tapegrad: %s\n", tg_last_error()), 0;
     }
     const tg_layer *last = &cm->m->layers[cm->m->n_layers - 1];
     cm->n_in = product(cm->m->in_rank, cm->m->in_shape);
