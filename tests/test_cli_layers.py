@@ -214,6 +214,13 @@ def test_bad_layers():
             check(ok, f"{cmd[0]} --layers {layers!r}: exit {rc}, {err!r}")
 
 
+def test_mlp_options_apart():
+    rc, _, err = run("fit", "x.csv", "--layers", "dense 3", "--hidden", "4")
+    check(rc == 2 and "--layers" in err.splitlines()[0], f"--hidden with --layers: {rc} {err[:80]!r}")
+    rc, _, err = run("fit", "x.csv", "--input-shape", "3")
+    check(rc == 2 and "--input-shape" in err.splitlines()[0], f"--input-shape without --layers: {rc}")
+
+
 def test_csv_input_shape(d):
     """CSV rows as 1×4×4 images (--input-shape); a wrong shape is refused."""
     rng = random.Random(5)
@@ -324,6 +331,7 @@ with tempfile.TemporaryDirectory(prefix="tg-cli-layers-") as tmp:
     test_cnn_idx(tmp)
     test_summary()
     test_bad_layers()
+    test_mlp_options_apart()
     test_csv_input_shape(tmp)
     test_regression_layers(tmp)
     test_v1_file(tmp)

@@ -35,6 +35,7 @@ typedef struct cli_opts {
     int in_rank;                     /* --input-shape; 0: from the data */
     size_t in_shape[TG_MAX_RANK];
     const char *inputs[2]; /* export MODEL OUT; import IN */
+    int mlp_set;           /* --hidden or --act given: not with --layers */
 } cli_opts;
 
 /* --layers text as layer specs (spec.c). item[i]: the --layers item layer i

@@ -250,9 +250,11 @@ static int option(const char *cmd, const char *name, const char *v, cli_opts *o)
                     : !strcmp(v, "no")  ? TG_CSV_HEADER_NO
                                         : -1;
         if (o->header < 0) return bad(cmd, "bad --header", v);
-    } else if (!strcmp(name, "--hidden"))
+    } else if (!strcmp(name, "--hidden")) {
+        o->mlp_set = 1;
         return parse_hidden(v, o) || bad(cmd, "bad --hidden", v);
-    else if (!strcmp(name, "--act")) {
+    } else if (!strcmp(name, "--act")) {
+        o->mlp_set = 1;
         if ((o->act = tg_act_parse(v)) <= 0) return bad(cmd, "unknown activation", v);
     } else if (!strcmp(name, "--loss")) {
         o->loss = !strcmp(v, "auto")  ? -1
@@ -333,6 +335,10 @@ int cli_parse(int argc, char **argv, int first, const char *cmd, cli_opts *o) {
     int need_data = !strcmp(cmd, "fit") || !strcmp(cmd, "eval") || !strcmp(cmd, "predict");
     if (need_model && !o->model) return bad(cmd, "missing", "MODEL");
     if (need_data && !o->data) return bad(cmd, "missing", "DATA");
+    if (o->layers && o->mlp_set)
+        return bad(cmd, "--hidden and --act (an MLP) do not go with", "--layers");
+    if (!strcmp(cmd, "fit") && o->in_rank && !o->layers)
+        return bad(cmd, "--input-shape is for", "--layers");
     if (!strcmp(cmd, "summary") && !o->model == !o->layers)
         return bad(cmd, "give a MODEL or --layers, not both or neither", "");
     if (!strcmp(cmd, "summary") && o->layers && !o->in_rank)
