@@ -88,6 +88,11 @@ static void print_summary(const tg_model *m) {
     printf("Non-trainable params: %zu (state: batch norm's running statistics)\n", state);
     printf("Forward FLOPs per example: %.0f (a multiply-add counts 2%s)\n", total,
            unknown ? "; layers marked '-' not counted" : "");
+    printf("dtype %s; inputs %s", m->dtype == TG_F32 ? "float32" : "float64",
+           m->mean ? "standardised with the training statistics" : "as given");
+    for (int i = 0; i < m->n_meta; i++)
+        printf("; %s %s", m->meta[i].key, m->meta[i].value);
+    printf("\n");
 }
 
 int cmd_summary(const cli_opts *o) {
