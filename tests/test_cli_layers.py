@@ -124,6 +124,13 @@ def test_cnn_idx(d):
     rc, p3, _ = run("predict", st_model, "idx:" + test)
     check(p3 == p1, "imported model's predictions are identical")
     torch_check(st, test, test_labels, preds)
+    # same seed and threads: the same bytes (dropout's masks are seeded too)
+    again = os.path.join(d, "again.tgm")
+    rc, _, err = run("fit", "idx:" + train, "--test-data", "idx:" + test, "--layers", CNN,
+                     "--epochs", "12", "--batch", "16", "--lr", "0.01", "--seed", "2",
+                     "--threads", "1", "--val", "0", "--save", again)
+    check(rc == 0 and open(model, "rb").read() == open(again, "rb").read(),
+          f"two CNN fits with one seed give identical model files {err}")
 
 
 def torch_check(st, test_prefix, labels, preds):

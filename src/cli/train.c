@@ -488,6 +488,13 @@ static int make_model(const cli_opts *o, fit_data *d, cli_model *cm, tg_rng *rng
         free(L);
         if (!ok) return 0;
     }
+    const char *last = cm->m->layers[cm->m->n_layers - 1].kind->name;
+    if (o->layers && (!strcmp(last, "softmax") || !strcmp(last, "log_softmax") ||
+                      (!strcmp(last, "sigmoid") && loss != TG_LOSS_MSE)))
+        fprintf(stderr,
+                "tapegrad: note: the loss takes logits (as PyTorch's CrossEntropyLoss and "
+                "BCEWithLogitsLoss); the last layer, %s, is usually left out\n",
+                last);
     cm->loss = (tg_loss_kind)loss;
     cm->n_classes = loss == TG_LOSS_CE ? (int)n_out : loss == TG_LOSS_BCE ? 2 : 0;
     tg_status s = o->layers ? tg_model_init(cm->m, rng) : mlp_init(cm->m, (tg_act)o->act, rng);
