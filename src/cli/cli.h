@@ -51,6 +51,8 @@ typedef struct cli_layers {
 
 /* Parse; on error write one line to err and return 0. */
 int cli_layers_parse(const char *text, cli_layers *L, char *err, size_t errlen);
+/* The text of --layers item k (1-based), trimmed, at most 80 characters. */
+void cli_layers_item(const char *text, int k, char *out, size_t len);
 /* Dense layers of the widths, each followed by act, then dense n_out. */
 void cli_layers_mlp(cli_layers *L, int n_hidden, const size_t *widths, tg_act act, size_t n_out);
 /* "1,28,28" (or 1x28x28): 1..7 sizes of 1..1e8. */

@@ -19,18 +19,6 @@ static size_t product(int rank, const size_t *shape) {
     return n;
 }
 
-/* The text of --layers item k (1-based), trimmed, for messages. */
-static void item_text(const char *layers, int k, char *out, size_t len) {
-    const char *p = layers;
-    for (int i = 1; i < k && p && *p; i++)
-        p = strchr(p, ';'), p = p ? p + 1 : NULL;
-    p = p ? p + strspn(p, " \t\r\n") : "";
-    size_t n = strcspn(p, ";");
-    while (n && strchr(" \t\r\n", p[n - 1]))
-        n--;
-    snprintf(out, len, "%.*s", (int)(n < 80 ? n : 80), p);
-}
-
 /* "layer NAME (kind): ..." from the library: the --layers item of NAME. */
 static int failing_item(const cli_layers *L, const char *msg) {
     if (strncmp(msg, "layer ", 6) != 0) return 0;
@@ -53,7 +41,7 @@ int cli_model_build(cli_model *cm, const cli_layers *L, tg_dtype dt, int rank, c
         int k = failing_item(L, tg_last_error());
         char text[96];
         if (k && L->text) {
-            item_text(L->text, k, text, sizeof text);
+            cli_layers_item(L->text, k, text, sizeof text);
             fprintf(stderr, "tapegrad: --layers item %d '%s': %s\n", k, text, tg_last_error());
         } else {
             fprintf(stderr, "tapegrad: %s\n", tg_last_error());

@@ -244,6 +244,17 @@ static int parse_item(cli_layers *L, const item_ctx *c, char **w, int n) {
     return !act || add_layer(L, c, act, NULL);
 }
 
+void cli_layers_item(const char *text, int k, char *out, size_t len) {
+    const char *p = text;
+    for (int i = 1; i < k && p; i++)
+        p = strchr(p, ';'), p = p ? p + 1 : NULL;
+    p = p ? p + strspn(p, " \t\r\n") : "";
+    size_t n = strcspn(p, ";");
+    while (n && strchr(" \t\r\n", p[n - 1]))
+        n--;
+    snprintf(out, len, "%.*s", (int)(n < 80 ? n : 80), p);
+}
+
 int cli_layers_parse(const char *text, cli_layers *L, char *err, size_t errlen) {
     memset(L, 0, sizeof *L);
     L->text = text;
@@ -252,9 +263,7 @@ int cli_layers_parse(const char *text, cli_layers *L, char *err, size_t errlen) 
         size_t len = strcspn(p, ";");
         char buf[512], *w[64];
         int n = 0;
-        c.number++;
-        memcpy(c.text, p, len < sizeof c.text ? len : sizeof c.text - 1);
-        c.text[len < sizeof c.text ? len : sizeof c.text - 1] = 0;
+        cli_layers_item(text, ++c.number, c.text, sizeof c.text);
         if (len >= sizeof buf) return item_fail(&c, "longer than %zu characters", sizeof buf - 1);
         memcpy(buf, p, len);
         buf[len] = 0;
@@ -262,11 +271,6 @@ int cli_layers_parse(const char *text, cli_layers *L, char *err, size_t errlen) 
             if (n == 64) return item_fail(&c, "more than 64 words");
             w[n++] = t;
         }
-        /* the item's own text, trimmed, for the messages */
-        snprintf(c.text, sizeof c.text, "%s", n ? strstr(p, w[0]) : "");
-        c.text[strcspn(c.text, ";")] = 0;
-        while (n && strlen(c.text) && strchr(" \t\r\n", c.text[strlen(c.text) - 1]))
-            c.text[strlen(c.text) - 1] = 0;
         if (n && !parse_item(L, &c, w, n)) return 0;
         p += len;
         if (!*p) break;
