@@ -1,6 +1,7 @@
 /*
  * tapegrad_nn.h — training toolkit: layers, initialisers, optimizers,
- * learning-rate schedules, and the multilayer perceptron the CLI trains.
+ * learning-rate schedules, the multilayer perceptron, and models as lists of
+ * layers (what the CLI trains).
  * Everything here is built from the primitive ops of tapegrad.h; composing
  * ops by hand stays possible.
  */
