@@ -204,6 +204,12 @@ def test_summary():
     check(rc == 0 and "Trainable params: %d" % (6 * 27 + 6 + 12 + 2 * 6 + 2) in out
           and "Non-trainable params: 12" in out, f"batch norm's counts: {out[-300:]} {err}")
     check("(N, 6, 5, 5)" in out, "padding=same keeps 5x5")
+    # several trailing kinds: conv2d, batch_norm, relu; dense, relu, dropout
+    rc, out, err = run("summary", "--layers", "conv2d 4 3 bn relu; flatten; dense 5 relu dropout; dense 2",
+                       "--input-shape", "1,5,5")
+    kinds = [l.split()[1] for l in out.splitlines()[2:] if l[:1].isdigit()]
+    check(rc == 0 and kinds == ["conv2d", "batch_norm", "relu", "flatten", "dense", "relu",
+                                "dropout", "dense"], f"trailing kinds in order: {kinds} {err}")
 
 
 def test_bad_layers():

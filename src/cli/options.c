@@ -89,15 +89,15 @@ static const char *const synopsis[] = {
 };
 
 static const char layers_notes[] =
-    "--layers: items separated by ';', each [NAME:] KIND VALUE... [KEY=VALUE...] [ACTIVATION]:\n"
+    "--layers: items separated by ';', each [NAME:] KIND VALUE... [KEY=VALUE...] [KIND...]:\n"
     "  dense N | conv2d C K | conv_transpose2d C K | max_pool2d K [S] | avg_pool2d K [S] |\n"
     "  global_avg_pool2d | flatten | reshape D1 D2... | batch_norm | layer_norm | dropout P |\n"
     "  relu | tanh | sigmoid | silu | gelu | elu | leaky_relu [SLOPE] | softmax | log_softmax\n"
     "  (aliases maxpool, avgpool, linear, conv, deconv, bn, batchnorm, layernorm, gap), or a\n"
     "  kind a program registered (integer values fill its i0.., others f0..). Keywords as\n"
     "  PyTorch's: stride=2 padding=1|same dilation= groups= bias=0 eps= momentum= p= ...,\n"
-    "  or a raw option slot i0..i9, f0..f3 (tapegrad_nn.h). A last word naming a layer kind\n"
-    "  adds that layer: \"dense 128 relu\" = dense, then relu. Layers are named 0, 1, ...\n"
+    "  or a raw option slot i0..i9, f0..f3 (tapegrad_nn.h). Last words naming layer kinds\n"
+    "  add those layers: \"conv2d 32 3 bn relu\" = conv2d, batch_norm, relu. Named 0, 1, ...\n"
     "  as nn.Sequential (NAME: gives a name). The last layer gives the outputs (logits).\n"
     "  --layers initialises as PyTorch; --hidden keeps the MLP's He/Xavier initialisation.\n";
 

@@ -1,7 +1,7 @@
 /* --layers: a model as one line of text (docs/cli.md, "Layers"):
  *
  *   items    := item { ';' item }            (empty items are skipped)
- *   item     := [NAME ':'] KIND { VALUE | KEY '=' VALUE } [ACTIVATION]
+ *   item     := [NAME ':'] KIND { VALUE | KEY '=' VALUE } { KIND }
  *
  * KIND is any layer kind the library knows (tg_layer_kind_find: built-in
  * or registered), or an alias (maxpool, avgpool, linear, ...). Positional
@@ -13,7 +13,8 @@
  * names a kind (relu, tanh, ...) adds that layer after the item's, with
  * its default options, so "dense 128 relu" is two layers as PyTorch's
  * nn.Linear + nn.ReLU (and the layer indices, hence the parameter names,
- * are nn.Sequential's). */
+ * are nn.Sequential's); several such words add several layers in order
+ * ("conv2d 32 3 bn relu"). */
 #include "cli.h"
 
 #include <errno.h>
@@ -209,16 +210,20 @@ static int parse_item(cli_layers *L, const item_ctx *c, char **w, int n) {
     const char *kind = canonical(w[0]);
     if (!tg_layer_kind_find(kind))
         return item_fail(c, "unknown layer kind '%s' (tapegrad fit --help lists them)", w[0]);
-    const char *act = NULL;
+    /* the trailing kind names ("conv2d 32 3 bn relu"); a kind's name wins
+     * over a word value: "tanh" is also gelu's approximate=tanh */
+    int first_after = n;
     long x;
     double r;
-    if (n > 1 && !strchr(w[n - 1], '=')) { /* a kind's name first: "tanh" is also a word */
-        if (tg_layer_kind_find(canonical(w[n - 1])))
-            act = canonical(w[n - 1]), n--;
-        else if (!is_integer(w[n - 1], &x) && !is_real(w[n - 1], &r))
-            return item_fail(c, "'%s' is neither a value, a key=value option nor a layer kind",
-                             w[n - 1]);
-    }
+    while (first_after > 1 && !strchr(w[first_after - 1], '=') &&
+           tg_layer_kind_find(canonical(w[first_after - 1])))
+        first_after--;
+    if (first_after == n && n > 1 && !strchr(w[n - 1], '=') && !is_integer(w[n - 1], &x) &&
+        !is_real(w[n - 1], &r))
+        return item_fail(c, "'%s' is neither a value, a key=value option nor a layer kind",
+                         w[n - 1]);
+    int n_after = n - first_after;
+    n = first_after;
     if (!add_layer(L, c, kind, name)) return 0;
     tg_layer_spec *sp = &L->specs[L->n - 1];
     const struct kind_opts *ko = opts_of(kind);
@@ -241,7 +246,9 @@ static int parse_item(cli_layers *L, const item_ctx *c, char **w, int n) {
             if (!set_slot(c, sp, s, NULL, w[i])) return 0;
         }
     }
-    return !act || add_layer(L, c, act, NULL);
+    for (int i = 0; i < n_after; i++)
+        if (!add_layer(L, c, canonical(w[n + i]), NULL)) return 0;
+    return 1;
 }
 
 void cli_layers_item(const char *text, int k, char *out, size_t len) {
