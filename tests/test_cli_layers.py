@@ -255,6 +255,9 @@ def test_csv_input_shape(d):
     check(rc == 0 and final(out2) is not None, f"eval of a standardised CNN: {err}")
     rc, out, err = run("fit", path, "--input-shape", "1,4,5", "--layers", "flatten; dense 1")
     check(rc == 1 and "--input-shape has 20 values" in err, f"wrong --input-shape: {rc} {err!r}")
+    rc, out, err = run("fit", path, "--input-shape", "1,4,4", "--layers", "conv2d 3 2; dense 2")
+    check(rc == 2 and len(err.strip().splitlines()) == 1 and "item 2 'dense 2'" in err
+          and "flatten" in err, f"a layer that does not fit the data's shape: {rc} {err!r}")
     rc, out, err = run("fit", path, "--layers", "flatten; dense 3", "--loss", "bce")
     check(rc == 1 and "3 outputs" in err, f"bce needs one output: {rc} {err!r}")
 
