@@ -25,7 +25,8 @@
 
 /* The options of the built-in kinds: the positional slots in order, and the
  * keywords (KEY=SLOT, '!' before the slot: a boolean stored inverted, as
- * bias=0 → "no bias" = 1). */
+ * bias=0 → "no bias" = 1). A kind added to the library works without a
+ * row (generic values, iN=/fN=); a row here gives it PyTorch's keywords. */
 static const struct kind_opts {
     const char *kind, *positional, *keywords;
 } kinds[] = {
