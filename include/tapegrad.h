@@ -734,6 +734,8 @@ tg_status tg_adjoint_check(tg_tape *t, const tg_tensor *out, int nparams, tg_ten
  *    (∇f(p + εe_j) − ∇f(p − εe_j)) / 2ε with gradcheck's eps, atol, rtol;
  *    report->param/index name the worst column (the direction e_j),
  *    out_index the flat row over the concatenated params.
+ * opts->eps = 0: the symmetry half only (any number of parameters; the
+ * differences need 2n² doubles and n ≤ 2048).
  * Parameters' values and gradients are restored. TG_ERR_CHECK on a
  * mismatch, TG_ERR_STATE for an op without a second-order map. */
 tg_status tg_hessian_check(tg_tape *t, const tg_tensor *out, int nparams, tg_tensor *const *params,

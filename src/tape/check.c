@@ -364,10 +364,11 @@ static tg_status hessian_run(tg_tape *t, const tg_tensor *out, int np, tg_tensor
                        "hessian check: <u, Hv> = %.17g but <Hu, v> = %.17g (relative error "
                        "%.3g > %g)",
                        side[0], side[1], r->symmetry_err, o->adjoint_tol);
+    r->ok = 1;
+    if (o->eps == 0) return TG_OK; /* the symmetry half only */
     for (size_t j = 0; j < n; j++)
         if ((s = hessian_column(t, out, zeta, np, params, n, j, o->eps, w, pa, pb, ha, hn)))
             return s;
-    r->ok = 1;
     return compare(np, params, n, ha, hn, o, r, "hessian check");
 }
 
@@ -378,11 +379,12 @@ tg_status tg_hessian_check(tg_tape *t, const tg_tensor *out, int np, tg_tensor *
     tg_check_opts o = opts ? *opts : tg_check_defaults();
     tg_check_report r;
     memset(&r, 0, sizeof r);
-    size_t n = total_size(np, params);
-    if (n > 2048 || out->size > SIZE_MAX / 64)
+    size_t n = total_size(np, params), cols = o.eps != 0 ? n : 0;
+    if (cols > 2048 || n > SIZE_MAX / 64 || out->size > SIZE_MAX / 64)
         return tg_fail(TG_ERR_SHAPE, "hessian check: %zu parameters: the Hessian is too large", n);
-    /* u, v, Hu, Hv (reused as e_j, He_j, ∇f(p ± εe_j)), ζ, two n×n Hessians */
-    double *w = tg_malloc((4 * n + out->size + 2 * n * n) * sizeof *w);
+    /* u, v, Hu, Hv (reused as e_j, He_j, ∇f(p ± εe_j)), ζ, two n×n Hessians
+     * (none for the symmetry alone) */
+    double *w = tg_malloc((4 * n + out->size + 2 * cols * n + 1) * sizeof *w);
     double **pa = tg_calloc((size_t)np + 1, sizeof *pa),
            **pb = tg_calloc((size_t)np + 1, sizeof *pb);
     double **saved = save_grads(np, params);
