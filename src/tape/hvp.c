@@ -112,6 +112,9 @@ static tg_status second_pass(tg_tape *t, const tg_tensor *out, const void *seed,
         if (any_d && has_adot) c->op->vjp(c, nd->adot, gdot);
         if (second && any_t && c->op->vjp_dot)
             c->op->vjp_dot(c, (const void *const *)tin, nd->tan, nd->adj, gdot);
+        if (t->anomaly &&
+            ((s = tg_anomaly_backward(c, k, gin)) || (s = tg_anomaly_backward(c, k, gdot))))
+            return s;
     }
     return TG_OK;
 }
