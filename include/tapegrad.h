@@ -752,7 +752,10 @@ tg_status tg_hessian_check(tg_tape *t, const tg_tensor *out, int nparams, tg_ten
  * adjoints (about 2–4 gradients). The parameters' gradients are left
  * untouched. TG_ERR_STATE naming the op when an op on the path from the
  * params to the loss has no second-order map (tg_op.vjp_dot). After the
- * first call on a graph, a call allocates nothing (the tape's arena). */
+ * first call on a graph, a call allocates nothing (the tape's arena).
+ * hv[i] must not overlap any v[j]; each parameter listed once. In anomaly
+ * mode (tg_tape_detect_anomaly) a NaN or Inf in an adjoint or
+ * adjoint-tangent stops the pass with TG_ERR_NUMERIC naming the op. */
 tg_status tg_hvp(tg_tape *t, const tg_tensor *loss, int nparams, tg_tensor *const *params,
                  const void *const *v, void *const *hv);
 /* The same for any output and a fixed adjoint ζ (`seed`, out's dtype and

@@ -348,6 +348,27 @@ static void check_ggn_psd(void) {
     tg_tape_free(t);
 }
 
+/* Anomaly mode watches the second-order pass: 1/x at x = 1e-110 has a
+ * finite value (1e110) and first derivative (−1e220) but a second
+ * derivative 2/x³ that overflows to inf, which must be reported naming
+ * reciprocal, not handed back as a product. */
+static void check_anomaly(void) {
+    tg_tape *t;
+    tg_tensor *x = param(TG_F64, 1, 1e-110, 0), *y;
+    CHECK_OK(tg_tape_new(&t));
+    tg_tape_detect_anomaly(t, 1);
+    CHECK_OK(tg_reciprocal(t, x, &y));
+    double one = 1, hv;
+    const void *v[1] = {&one};
+    void *h[1] = {&hv};
+    EXPECT_ERR(tg_hvp_seed(t, y, &one, 1, &x, v, h), TG_ERR_NUMERIC, "reciprocal");
+    tg_tape_detect_anomaly(t, 0);
+    CHECK_OK(tg_hvp_seed(t, y, &one, 1, &x, v, h));
+    CHECK(isinf(hv), "2/x^3 at 1e-110 gave %g", hv);
+    tg_tensor_free(x);
+    tg_tape_free(t);
+}
+
 int main(void) {
     check_product(TG_F64);
     check_product(TG_F32);
@@ -355,5 +376,6 @@ int main(void) {
     check_no_allocation();
     check_logistic_regression();
     check_ggn_psd();
+    check_anomaly();
     return check_summary();
 }

@@ -46,14 +46,23 @@ static void check_accumulates(tg_tape *t, const tg_tensor *out, int np, tg_tenso
             CHECK_CLOSE(((double *)params[i]->grad)[e], 2 * once[i][e], 1e-15);
 }
 
-static void check_op_f64(const tg_op *op, const size_t *sz, tg_rng *rng) {
-    tg_tensor *in[TG_MAX_ARITY], *params[TG_MAX_ARITY], *out;
+/* A new tape holding op on sampled float64 inputs in[] (free them with
+ * free_inputs); params[] the *np of them that carry a derivative. */
+static tg_tape *record_sample(const tg_op *op, const size_t *sz, tg_rng *rng, tg_tensor **in,
+                              tg_tensor **params, int *np, tg_tensor **out) {
     tg_attr attr;
     tg_tape *t;
     CHECK_OK(tg_tape_new(&t));
     CHECK_OK(tg_sample_inputs(op, sz[0], sz[1], sz[2], TG_F64, rng, in, &attr));
-    CHECK_OK(tg_apply(t, op, op->arity, (const tg_tensor *const *)in, &attr, &out));
-    int np = params_of(op, in, params);
+    CHECK_OK(tg_apply(t, op, op->arity, (const tg_tensor *const *)in, &attr, out));
+    *np = params_of(op, in, params);
+    return t;
+}
+
+static void check_op_f64(const tg_op *op, const size_t *sz, tg_rng *rng) {
+    tg_tensor *in[TG_MAX_ARITY], *params[TG_MAX_ARITY], *out;
+    int np;
+    tg_tape *t = record_sample(op, sz, rng, in, params, &np, &out);
     tg_check_report r;
     tg_status s = tg_gradcheck(t, out, np, params, NULL, &r);
     CHECK(s == TG_OK && r.ok, "%s %zux%zux%zu: %s", op->name, sz[0], sz[1], sz[2], tg_last_error());
@@ -357,12 +366,8 @@ static void check_constant_op(const tg_op *op, tg_rng *rng) {
 static int check_op_hessian(const tg_op *op, const size_t *sz, tg_rng *rng) {
     if (!op->vjp_dot && !op->r_const && !op->constant) return 0;
     tg_tensor *in[TG_MAX_ARITY], *params[TG_MAX_ARITY], *out;
-    tg_attr attr;
-    tg_tape *t;
-    CHECK_OK(tg_tape_new(&t));
-    CHECK_OK(tg_sample_inputs(op, sz[0], sz[1], sz[2], TG_F64, rng, in, &attr));
-    CHECK_OK(tg_apply(t, op, op->arity, (const tg_tensor *const *)in, &attr, &out));
-    int np = params_of(op, in, params);
+    int np;
+    tg_tape *t = record_sample(op, sz, rng, in, params, &np, &out);
     tg_check_opts o = tg_check_defaults();
     for (uint64_t seed = 1; seed <= 3; seed++) {
         tg_check_report r;

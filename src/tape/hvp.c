@@ -48,10 +48,11 @@ static tg_status check_args(tg_tape *t, const tg_tensor *out, const void *seed, 
     return TG_OK;
 }
 
-/* Where input i of a call sends ζ (*gin), ζ̇ (*gdot), and its tangent (*tin). */
+/* Where input i of a call sends ζ (*gin, if want_gin), ζ̇ (*gdot), and its
+ * tangent (*tin). */
 static tg_status input_maps(tg_tape *t, const tg_call *c, int i, int np, tg_tensor *const *params,
-                            const void *const *v, void *const *hv, void **gin, void **gdot,
-                            const void **tin) {
+                            const void *const *v, void *const *hv, int want_gin, void **gin,
+                            void **gdot, const void **tin) {
     const tg_tensor *x = c->in[i];
     if (tg_op_nondiff(c->op, i) || !x->requires_grad) return TG_OK;
     if (x->kind == TG_PARAM) { /* ζ of a parameter is not needed: only its ζ̇ = (Hv)ᵢ */
@@ -61,9 +62,10 @@ static tg_status input_maps(tg_tape *t, const tg_call *c, int i, int np, tg_tens
     }
     if (x->kind != TG_NODE) return TG_OK;
     tg_node *src = &t->nodes[x->node];
-    *gin = tg_tape_adjoint(t, src);
-    *gdot = adot_of(t, src);
-    if (!*gin || !*gdot) return tg_fail(TG_ERR_NOMEM, "hvp: out of memory for adjoints");
+    if (want_gin && !(*gin = tg_tape_adjoint(t, src)))
+        return tg_fail(TG_ERR_NOMEM, "hvp: out of memory for adjoints");
+    if (!(*gdot = adot_of(t, src)))
+        return tg_fail(TG_ERR_NOMEM, "hvp: out of memory for adjoint-tangents");
     *tin = src->tan_gen == t->gen ? src->tan : NULL;
     return TG_OK;
 }
@@ -94,8 +96,9 @@ static tg_status second_pass(tg_tape *t, const tg_tensor *out, const void *seed,
             return tg_fail(TG_ERR_NOMEM, "%s: out of memory for %d inputs", who, c->n_in);
         int any_g = 0, any_d = 0, any_t = 0, top = k == out->node;
         for (int i = 0; i < c->n_in; i++) {
-            if ((s = input_maps(t, c, i, np, params, v, hv, &gin[i], &gdot[i], &tin[i]))) return s;
-            if (gn) gin[i] = NULL; /* below the loss the GN product needs no ζ */
+            /* the GN product needs no ζ below the loss */
+            if ((s = input_maps(t, c, i, np, params, v, hv, !gn, &gin[i], &gdot[i], &tin[i])))
+                return s;
             any_g |= gin[i] != NULL, any_d |= gdot[i] != NULL, any_t |= tin[i] != NULL;
         }
         if (!any_g && !any_d) continue;
@@ -112,6 +115,9 @@ static tg_status second_pass(tg_tape *t, const tg_tensor *out, const void *seed,
         if (any_d && has_adot) c->op->vjp(c, nd->adot, gdot);
         if (second && any_t && c->op->vjp_dot)
             c->op->vjp_dot(c, (const void *const *)tin, nd->tan, nd->adj, gdot);
+        if (t->anomaly &&
+            ((s = tg_anomaly_backward(c, k, gin)) || (s = tg_anomaly_backward(c, k, gdot))))
+            return s;
     }
     return TG_OK;
 }
