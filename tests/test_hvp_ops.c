@@ -10,7 +10,8 @@
  * logged. Then the kinks: std of a constant set and norm of the zero
  * vector (0: the first-order maps' convention; torch 1.13 gives 0 and NaN).
  * test_ops checks every op's map by symmetry and finite differences; this
- * checks them against an independent implementation. */
+ * checks them against an independent implementation, and that they
+ * compose in two small networks (check_composite). */
 #include "check.h"
 #include "hvp_ops_ref.h"
 #include "tapegrad.h"
@@ -203,6 +204,68 @@ static void check_kinks(void) {
     }
 }
 
+/* A leaf of the given shape holding value(j, ·): a parameter or a constant. */
+static tg_tensor *leaf(int is_param, int j, int rank, const size_t *shape) {
+    tg_tensor *x = NULL;
+    CHECK_OK((is_param ? tg_param_new : tg_tensor_new)(&x, TG_F64, rank, shape));
+    for (size_t i = 0; x && i < x->size; i++)
+        tg_set(x, i, value(j, i));
+    return x;
+}
+
+/* The maps compose: tg_hessian_check (symmetry to 1e-12, every column
+ * against differences of gradients) on two small networks made of this
+ * file's ops with the others (views handing adjoints over, r_const ops,
+ * fused losses):
+ *   cnn: conv2d (pad 1) → channel_bias → batch_norm → tanh → max_pool2d →
+ *        flatten → matmul → softmax_ce, parameters w, b, γ, β, W2 (50);
+ *   seq: group_norm → silu → conv1d → layer_norm (no affine) → logsumexp →
+ *        std, parameters x, γ, β, w (56). */
+static void check_composite(void) {
+    const size_t sx[4] = {2, 1, 4, 4}, sw[4] = {2, 1, 3, 3}, s2[1] = {2}, sW[2] = {8, 3};
+    const size_t sl[1] = {2}, qx[3] = {2, 4, 3}, q4[1] = {4}, qw[3] = {3, 4, 2};
+    tg_tape *t;
+    tg_tensor *a, *b, *o;
+    tg_check_report r;
+    CHECK_OK(tg_tape_new(&t));
+    tg_tensor *x = leaf(0, 0, 4, sx), *w = leaf(1, 2, 4, sw), *bias = leaf(1, 2, 1, s2);
+    tg_tensor *ga = leaf(1, 1, 1, s2), *be = leaf(1, 2, 1, s2), *W2 = leaf(1, 0, 2, sW);
+    tg_tensor *lab = leaf(0, 0, 1, sl);
+    tg_set(lab, 0, 0), tg_set(lab, 1, 2);
+    tg_conv2d_opts op = tg_conv2d_defaults();
+    for (int k = 0; k < 4; k++)
+        op.padding[k] = 1;
+    const int k2[2] = {2, 2};
+    CHECK_OK(tg_conv2d(t, x, w, bias, &op, &a));
+    CHECK_OK(tg_batch_norm(t, a, ga, be, NULL, NULL, 1, 0.1, 1e-5, &b));
+    CHECK_OK(tg_tanh(t, b, &a));
+    CHECK_OK(tg_max_pool2d(t, a, k2, NULL, NULL, NULL, 0, &b));
+    CHECK_OK(tg_flatten(t, b, 1, -1, &a));
+    CHECK_OK(tg_matmul(t, a, W2, &b));
+    CHECK_OK(tg_softmax_ce(t, b, lab, &o));
+    tg_tensor *ps[5] = {w, bias, ga, be, W2};
+    CHECK_OK(tg_hessian_check(t, o, 5, ps, NULL, &r));
+    CHECK(r.ok && r.symmetry_err <= 1e-12, "cnn: hessian check (symmetry %g)", r.symmetry_err);
+    tg_tape_reset(t);
+    tg_tensor *xs = leaf(1, 0, 3, qx), *g4 = leaf(1, 1, 1, q4), *b4 = leaf(1, 2, 1, q4);
+    tg_tensor *w1 = leaf(1, 1, 3, qw);
+    const size_t ln[1] = {2};
+    const int last[1] = {2};
+    CHECK_OK(tg_group_norm(t, xs, 2, g4, b4, 1e-5, &a));
+    CHECK_OK(tg_silu(t, a, &b));
+    CHECK_OK(tg_conv1d(t, b, w1, NULL, NULL, &a));
+    CHECK_OK(tg_layer_norm(t, a, 1, ln, NULL, NULL, 1e-5, &b));
+    CHECK_OK(tg_logsumexp(t, b, last, 1, 0, &a));
+    CHECK_OK(tg_std(t, a, NULL, 0, 1, 0, &o));
+    tg_tensor *qs[4] = {xs, g4, b4, w1};
+    CHECK_OK(tg_hessian_check(t, o, 4, qs, NULL, &r));
+    CHECK(r.ok && r.symmetry_err <= 1e-12, "seq: hessian check (symmetry %g)", r.symmetry_err);
+    tg_tensor *all[] = {x, w, bias, ga, be, W2, lab, xs, g4, b4, w1};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        tg_tensor_free(all[i]);
+    tg_tape_free(t);
+}
+
 int main(void) {
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         double e64 = run_case(&cases[c], TG_F64), e32 = run_case(&cases[c], TG_F32);
@@ -211,5 +274,6 @@ int main(void) {
         CHECK(e32 <= 1e-4, "%s float32: relative error %g against torch", cases[c].name, e32);
     }
     check_kinks();
+    check_composite();
     return check_summary();
 }
