@@ -17,7 +17,9 @@
  *     requires_grad; on float64 it passes tg_adjoint_check (1e-12), the
  *     inputs being drawn from the op's sample domains (tg_sample_inputs or
  *     the same domains at fuzzer-chosen shapes), and chained ops taking only
- *     results whose values lie in the next op's domain; on float32 the r-maps
+ *     results whose values lie in the next op's domain, and its Hessian is
+ *     symmetric (tg_hessian_check, eps = 0) unless an op on it has no
+ *     second-order map yet (then refused by name); on float32 the r-maps
  *     run (tg_backward_seed);
  *   - tg_replay recomputes every node bit for bit.
  * A violated property aborts, so libFuzzer saves the input. */
@@ -47,15 +49,17 @@ typedef struct ctx {
 /* Calls made, by outcome, printed at exit. */
 static struct {
     uint64_t inputs, refused, accepted, adjoint_checked, gradchecked;
+    uint64_t hessian_checked, hessian_unmapped; /* issue 18 */
 } counts;
 
 static void print_counts(void) {
     fprintf(stderr,
             "fuzz stats: target=api inputs=%llu calls_refused=%llu calls_accepted=%llu "
-            "adjoint_checks=%llu gradchecks=%llu\n",
+            "adjoint_checks=%llu gradchecks=%llu hessian_checks=%llu hessian_unmapped=%llu\n",
             (unsigned long long)counts.inputs, (unsigned long long)counts.refused,
             (unsigned long long)counts.accepted, (unsigned long long)counts.adjoint_checked,
-            (unsigned long long)counts.gradchecked);
+            (unsigned long long)counts.gradchecked, (unsigned long long)counts.hessian_checked,
+            (unsigned long long)counts.hessian_unmapped);
 }
 
 /* FUZZ_VERBOSE=1: print every call (to study a saved input). */
@@ -352,6 +356,28 @@ static int cuts_gradient(const tg_tape *t) {
     return 0;
 }
 
+/* Second order (issue 18): the Hessian of ⟨ζ, out⟩ is symmetric,
+ * ⟨u, Hv⟩ = ⟨Hu, v⟩ to 1e-12 (tg_hessian_check with eps = 0: no finite
+ * differences, which kinks inside a long graph could upset). A graph
+ * through an op still without a second-order map must be refused with
+ * TG_ERR_STATE naming the op (counted as unmapped), never a product. */
+static void check_hessian(ctx *c, const tg_tensor *out, int np, tg_tensor **p) {
+    tg_check_opts o = tg_check_defaults();
+    o.seed = tg_rng_next(&c->rng);
+    o.eps = 0;
+    tg_check_report r;
+    tg_status s = tg_hessian_check(c->t, out, np, p, &o, &r);
+    if (s == TG_ERR_STATE && strstr(tg_last_error(), "no second-order map")) {
+        counts.hessian_unmapped++;
+        return;
+    }
+    if (s != TG_OK)
+        fprintf(stderr, "hessian symmetry failed after %s (tape of %d ops): %s\n",
+                tg_tape_call(c->t, out->node)->op->name, tg_tape_size(c->t), tg_last_error());
+    FUZZ_ASSERT(s == TG_OK && r.ok);
+    counts.hessian_checked++;
+}
+
 /* A recorded result: float64 → adjoint check; float32 → the r-maps run. */
 static void check_result(ctx *c, const tg_tensor *out, int checkable) {
     if (out->dtype == TG_F64 && checkable) {
@@ -366,6 +392,7 @@ static void check_result(ctx *c, const tg_tensor *out, int checkable) {
                     tg_tape_call(c->t, out->node)->op->name, tg_tape_size(c->t), tg_last_error());
         FUZZ_ASSERT(s == TG_OK && r.ok);
         counts.adjoint_checked++;
+        check_hessian(c, out, np, p);
         /* The adjoint identity cannot see d- and r-maps that are wrong in
          * the same way: on small graphs, also compare the r-maps with
          * finite differences of the forward maps (PyTorch's tolerances). */

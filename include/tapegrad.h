@@ -47,10 +47,10 @@ extern "C" {
 #define TG_VERSION_MAJOR 0
 #define TG_VERSION_MINOR 1
 #define TG_VERSION_PATCH 0
-#define TG_MAX_RANK      8  /* tensors have rank 0..8 */
-#define TG_MAX_ARITY     4  /* a fixed-arity op takes at most 4 tensor inputs */
+#define TG_MAX_RANK      8     /* tensors have rank 0..8 */
+#define TG_MAX_ARITY     4     /* a fixed-arity op takes at most 4 tensor inputs */
 #define TG_MAX_INPUTS    65536 /* a variadic op (concat, stack) takes 1..65536 */
-#define TG_MAX_THREADS   64 /* tg_set_threads takes 1..64 */
+#define TG_MAX_THREADS   64    /* tg_set_threads takes 1..64 */
 
 /* ---------------------------------------------------------------- status */
 
@@ -277,8 +277,7 @@ tg_status tg_l1(tg_tape *t, const tg_tensor *w, double lambda, double n, tg_tens
 
 /* torch.reshape: the elements in order under shape[0..rank-1] (rank 0..8);
  * one entry may be −1 (inferred); the element count must match. */
-tg_status tg_reshape(tg_tape *t, const tg_tensor *x, int rank, const long *shape,
-                     tg_tensor **out);
+tg_status tg_reshape(tg_tape *t, const tg_tensor *x, int rank, const long *shape, tg_tensor **out);
 /* torch.flatten(x, start_dim, end_dim): those axes become one (a scalar
  * becomes a vector of 1). start_dim must not come after end_dim. */
 tg_status tg_flatten(tg_tape *t, const tg_tensor *x, int start_dim, int end_dim, tg_tensor **out);
@@ -609,12 +608,11 @@ tg_status tg_conv1d(tg_tape *t, const tg_tensor *x, const tg_tensor *w, const tg
  * axis-1 size (a convolution's bias; the "+ bias" of torch's conv layers).
  * TG_ERR_SHAPE otherwise. */
 tg_status tg_channel_bias(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_tensor **out);
-/* ---------------------------------------------------------------- pooling and normalisation (issue 15)
- * Layout NCHW, as PyTorch: x is N×C×H×W (the pools also take an unbatched
- * C×H×W), the channel on axis 1, H and W the last two axes. float32 and
- * float64. Errors name the op and the shapes: TG_ERR_SHAPE for shapes that
- * do not fit (an output size < 1: a kernel larger than the padded input),
- * TG_ERR_VALUE for attributes out of range, TG_ERR_ARG for NULL arguments. */
+/* ---------------------------------------------------------------- pooling and normalisation (issue
+ * 15) Layout NCHW, as PyTorch: x is N×C×H×W (the pools also take an unbatched C×H×W), the channel
+ * on axis 1, H and W the last two axes. float32 and float64. Errors name the op and the shapes:
+ * TG_ERR_SHAPE for shapes that do not fit (an output size < 1: a kernel larger than the padded
+ * input), TG_ERR_VALUE for attributes out of range, TG_ERR_ARG for NULL arguments. */
 
 /* torch.nn.functional.max_pool2d(x, kernel, stride, padding, dilation,
  * ceil_mode): each output is the maximum of its window over H and W;
@@ -638,8 +636,7 @@ tg_status tg_max_pool2d(tg_tape *t, const tg_tensor *x, const int *kernel, const
  * kernel, stride, padding, ceil_mode and errors as tg_max_pool2d (no
  * dilation). No divisor_override. Sums in double. */
 tg_status tg_avg_pool2d(tg_tape *t, const tg_tensor *x, const int *kernel, const int *stride,
-                        const int *padding, int ceil_mode, int count_include_pad,
-                        tg_tensor **out);
+                        const int *padding, int ceil_mode, int count_include_pad, tg_tensor **out);
 /* Global average pooling: torch.nn.functional.adaptive_avg_pool2d(x, 1),
  * N×C×H×W → N×C×1×1 (C×H×W → C×1×1): the mean of each H×W plane. Flatten
  * or reshape the result for a N×C classifier input. */
@@ -678,9 +675,8 @@ tg_status tg_batch_norm(tg_tape *t, const tg_tensor *x, const tg_tensor *gamma,
  * (1 <= n_norm <= rank), is normalised with its own mean and biased
  * variance, y = γ ⊙ x̂ + β with gamma, beta of shape normalized_shape, or
  * both NULL (elementwise_affine = False). eps > 0 finite, as tg_batch_norm. */
-tg_status tg_layer_norm(tg_tape *t, const tg_tensor *x, int n_norm,
-                        const size_t *normalized_shape, const tg_tensor *gamma,
-                        const tg_tensor *beta, double eps, tg_tensor **out);
+tg_status tg_layer_norm(tg_tape *t, const tg_tensor *x, int n_norm, const size_t *normalized_shape,
+                        const tg_tensor *gamma, const tg_tensor *beta, double eps, tg_tensor **out);
 /* torch.nn.functional.group_norm(x, num_groups, weight, bias, eps): x
  * N×C×..., the C channels split into num_groups groups of C/num_groups
  * consecutive channels; each (example, group) normalised with its mean and
@@ -703,15 +699,16 @@ typedef struct tg_check_opts {
 tg_check_opts tg_check_defaults(void);
 
 typedef struct tg_check_report {
-    int ok;             /* 1 if every element passed */
-    int param;          /* index (in params[]) of the worst element */
-    size_t index;       /* its flat index in that parameter */
-    size_t out_index;   /* flat index of the output element */
-    double analytic;    /* ∂out/∂param from the r-maps */
-    double numeric;     /* central difference */
-    double abs_err;     /* max |analytic − numeric| over all elements */
-    double rel_err;     /* max |analytic − numeric| / max(|numeric|, tiny) */
-    double adjoint_err; /* tg_adjoint_check: |⟨rF(ζ),ξ⟩ − ⟨ζ,dF(ξ)⟩| / scale */
+    int ok;              /* 1 if every element passed */
+    int param;           /* index (in params[]) of the worst element */
+    size_t index;        /* its flat index in that parameter */
+    size_t out_index;    /* flat index of the output element */
+    double analytic;     /* ∂out/∂param from the r-maps */
+    double numeric;      /* central difference */
+    double abs_err;      /* max |analytic − numeric| over all elements */
+    double rel_err;      /* max |analytic − numeric| / max(|numeric|, tiny) */
+    double adjoint_err;  /* tg_adjoint_check: |⟨rF(ζ),ξ⟩ − ⟨ζ,dF(ξ)⟩| / scale */
+    double symmetry_err; /* tg_hessian_check: |⟨u,Hv⟩ − ⟨Hu,v⟩| / scale */
 } tg_check_report;
 
 /* Central finite differences against the r-maps, every element of every
@@ -727,6 +724,54 @@ tg_status tg_gradcheck(tg_tape *t, const tg_tensor *out, int nparams, tg_tensor 
  * definition of r. Relative error against max(Σ|terms|, ‖ζ‖·‖ξ‖); float64. */
 tg_status tg_adjoint_check(tg_tape *t, const tg_tensor *out, int nparams, tg_tensor *const *params,
                            const tg_check_opts *opts, tg_check_report *report);
+
+/* The second-order twin of tg_adjoint_check, on a float64 graph: with
+ * f = ⟨ζ, out⟩ (ζ = 1 for a scalar out, else random N(0,1) from
+ * opts->seed) and H its Hessian in the params,
+ *  - symmetry ⟨u, Hv⟩ = ⟨Hu, v⟩ for random u, v: relative error against
+ *    max(Σ|uᵢ(Hv)ᵢ| + Σ|(Hu)ᵢvᵢ|, ‖ζ‖‖u‖‖v‖) at most opts->adjoint_tol
+ *    (1e-12) — report->symmetry_err;
+ *  - every column H·e_j against central differences of gradients
+ *    (∇f(p + εe_j) − ∇f(p − εe_j)) / 2ε with gradcheck's eps, atol, rtol;
+ *    report->param/index name the worst column (the direction e_j),
+ *    out_index the flat row over the concatenated params.
+ * opts->eps = 0: the symmetry half only (any number of parameters; the
+ * differences need 2n² doubles and n ≤ 2048).
+ * Parameters' values and gradients are restored. TG_ERR_CHECK on a
+ * mismatch, TG_ERR_STATE for an op without a second-order map. */
+tg_status tg_hessian_check(tg_tape *t, const tg_tensor *out, int nparams, tg_tensor *const *params,
+                           const tg_check_opts *opts, tg_check_report *report);
+
+/* ---------------------------------------------------------------- second order (issue 18) */
+
+/* Hessian-vector product by forward-over-reverse (Pearlmutter's
+ * R-operator; docs/hessian.md): with F the graph from the parameters to
+ * `loss` (a scalar on t), hv = ∇²F(p)·v, exactly (no finite difference).
+ * v[i] and hv[i] hold params[i]->size elements of the params' dtype (the
+ * loss's: float32 or float64); hv is overwritten; parameters not listed
+ * are held constant. Costs a tangent pass and a backward pass carrying two
+ * adjoints (about 2–4 gradients). The parameters' gradients are left
+ * untouched. TG_ERR_STATE naming the op when an op on the path from the
+ * params to the loss has no second-order map (tg_op.vjp_dot). After the
+ * first call on a graph, a call allocates nothing (the tape's arena).
+ * hv[i] must not overlap any v[j]; each parameter listed once. In anomaly
+ * mode (tg_tape_detect_anomaly) a NaN or Inf in an adjoint or
+ * adjoint-tangent stops the pass with TG_ERR_NUMERIC naming the op. */
+tg_status tg_hvp(tg_tape *t, const tg_tensor *loss, int nparams, tg_tensor *const *params,
+                 const void *const *v, void *const *hv);
+/* The same for any output and a fixed adjoint ζ (`seed`, out's dtype and
+ * size): the Hessian of ⟨ζ, out⟩, as tg_backward_seed is its gradient. */
+tg_status tg_hvp_seed(tg_tape *t, const tg_tensor *out, const void *seed, int nparams,
+                      tg_tensor *const *params, const void *const *v, void *const *hv);
+/* Gauss-Newton-vector product gv = Jᵀ·H_L·J·v: L the built-in loss op
+ * that produced `loss` (mse, cross_entropy, bce...: tg_op.convex), J the
+ * Jacobian of its inputs with respect to the params, H_L the Hessian of L
+ * in those inputs. Positive semi-definite when the loss's other inputs
+ * (targets) are constants, as L is convex in its predictions. The same
+ * pass as tg_hvp without the second-order terms of the ops below the loss.
+ * TG_ERR_ARG when loss was not made by a built-in loss op. */
+tg_status tg_ggn(tg_tape *t, const tg_tensor *loss, int nparams, tg_tensor *const *params,
+                 const void *const *v, void *const *gv);
 
 /* ---------------------------------------------------------------- rng */
 

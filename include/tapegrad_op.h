@@ -32,7 +32,7 @@ typedef struct tg_call {
     const struct tg_op *op;
     int n_in;                   /* op->arity, or any 1..TG_MAX_INPUTS if variadic */
     const tg_tensor *const *in; /* n_in inputs (kept in the tape's arena) */
-    tg_tensor *out; /* dtype and shape set by check; data by forward */
+    tg_tensor *out;             /* dtype and shape set by check; data by forward */
     tg_attr attr;
     void *saved;        /* scratch kept from forward for the maps */
     size_t saved_bytes; /* set by check: bytes of scratch forward needs */
@@ -104,6 +104,35 @@ typedef struct tg_op {
      * results are read-only (tapegrad never writes one after its forward).
      * check must give the output input 0's size. */
     unsigned view;
+    /* Second order (issue 18; docs/hessian.md). The derivative of the
+     * r-map along the inputs' tangents, for Hessian-vector products by
+     * forward-over-reverse (Pearlmutter's R-operator). With x the inputs,
+     * tin[i] their tangents ẋᵢ (NULL: zero; NULL for every nondiff input),
+     * tout the output's tangent ẏ = dF_x(ẋ) (from jvp, never NULL: the map
+     * is called only when some tin[i] is not NULL) and gout the output's
+     * adjoint ζ:
+     *   gin_dot[i] += ∂/∂ε r_iF_{x+εẋ}(ζ) at ε = 0
+     * for every i with gin_dot[i] != NULL. Like vjp it must accumulate and
+     * may see gin_dot[i] == gin_dot[j]. Whatever forward keeps in c->saved
+     * is valid (the values at x). For y = g(x) elementwise it is
+     * g''(x)·ẋ ⊙ ζ; for matmul, r with the tangent operands substituted.
+     * NULL and r_const 0: the op has no second-order map, and tg_hvp on a
+     * graph that passes through it fails naming it. */
+    void (*vjp_dot)(const tg_call *c, const void *const *tin, const void *tout, const void *gout,
+                    void *const *gin_dot);
+    /* 1: the r-map does not depend on the values of the differentiable
+     * inputs, so the second-order term is exactly zero and no vjp_dot is
+     * needed: F is linear (or affine) in them — views, shape and index
+     * ops, sum/mean, add/sub, scale, slicing, average pooling, dropout
+     * with its saved mask, a constant op. Also for piecewise-linear ops
+     * (relu, max pooling, amax, abs, clamp): their r-map is constant on
+     * each piece, so the term is zero wherever the derivative exists
+     * (almost everywhere; at a kink neither it nor PyTorch's is defined). */
+    unsigned r_const;
+    /* 1: a built-in loss, a convex function of input 0 (the predictions)
+     * with a scalar result: tg_ggn accepts it as the outer function of a
+     * Gauss-Newton product. */
+    unsigned convex;
 } tg_op;
 
 /* Whether input i of op carries no derivative / has the identity r-map:

@@ -46,14 +46,23 @@ static void check_accumulates(tg_tape *t, const tg_tensor *out, int np, tg_tenso
             CHECK_CLOSE(((double *)params[i]->grad)[e], 2 * once[i][e], 1e-15);
 }
 
-static void check_op_f64(const tg_op *op, const size_t *sz, tg_rng *rng) {
-    tg_tensor *in[TG_MAX_ARITY], *params[TG_MAX_ARITY], *out;
+/* A new tape holding op on sampled float64 inputs in[] (free them with
+ * free_inputs); params[] the *np of them that carry a derivative. */
+static tg_tape *record_sample(const tg_op *op, const size_t *sz, tg_rng *rng, tg_tensor **in,
+                              tg_tensor **params, int *np, tg_tensor **out) {
     tg_attr attr;
     tg_tape *t;
     CHECK_OK(tg_tape_new(&t));
     CHECK_OK(tg_sample_inputs(op, sz[0], sz[1], sz[2], TG_F64, rng, in, &attr));
-    CHECK_OK(tg_apply(t, op, op->arity, (const tg_tensor *const *)in, &attr, &out));
-    int np = params_of(op, in, params);
+    CHECK_OK(tg_apply(t, op, op->arity, (const tg_tensor *const *)in, &attr, out));
+    *np = params_of(op, in, params);
+    return t;
+}
+
+static void check_op_f64(const tg_op *op, const size_t *sz, tg_rng *rng) {
+    tg_tensor *in[TG_MAX_ARITY], *params[TG_MAX_ARITY], *out;
+    int np;
+    tg_tape *t = record_sample(op, sz, rng, in, params, &np, &out);
     tg_check_report r;
     tg_status s = tg_gradcheck(t, out, np, params, NULL, &r);
     CHECK(s == TG_OK && r.ok, "%s %zux%zux%zu: %s", op->name, sz[0], sz[1], sz[2], tg_last_error());
@@ -348,6 +357,96 @@ static void check_constant_op(const tg_op *op, tg_rng *rng) {
     tg_tape_free(t);
 }
 
+/* Second order (issue 18): tg_hessian_check on the op's sample, f = ⟨ζ,
+ * F⟩ with random ζ — symmetry ⟨u, Hv⟩ = ⟨Hu, v⟩ to 1e-12 relative (the
+ * issue's figure, as the adjoint test's) for three seeds, and each column
+ * H·e_j against central differences of gradients with gradcheck's
+ * tolerances. Returns 0 for an op without a second-order map (no vjp_dot,
+ * not r_const): main fails it. */
+static int check_op_hessian(const tg_op *op, const size_t *sz, tg_rng *rng) {
+    if (!op->vjp_dot && !op->r_const && !op->constant) return 0;
+    tg_tensor *in[TG_MAX_ARITY], *params[TG_MAX_ARITY], *out;
+    int np;
+    tg_tape *t = record_sample(op, sz, rng, in, params, &np, &out);
+    tg_check_opts o = tg_check_defaults();
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        tg_check_report r;
+        o.seed = seed;
+        tg_status s = tg_hessian_check(t, out, np, params, &o, &r);
+        CHECK(s == TG_OK && r.ok, "%s %zux%zux%zu seed %llu: hessian check: %s", op->name, sz[0],
+              sz[1], sz[2], (unsigned long long)seed, tg_last_error());
+    }
+    free_inputs(op, in);
+    tg_tape_free(t);
+    return 1;
+}
+
+/* The Hessian-vector product of ⟨ζ, F⟩ in dtype dt, inputs copied from
+ * src, v the same numbers for each parameter: hv[i] for input i (0 for
+ * nondiff inputs). */
+static void hvp_dtype(const tg_op *op, tg_tensor **src, const tg_attr *attr, tg_dtype dt,
+                      const double *zeta, const double *v, double hv[][256]) {
+    tg_tensor *in[TG_MAX_ARITY], *params[TG_MAX_ARITY], *out;
+    tg_tape *t;
+    CHECK_OK(tg_tape_new(&t));
+    for (int i = 0; i < op->arity; i++) {
+        CHECK_OK(src[i]->kind == TG_PARAM ? tg_param_new(&in[i], dt, src[i]->rank, src[i]->shape)
+                                          : tg_tensor_new(&in[i], dt, src[i]->rank, src[i]->shape));
+        for (size_t e = 0; e < src[i]->size; e++)
+            tg_set(in[i], e, tg_get(src[i], e));
+    }
+    CHECK_OK(tg_apply(t, op, op->arity, (const tg_tensor *const *)in, attr, &out));
+    int np = params_of(op, in, params);
+    char seed[256 * sizeof(double)], vb[TG_MAX_ARITY][256 * sizeof(double)];
+    char hb[TG_MAX_ARITY][256 * sizeof(double)];
+    const void *vs[TG_MAX_ARITY];
+    void *hs[TG_MAX_ARITY];
+    for (size_t k = 0; k < out->size; k++)
+        if (dt == TG_F32)
+            ((float *)seed)[k] = (float)zeta[k];
+        else
+            ((double *)seed)[k] = zeta[k];
+    for (int i = 0; i < np; i++) {
+        for (size_t e = 0; e < params[i]->size; e++)
+            if (dt == TG_F32)
+                ((float *)vb[i])[e] = (float)v[e];
+            else
+                ((double *)vb[i])[e] = v[e];
+        vs[i] = vb[i], hs[i] = hb[i];
+    }
+    CHECK_OK(tg_hvp_seed(t, out, seed, np, params, vs, hs));
+    for (int i = 0, j = 0; i < op->arity; i++) {
+        int p = !(op->nondiff >> i & 1u);
+        for (size_t e = 0; e < in[i]->size; e++)
+            hv[i][e] = !p ? 0 : dt == TG_F32 ? ((float *)hb[j])[e] : ((double *)hb[j])[e];
+        j += p;
+        tg_tensor_free(in[i]);
+    }
+    tg_tape_free(t);
+}
+
+/* The float32 product agrees with the float64 one: the maps are one code
+ * for both dtypes, but a float32 path (a constant, an accumulator) could
+ * differ. Tolerance as check_op_f32's, 1e-4 relative to max(1, |v|): a
+ * second derivative is a few more rounded operations than a first. */
+static void check_op_hvp_f32(const tg_op *op, const size_t *sz, tg_rng *rng) {
+    tg_tensor *in[TG_MAX_ARITY];
+    tg_attr attr;
+    CHECK_OK(tg_sample_inputs(op, sz[0], sz[1], sz[2], TG_F64, rng, in, &attr));
+    double z[256], v[256], h32[TG_MAX_ARITY][256], h64[TG_MAX_ARITY][256];
+    for (int k = 0; k < 256; k++)
+        z[k] = tg_rng_normal(rng), v[k] = tg_rng_normal(rng);
+    hvp_dtype(op, in, &attr, TG_F32, z, v, h32);
+    hvp_dtype(op, in, &attr, TG_F64, z, v, h64);
+    double worst = 0;
+    for (int i = 0; i < op->arity; i++)
+        for (size_t e = 0; e < in[i]->size; e++)
+            worst = fmax(worst, fabs(h32[i][e] - h64[i][e]) / fmax(1.0, fabs(h64[i][e])));
+    CHECK(worst <= 1e-4, "%s %zux%zux%zu: hvp f32 vs f64 relative difference %g", op->name, sz[0],
+          sz[1], sz[2], worst);
+    free_inputs(op, in);
+}
+
 int main(void) {
     int n;
     const tg_op *const *ops = tg_op_table(&n);
@@ -363,6 +462,15 @@ int main(void) {
             check_op_f64(ops[i], sizes[k], &rng);
             check_op_f32(ops[i], sizes[k], &rng);
         }
+    }
+    /* issue 18: second order on every table op; one without a map fails */
+    for (int i = 0; i < n; i++) {
+        if (!ops[i]->sample) continue;
+        int covered = 1;
+        for (size_t k = 0; k < N_SIZES && covered; k++)
+            if ((covered = check_op_hessian(ops[i], sizes[k], &rng)) && !ops[i]->constant)
+                check_op_hvp_f32(ops[i], sizes[k], &rng);
+        CHECK(covered, "%s has no second-order map (vjp_dot or r_const)", ops[i]->name);
     }
     CHECK(tg_op_find("no_such_op") == NULL, "lookup of an unknown op");
     check_fanout_and_accumulation();

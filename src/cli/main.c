@@ -18,13 +18,15 @@ int cmd_ops(void) {
     return 0;
 }
 
-/* gradcheck and the adjoint check of one op on random float64 inputs. */
+/* gradcheck, the adjoint check and the Hessian check (issue 18: symmetry
+ * of Hv and Hv against differences of gradients) of one op on random
+ * float64 inputs. */
 static int check_one(const tg_op *op, tg_rng *rng) {
     size_t m = 1 + tg_rng_next(rng) % 5, k = 1 + tg_rng_next(rng) % 5, n = 1 + tg_rng_next(rng) % 5;
     tg_tensor *in[TG_MAX_ARITY], *params[TG_MAX_ARITY], *out;
     tg_attr attr;
     tg_tape *t = NULL;
-    tg_check_report g = {0}, a = {0};
+    tg_check_report g = {0}, a = {0}, h = {0};
     int np = 0, ok = 0;
     tg_status s = tg_tape_new(&t);
     if (!s) s = tg_sample_inputs(op, m, k, n, TG_F64, rng, in, &attr);
@@ -34,12 +36,13 @@ static int check_one(const tg_op *op, tg_rng *rng) {
         s = tg_apply(t, op, op->arity, (const tg_tensor *const *)in, &attr, &out);
         tg_status sg = s ? s : tg_gradcheck(t, out, np, params, NULL, &g);
         tg_status sa = s ? s : tg_adjoint_check(t, out, np, params, NULL, &a);
-        ok = !sg && !sa;
+        tg_status sh = s ? s : tg_hessian_check(t, out, np, params, NULL, &h);
+        ok = !sg && !sa && !sh;
         for (int i = 0; i < op->arity; i++)
             tg_tensor_free(in[i]);
     }
-    printf("%-18s %zux%zux%zu %12.3e %12.3e %12.3e  %s\n", op->name, m, k, n, g.abs_err, g.rel_err,
-           a.adjoint_err, ok ? "PASS" : "FAIL");
+    printf("%-18s %zux%zux%zu %12.3e %12.3e %12.3e %12.3e %12.3e  %s\n", op->name, m, k, n,
+           g.abs_err, g.rel_err, a.adjoint_err, h.symmetry_err, h.abs_err, ok ? "PASS" : "FAIL");
     if (!ok) fprintf(stderr, "tapegrad gradcheck: %s\n", tg_last_error());
     tg_tape_free(t);
     return ok;
@@ -50,8 +53,8 @@ int cmd_gradcheck(const cli_opts *o) {
     const tg_op *const *ops = tg_op_table(&n);
     tg_rng rng;
     tg_rng_seed(&rng, o->seed);
-    printf("%-18s %-7s %12s %12s %12s  %s\n", "op", "sizes", "max abs err", "max rel err",
-           "adjoint err", "result");
+    printf("%-18s %-7s %12s %12s %12s %12s %12s  %s\n", "op", "sizes", "max abs err", "max rel err",
+           "adjoint err", "symmetry err", "Hv abs err", "result");
     for (int i = 0; i < n; i++)
         failed += !check_one(ops[i], &rng);
     printf("gradcheck: %d passed, %d failed\n", n - failed, failed);

@@ -130,24 +130,57 @@ ACTIVATION(relu, (x < 0) ? (real)0 : x, (x > 0) ? (real)1 : (x <= 0) ? (real)0 :
 /* leaky relu with slope β for x ≤ 0 (β·NaN is NaN already). */
 ACTIVATION(leaky, x > 0 ? x : f0 * x, x > 0 ? (real)1 : x <= 0 ? f0 : x)
 
-TG_UNARY_OP(tg_op_sigmoid, "sigmoid", sigmoid, unary_check, real_sample)
-TG_UNARY_OP(tg_op_tanh, "tanh", tanh, unary_check, real_sample)
-TG_UNARY_OP(tg_op_relu, "relu", relu, unary_check, away0_sample)
-TG_UNARY_OP(tg_op_leaky_relu, "leaky_relu", leaky, leaky_check, away0_sample)
+/* Second order (issue 18), g'' from y = g(x):
+ *   σ'' = σ'·(1 − 2σ) = y(1 − y)(1 − 2y),   tanh'' = −2·tanh·tanh' = −2y(1 − y²);
+ * relu and leaky relu are piecewise linear: g'' = 0 off the kink (r_const). */
+#define SIGMOID_D2 (y * (1 - y) * (1 - 2 * y))
+#define TANH_D2    (-2 * y * (1 - y * y))
+TG_UNARY_DOT(sigmoid, SIGMOID_D2)
+TG_UNARY_DOT(tanh, TANH_D2)
 
-#define BIAS_OP(VAR, NAME, FN, CHECK, SAMPLE)                                                      \
+TG_UNARY_OP(tg_op_sigmoid, "sigmoid", sigmoid, unary_check, real_sample, TG_DOT(sigmoid))
+TG_UNARY_OP(tg_op_tanh, "tanh", tanh, unary_check, real_sample, TG_DOT(tanh))
+TG_UNARY_OP(tg_op_relu, "relu", relu, unary_check, away0_sample, TG_R_CONST)
+TG_UNARY_OP(tg_op_leaky_relu, "leaky_relu", leaky, leaky_check, away0_sample, TG_R_CONST)
+
+/* Fused y = G(X + b): r(ζ) = (δ, Σ_rows δ) with δ = G'(X + b) ⊙ ζ, so along
+ * (Ẋ, ḃ)
+ *   vjp_dot: δ̇ = G''(X + b) ⊙ (Ẋ + ḃ) ⊙ ζ into X's, Σ_rows δ̇ into b's. */
+#define BIAS_DOT(NAME, DERIV2)                                                                     \
+    static void bias_##NAME##_vjp_dot(const tg_call *c, const void *const *tin, const void *tout,  \
+                                      const void *gout, void *const *gin) {                        \
+        (void)tout;                                                                                \
+        size_t d = tg_last_dim(c->out), rows = tg_rows(c->out);                                    \
+        TG_DISPATCH(                                                                               \
+            c->out->dtype, const real *ys = c->out->data; const real *tx = tin[0];                 \
+            const real *tb = tin[1]; const real *g = gout; real *gx = gin[0]; real *gb = gin[1];   \
+            for (size_t r = 0; r < rows; r++) for (size_t j = 0; j < d; j++) {                     \
+                size_t i = r * d + j;                                                              \
+                const real y = ys[i];                                                              \
+                const real dd = (DERIV2) * ((tx ? tx[i] : 0) + (tb ? tb[j] : 0)) * g[i];           \
+                if (gx) gx[i] += dd;                                                               \
+                if (gb) gb[j] += dd;                                                               \
+            });                                                                                    \
+    }
+BIAS_DOT(sigmoid, SIGMOID_D2)
+BIAS_DOT(tanh, TANH_D2)
+
+#define BIAS_OP(VAR, NAME, FN, CHECK, SAMPLE, SECOND)                                              \
     const tg_op VAR = {.name = NAME,                                                               \
                        .arity = 2,                                                                 \
                        .check = CHECK,                                                             \
                        .forward = bias_##FN##_forward,                                             \
                        .jvp = bias_##FN##_jvp,                                                     \
                        .vjp = bias_##FN##_vjp,                                                     \
-                       .sample = SAMPLE};
+                       .sample = SAMPLE,                                                           \
+                       SECOND};
 
-BIAS_OP(tg_op_bias_sigmoid, "bias_sigmoid", sigmoid, tg_bias_check, tg_bias_real_sample)
-BIAS_OP(tg_op_bias_tanh, "bias_tanh", tanh, tg_bias_check, tg_bias_real_sample)
-BIAS_OP(tg_op_bias_relu, "bias_relu", relu, tg_bias_check, bias_away0_sample)
-BIAS_OP(tg_op_bias_leaky_relu, "bias_leaky_relu", leaky, bias_leaky_check, bias_away0_sample)
+BIAS_OP(tg_op_bias_sigmoid, "bias_sigmoid", sigmoid, tg_bias_check, tg_bias_real_sample,
+        TG_DOT(bias_sigmoid))
+BIAS_OP(tg_op_bias_tanh, "bias_tanh", tanh, tg_bias_check, tg_bias_real_sample, TG_DOT(bias_tanh))
+BIAS_OP(tg_op_bias_relu, "bias_relu", relu, tg_bias_check, bias_away0_sample, TG_R_CONST)
+BIAS_OP(tg_op_bias_leaky_relu, "bias_leaky_relu", leaky, bias_leaky_check, bias_away0_sample,
+        TG_R_CONST)
 
 tg_status tg_sigmoid(tg_tape *t, const tg_tensor *x, tg_tensor **out) {
     return tg_apply1(t, &tg_op_sigmoid, x, NULL, out);
@@ -259,13 +292,31 @@ static void dim1_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     s->attr.i[0] = 1, s->attr.i[1] = 1;
 }
 
+/* Second order: r(ζ) = S ⊙ (ζ − ⟨S, ζ⟩) per slice, with S depending on x;
+ * along ẋ, Ṡ = dS(ẋ) = ẏ (tout), so
+ *   vjp_dot: ġin += Ṡ ⊙ (ζ − ⟨S, ζ⟩) − S·⟨Ṡ, ζ⟩.
+ * The two dots per slice in c->saved (room for 3 doubles a slice). */
+TG_SIMD_CLONES static void softmax_vjp_dot(const tg_call *c, const void *const *tin,
+                                           const void *tout, const void *gout, void *const *gin) {
+    (void)tin;
+    tg_rgeom g;
+    slices(c, &g);
+    TG_DISPATCH(c->out->dtype, const real *S = c->out->data; const real *Sd = tout;
+                const real *z = gout; real *o_ = gin[0]; real *sz = c->saved;
+                real *dz = sz + g.out_size; memset(sz, 0, 2 * g.out_size * sizeof *sz);
+                TG_RFOLD(&g, real, sz[o], TG_ADD_, S[i] * z[i]);
+                TG_RFOLD(&g, real, dz[o], TG_ADD_, Sd[i] * z[i]);
+                TG_RWALK(&g, o_[i] += Sd[i] * (z[i] - sz[o]) - S[i] * dz[o];););
+}
+
 const tg_op tg_op_softmax = {.name = "softmax",
                              .arity = 1,
                              .check = softmax_check,
                              .forward = softmax_forward,
                              .jvp = softmax_jvp,
                              .vjp = softmax_vjp,
-                             .sample = dim1_sample};
+                             .sample = dim1_sample,
+                             .vjp_dot = softmax_vjp_dot};
 
 tg_status tg_softmax(tg_tape *t, const tg_tensor *x, tg_tensor **out) {
     return tg_apply1(t, &tg_op_softmax, x, NULL, out);
@@ -319,13 +370,30 @@ static void last_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     s->attr.i[0] = -1, s->attr.i[1] = 1;
 }
 
+/* Second order: r(ζ) = ζ − s·Σζ, s = e^y; along ẋ, ṡ = s ⊙ ẏ (ẏ = tout), so
+ *   vjp_dot: ġin += −(s ⊙ ẏ)·Σζ   (per slice; Σζ in double as the r-map). */
+TG_SIMD_CLONES static void log_softmax_vjp_dot(const tg_call *c, const void *const *tin,
+                                               const void *tout, const void *gout,
+                                               void *const *gin) {
+    (void)tin;
+    tg_rgeom g;
+    slices(c, &g);
+    double *acc = (double *)c->saved + 2 * g.out_size;
+    memset(acc, 0, g.out_size * sizeof *acc);
+    TG_DISPATCH(c->out->dtype, const real *y = c->out->data; const real *ty = tout;
+                const real *gy = gout; real *gx = gin[0];
+                TG_RFOLD(&g, double, acc[o], TG_ADD_, gy[i]);
+                TG_RWALK(&g, gx[i] -= (real)(TG_EXP(y[i]) * ty[i] * acc[o]);););
+}
+
 const tg_op tg_op_log_softmax = {.name = "log_softmax",
                                  .arity = 1,
                                  .check = softmax_check,
                                  .forward = log_softmax_forward,
                                  .jvp = log_softmax_jvp,
                                  .vjp = log_softmax_vjp,
-                                 .sample = last_sample};
+                                 .sample = last_sample,
+                                 .vjp_dot = log_softmax_vjp_dot};
 
 tg_status tg_log_softmax(tg_tape *t, const tg_tensor *x, int dim, tg_tensor **out) {
     tg_attr a = {.f = {0, 0}, .i = {dim, 1}};

@@ -307,9 +307,10 @@ static void valid_range(size_t OW, long s, long off, size_t n, size_t *lo, size_
             COPY_CASE(2)                                                                           \
             COPY_CASE(3)                                                                           \
             COPY_CASE(4)                                                                           \
-            COPY_CASE(5) COPY_CASE(6) COPY_CASE(7) COPY_CASE(8) COPY_CASE(9) COPY_CASE(10)         \
-                COPY_CASE(11) COPY_CASE(12) COPY_CASE(13) COPY_CASE(14) COPY_CASE(15)              \
-                    COPY_CASE(16) default : memcpy(d_, s_, (n) * sizeof(real));                    \
+            COPY_CASE(5)                                                                           \
+            COPY_CASE(6) COPY_CASE(7) COPY_CASE(8) COPY_CASE(9) COPY_CASE(10) COPY_CASE(11)        \
+                COPY_CASE(12) COPY_CASE(13) COPY_CASE(14) COPY_CASE(15) COPY_CASE(16) default      \
+                : memcpy(d_, s_, (n) * sizeof(real));                                              \
         }                                                                                          \
     } while (0)
 
@@ -609,6 +610,19 @@ static void conv_vjp(const tg_call *c, const void *gout, void *const *gin) {
     conv_bwd(&G, c->out->dtype, gout, c->in[1]->data, c->in[0]->data, gin[0], gin[1], c->saved);
 }
 
+/* Second order (issue 18): the r-map (X̄ += col⁻ᵀ(Wᵀζ), W̄ += ζ·col(X)ᵀ)
+ * is linear in each operand, so its derivative along (Ẋ, Ẇ) is the r-map
+ * with the tangent operands substituted (as matmul's, linalg.c):
+ *   vjp_dot: Ẋ̄ += col⁻ᵀ(Ẇᵀζ),  Ẇ̄ += ζ·col(Ẋ)ᵀ   (a zero tangent: no term),
+ * through conv_bwd itself (it reads w only for X̄ and img only for W̄). */
+static void conv_vjp_dot(const tg_call *c, const void *const *tin, const void *tout,
+                         const void *gout, void *const *gin) {
+    (void)tout;
+    conv_geom G = geom_of(c);
+    void *gx = tin[1] ? gin[0] : NULL, *gw = tin[0] ? gin[1] : NULL;
+    if (gx || gw) conv_bwd(&G, c->out->dtype, gout, tin[1], tin[0], gx, gw, c->saved);
+}
+
 /* ---------------------------------------------------------------- conv_transpose2d */
 
 /* y = col⁻ᵀ(Wᵀx): conv2d's input r-map at ζ = x, into a cleared output. */
@@ -634,6 +648,18 @@ static void convt_vjp(const tg_call *c, const void *gout, void *const *gin) {
     tg_dtype dt = c->out->dtype;
     if (gin[0]) conv_fwd(&G, dt, gout, c->in[1]->data, 1.0, gin[0], c->saved);
     if (gin[1]) conv_bwd(&G, dt, c->in[0]->data, NULL, gout, NULL, gin[1], c->saved);
+}
+
+/* Second order: convt_vjp is linear in each of x and W, so along (ẋ, Ẇ)
+ *   vjp_dot: ẋ̄ += Ẇ·col(ζ),  Ẇ̄ += ẋ·col(ζ)ᵀ   (convt_vjp with the tangent
+ * operands substituted, through the same calls). */
+static void convt_vjp_dot(const tg_call *c, const void *const *tin, const void *tout,
+                          const void *gout, void *const *gin) {
+    (void)tout;
+    conv_geom G = geom_of(c);
+    tg_dtype dt = c->out->dtype;
+    if (gin[0] && tin[1]) conv_fwd(&G, dt, gout, tin[1], 1.0, gin[0], c->saved);
+    if (gin[1] && tin[0]) conv_bwd(&G, dt, tin[0], NULL, gout, NULL, gin[1], c->saved);
 }
 
 /* ---------------------------------------------------------------- samples */
@@ -689,7 +715,8 @@ const tg_op tg_op_conv2d = {.name = "conv2d",
                             .forward = conv_forward,
                             .jvp = conv_jvp,
                             .vjp = conv_vjp,
-                            .sample = conv2d_sample};
+                            .sample = conv2d_sample,
+                            .vjp_dot = conv_vjp_dot};
 
 const tg_op tg_op_conv1d = {.name = "conv1d",
                             .arity = 2,
@@ -697,7 +724,8 @@ const tg_op tg_op_conv1d = {.name = "conv1d",
                             .forward = conv_forward,
                             .jvp = conv_jvp,
                             .vjp = conv_vjp,
-                            .sample = conv1d_sample};
+                            .sample = conv1d_sample,
+                            .vjp_dot = conv_vjp_dot};
 
 const tg_op tg_op_conv_transpose2d = {.name = "conv_transpose2d",
                                       .arity = 2,
@@ -705,7 +733,8 @@ const tg_op tg_op_conv_transpose2d = {.name = "conv_transpose2d",
                                       .forward = convt_forward,
                                       .jvp = convt_jvp,
                                       .vjp = convt_vjp,
-                                      .sample = convt_sample};
+                                      .sample = convt_sample,
+                                      .vjp_dot = convt_vjp_dot};
 
 /* ---------------------------------------------------------------- channel bias */
 
@@ -787,6 +816,9 @@ static void cbias_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     s->domain[1] = TG_DOM_REAL;
 }
 
+/* Second order (issue 18): y = x + b broadcast over channels is affine in
+ * (x, b), its r-maps (ζ, Σ ζ per channel) independent of the values:
+ * r_const, term zero. */
 const tg_op tg_op_channel_bias = {.name = "channel_bias",
                                   .arity = 2,
                                   .check = cbias_check,
@@ -794,7 +826,8 @@ const tg_op tg_op_channel_bias = {.name = "channel_bias",
                                   .jvp = cbias_jvp,
                                   .vjp = cbias_vjp,
                                   .sample = cbias_sample,
-                                  .identity_r = 1u};
+                                  .identity_r = 1u,
+                                  .r_const = 1u};
 
 /* ---------------------------------------------------------------- public wrappers */
 

@@ -184,7 +184,33 @@ static void real_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     bin_sample(m, k, n, TG_DOM_REAL, TG_DOM_REAL, s);
 }
 
-#define BINARY_OP(VAR, NAME, FN, SAMPLE, IDENTITY)                                                 \
+/* Second order (issue 18). r_a(ζ) = Bᵀ(F_a ⊙ ζ) and r_b(ζ) = Bᵀ(F_b ⊙ ζ),
+ * so along the tangents (ȧ, ḃ)
+ *   vjp_dot: ġin_a += Bᵀ((F_aa ȧ + F_ab ḃ) ⊙ ζ),  ġin_b += Bᵀ((F_ab ȧ + F_bb ḃ) ⊙ ζ)
+ * PA and PB are the bracketed factors, written with a, b, y and the tangent
+ * elements through BIN_TA(E) = E·ȧ and BIN_TB(E) = E·ḃ (0 for an absent
+ * tangent, not E·0, which is NaN where E is infinite). The sums over
+ * stretched axes are bin_vjp's, as for the r-map. */
+#define BIN_TA(E) (TA ? (E)*TA[ja] : (real)0)
+#define BIN_TB(E) (TB ? (E)*TB[jb] : (real)0)
+#define BINARY_DOT(NAME, PA, PB)                                                                   \
+    BIN_ROW(NAME##_dot_row, const real *G = (const real *)x->gout + o; real *GA = x->gin[0];       \
+            real *GB = x->gin[1];                                                                  \
+            const real *TA = x->tin[0] ? (const real *)x->tin[0] + off[0] : NULL;                  \
+            const real *TB = x->tin[1] ? (const real *)x->tin[1] + off[1] : NULL;                  \
+            if (GA) BIN_ADJ(0, GA + off[0], ja, PA); if (GB) BIN_ADJ(1, GB + off[1], jb, PB);)     \
+    static void NAME##_vjp_dot(const tg_call *c, const void *const *tin, const void *tout,         \
+                               const void *gout, void *const *gin) {                               \
+        (void)tout;                                                                                \
+        void *g2[2] = {gin[0], gin[1]};                                                            \
+        bin_ctx x = {.c = c, .tin = tin, .gout = gout, .gin = g2};                                 \
+        bin_vjp(c, NAME##_dot_row, &x, g2);                                                        \
+    }
+
+/* One table entry. DOT: the op's vjp_dot, or NULL with R_CONST = 1 where
+ * the partials are constants (add, sub) or piecewise constant (maximum,
+ * minimum: the second-order term is zero off the ties). */
+#define BINARY_OP(VAR, NAME, FN, SAMPLE, IDENTITY, DOT, R_CONST)                                   \
     const tg_op VAR = {.name = NAME,                                                               \
                        .arity = 2,                                                                 \
                        .check = bin_check,                                                         \
@@ -192,7 +218,9 @@ static void real_sample(size_t m, size_t k, size_t n, tg_sample *s) {
                        .jvp = FN##_jvp,                                                            \
                        .vjp = FN##_vjp,                                                            \
                        .sample = SAMPLE,                                                           \
-                       .identity_r = IDENTITY};
+                       .identity_r = IDENTITY,                                                     \
+                       .vjp_dot = DOT,                                                             \
+                       .r_const = R_CONST};
 
 /* The public function tg_FN(t, a, b, out) of a binary op. */
 #define BINARY_API(FN)                                                                             \
@@ -205,13 +233,15 @@ static void real_sample(size_t m, size_t k, size_t n, tg_sample *s) {
 BINARY(add, a + b, 1, 1)
 BINARY(sub, a - b, 1, -1)
 BINARY(mul, a *b, b, a)
+/* a ⊙ b: F_aa = F_bb = 0, F_ab = 1: ġin_a += Bᵀ(ḃ ⊙ ζ), ġin_b += Bᵀ(ȧ ⊙ ζ). */
+BINARY_DOT(mul, BIN_TB(1), BIN_TA(1))
 
 /* r = identity for both inputs of add, for the first of sub: the tape hands
  * the output's adjoint over only to an input of the output's size (one not
  * stretched), tape.c's hand_over. */
-BINARY_OP(tg_op_add, "add", add, real_sample, 3u)
-BINARY_OP(tg_op_sub, "sub", sub, real_sample, 1u)
-BINARY_OP(tg_op_mul, "mul", mul, real_sample, 0u)
+BINARY_OP(tg_op_add, "add", add, real_sample, 3u, NULL, 1u)
+BINARY_OP(tg_op_sub, "sub", sub, real_sample, 1u, NULL, 1u)
+BINARY_OP(tg_op_mul, "mul", mul, real_sample, 0u, mul_vjp_dot, 0u)
 
 BINARY_API(add)
 BINARY_API(sub)
@@ -256,7 +286,8 @@ const tg_op tg_op_scale = {.name = "scale",
                            .forward = scale_forward,
                            .jvp = scale_jvp,
                            .vjp = scale_vjp,
-                           .sample = scale_sample};
+                           .sample = scale_sample,
+                           .r_const = 1}; /* linear: no second-order term */
 
 tg_status tg_scale(tg_tape *t, const tg_tensor *a, double c, tg_tensor **out) {
     tg_attr at = {.f = {c, 0}, .i = {0, 0}};
@@ -273,6 +304,16 @@ BINARY(div, a / b, 1 / b, -y / b)
  * gives NaN in y and F_b, and a = 0 with b < 0 gives inf. */
 BINARY(pow, pow(a, b), b == 0 ? (real)0 : b * pow(a, b - 1),
        a == 0 && b >= 0 ? (real)0 : y * log(a))
+/* a / b: F_aa = 0, F_ab = −1/b², F_bb = 2a/b³ = 2y/b²:
+ *   ġin_a += Bᵀ(−ḃ/b² ⊙ ζ),  ġin_b += Bᵀ((2y·ḃ − ȧ)/b² ⊙ ζ). */
+BINARY_DOT(div, BIN_TB(-1 / (b * b)), BIN_TA(-1 / (b * b)) + BIN_TB(2 * y / (b * b)))
+/* a ** b: F_aa = b(b−1)·a^(b−2) (0 where b = 0, as F_a is),
+ * F_ab = a^(b−1)·(1 + b·log a) (= ∂/∂b of b·a^(b−1) = ∂/∂a of y·log a),
+ * F_bb = y·(log a)². */
+BINARY_DOT(pow,
+           BIN_TA(b == 0 ? (real)0 : b * (b - 1) * pow(a, b - 2)) +
+               BIN_TB(pow(a, b - 1) * (1 + b * log(a))),
+           BIN_TA(pow(a, b - 1) * (1 + b * log(a))) + BIN_TB(y * log(a) * log(a)))
 /* maximum and minimum: at a tie the adjoint is split in halves (as torch's
  * maximum backward); NaN propagates to y (a + b is NaN when a comparison
  * fails), and to both partials: torch passes ζ to both at a NaN, but the
@@ -309,10 +350,10 @@ static void pow_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     bin_sample(m, k, n, TG_DOM_POS, TG_DOM_REAL, s);
 }
 
-BINARY_OP(tg_op_div, "div", div, div_sample, 0u)
-BINARY_OP(tg_op_pow, "pow", pow, pow_sample, 0u)
-BINARY_OP(tg_op_maximum, "maximum", maximum, real_sample, 0u)
-BINARY_OP(tg_op_minimum, "minimum", minimum, real_sample, 0u)
+BINARY_OP(tg_op_div, "div", div, div_sample, 0u, div_vjp_dot, 0u)
+BINARY_OP(tg_op_pow, "pow", pow, pow_sample, 0u, pow_vjp_dot, 0u)
+BINARY_OP(tg_op_maximum, "maximum", maximum, real_sample, 0u, NULL, 1u)
+BINARY_OP(tg_op_minimum, "minimum", minimum, real_sample, 0u, NULL, 1u)
 
 BINARY_API(div)
 BINARY_API(pow)

@@ -11,7 +11,12 @@
  * the sum of both adjoints (a scatter-add). where and masked_fill select
  * per element between two values: y = m·a + (1 − m)·b with m ∈ {0, 1}
  * fixed, so ẏ = m·ȧ + (1 − m)·ḃ, ā += m·ζ, b̄ += (1 − m)·ζ, summed over
- * broadcast axes. */
+ * broadcast axes.
+ *
+ * Second order (issue 18): S and m come from the indices and masks, which
+ * are nondiff, never from the differentiable inputs' values, so the r-maps
+ * above are the same at x + εẋ: gather, embedding, where and masked_fill
+ * are r_const (second-order term zero); one_hot and argmax are constant. */
 #include "shape.h"
 
 #include "broadcast.h"
@@ -111,7 +116,8 @@ const tg_op tg_op_gather = {.name = "gather",
                             .forward = gather_forward,
                             .jvp = gather_jvp,
                             .vjp = gather_vjp,
-                            .sample = gather_sample};
+                            .sample = gather_sample,
+                            .r_const = 1u};
 
 /* ---------------------------------------------------------------- embedding */
 
@@ -195,7 +201,8 @@ const tg_op tg_op_embedding = {.name = "embedding",
                                .forward = embedding_forward,
                                .jvp = embedding_jvp,
                                .vjp = embedding_vjp,
-                               .sample = embedding_sample};
+                               .sample = embedding_sample,
+                               .r_const = 1u};
 
 /* ---------------------------------------------------------------- where */
 
@@ -281,7 +288,8 @@ const tg_op tg_op_where = {.name = "where",
                            .forward = where_forward,
                            .jvp = where_jvp,
                            .vjp = where_vjp,
-                           .sample = where_sample};
+                           .sample = where_sample,
+                           .r_const = 1u};
 
 /* ---------------------------------------------------------------- masked_fill */
 
@@ -359,7 +367,8 @@ const tg_op tg_op_masked_fill = {.name = "masked_fill",
                                  .forward = masked_fill_forward,
                                  .jvp = masked_fill_jvp,
                                  .vjp = masked_fill_vjp,
-                                 .sample = masked_fill_sample};
+                                 .sample = masked_fill_sample,
+                                 .r_const = 1u};
 
 /* ---------------------------------------------------------------- one_hot */
 

@@ -267,12 +267,27 @@ static void matmul_jvp(const tg_call *c, const void *const *tin, void *tout) {
     if (tin[1]) gemm(a->dtype, 0, 0, m, n, k, a->data, k, tin[1], n, beta, tout, n);
 }
 
-/* Ā += ζ·Bᵀ (r₁φ), B̄ += Aᵀ·ζ (rφ). */
-static void matmul_vjp(const tg_call *c, const void *gout, void *const *gin) {
+/* Ā += ζ·Bᵀ (r₁φ) into ga, B̄ += Aᵀ·ζ (rφ) into gb, with A, B the operands
+ * given (the values for the r-map, the tangents for the second order). */
+static void matmul_r(const tg_call *c, const void *A, const void *B, const void *gout, void *ga,
+                     void *gb) {
     const tg_tensor *a = c->in[0], *b = c->in[1];
     size_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
-    if (gin[0]) gemm(a->dtype, 0, 1, m, k, n, gout, n, b->data, n, 1.0, gin[0], k);
-    if (gin[1]) gemm(a->dtype, 1, 0, k, n, m, a->data, k, gout, n, 1.0, gin[1], n);
+    if (ga) gemm(a->dtype, 0, 1, m, k, n, gout, n, B, n, 1.0, ga, k);
+    if (gb) gemm(a->dtype, 1, 0, k, n, m, A, k, gout, n, 1.0, gb, n);
+}
+
+static void matmul_vjp(const tg_call *c, const void *gout, void *const *gin) {
+    matmul_r(c, c->in[0]->data, c->in[1]->data, gout, gin[0], gin[1]);
+}
+
+/* Second order (issue 18): r(ζ) = (ζBᵀ, Aᵀζ) is linear in each operand, so
+ * its derivative along (Ȧ, Ḃ) is r with the tangent operands substituted:
+ *   vjp_dot: ġin_A += ζ·Ḃᵀ,  ġin_B += Ȧᵀ·ζ   (a zero tangent: no term). */
+static void matmul_vjp_dot(const tg_call *c, const void *const *tin, const void *tout,
+                           const void *gout, void *const *gin) {
+    (void)tout;
+    matmul_r(c, tin[0], tin[1], gout, tin[1] ? gin[0] : NULL, tin[0] ? gin[1] : NULL);
 }
 
 static void matmul_sample(size_t m, size_t k, size_t n, tg_sample *s) {
@@ -286,7 +301,8 @@ const tg_op tg_op_matmul = {.name = "matmul",
                             .forward = matmul_forward,
                             .jvp = matmul_jvp,
                             .vjp = matmul_vjp,
-                            .sample = matmul_sample};
+                            .sample = matmul_sample,
+                            .vjp_dot = matmul_vjp_dot};
 
 tg_status tg_matmul(tg_tape *t, const tg_tensor *a, const tg_tensor *b, tg_tensor **out) {
     return tg_apply2(t, &tg_op_matmul, a, b, NULL, out);
@@ -433,28 +449,44 @@ static void bmm_jvp(const tg_call *c, const void *const *tin, void *tout) {
     }
 }
 
-static void bmm_vjp(const tg_call *c, const void *gout, void *const *gin) {
+/* The r-map with operands A, B (the values, or the tangents for the second
+ * order) into ga, gb (NULL: not wanted). */
+static void bmm_r(const tg_call *c, const void *A, const void *B, const void *gout, void *ga_,
+                  void *gb_) {
     const tg_tensor *a = c->in[0], *b = c->in[1];
     bmm_geom G = bmm_of(c);
     size_t m = G.m, n = G.n, k = G.k;
     for (size_t i = 0; i < G.batch; i++) {
         bmm_item it = bmm_at(&G, i);
-        const char *pa = at(a->data, it.a), *pb = at(b->data, it.b), *z = at(gout, it.c);
-        if (gin[0]) {
-            char *ga = (char *)gin[0] + it.a;
+        const char *pa = A ? at(A, it.a) : NULL, *pb = B ? at(B, it.b) : NULL, *z = at(gout, it.c);
+        if (ga_) {
+            char *ga = (char *)ga_ + it.a;
             if (!G.ta) /* Ā (m×k) += ζ·op(B)ᵀ */
                 gemm(a->dtype, 0, !G.tb, m, k, n, z, n, pb, lead(b), 1.0, ga, k);
             else /* stored Aᵀ (k×m) += op(B)·ζᵀ */
                 gemm(a->dtype, G.tb, 1, k, m, n, pb, lead(b), z, n, 1.0, ga, m);
         }
-        if (gin[1]) {
-            char *gb = (char *)gin[1] + it.b;
+        if (gb_) {
+            char *gb = (char *)gb_ + it.b;
             if (!G.tb) /* B̄ (k×n) += op(A)ᵀ·ζ */
                 gemm(a->dtype, !G.ta, 0, k, n, m, pa, lead(a), z, n, 1.0, gb, n);
             else /* stored Bᵀ (n×k) += ζᵀ·op(A) */
                 gemm(a->dtype, 1, G.ta, n, k, m, z, n, pa, lead(a), 1.0, gb, k);
         }
     }
+}
+
+static void bmm_vjp(const tg_call *c, const void *gout, void *const *gin) {
+    bmm_r(c, c->in[0]->data, c->in[1]->data, gout, gin[0], gin[1]);
+}
+
+/* Second order (issue 18), as matmul's: r with the tangent operands,
+ *   vjp_dot: ġin_A += ζ·op(Ḃ)ᵀ (stored as A is), ġin_B += op(Ȧ)ᵀ·ζ,
+ * summed over the batch items a broadcast operand serves, as the r-map. */
+static void bmm_vjp_dot(const tg_call *c, const void *const *tin, const void *tout,
+                        const void *gout, void *const *gin) {
+    (void)tout;
+    bmm_r(c, tin[0], tin[1], gout, tin[1] ? gin[0] : NULL, tin[0] ? gin[1] : NULL);
 }
 
 /* Attention's shapes in small: A (2, 1, m, k) against a broadcast B
@@ -474,7 +506,8 @@ const tg_op tg_op_batched_matmul = {.name = "batched_matmul",
                                     .forward = bmm_forward,
                                     .jvp = bmm_jvp,
                                     .vjp = bmm_vjp,
-                                    .sample = bmm_sample};
+                                    .sample = bmm_sample,
+                                    .vjp_dot = bmm_vjp_dot};
 
 tg_status tg_matmul_t(tg_tape *t, const tg_tensor *a, const tg_tensor *b, int transpose_a,
                       int transpose_b, tg_tensor **out) {
@@ -547,7 +580,8 @@ void tg_bias_real_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     tg_bias_sample(m, k, TG_DOM_REAL, TG_DOM_REAL, s);
 }
 
-/* rψ w.r.t. X is the identity (identity_r bit 0): X's adjoint is handed over. */
+/* rψ w.r.t. X is the identity (identity_r bit 0): X's adjoint is handed over.
+ * ψ is affine, its r-map independent of X and b: no second-order term. */
 const tg_op tg_op_bias_add = {.name = "bias_add",
                               .arity = 2,
                               .check = tg_bias_check,
@@ -555,7 +589,8 @@ const tg_op tg_op_bias_add = {.name = "bias_add",
                               .jvp = bias_jvp,
                               .vjp = bias_vjp,
                               .sample = tg_bias_real_sample,
-                              .identity_r = 1u};
+                              .identity_r = 1u,
+                              .r_const = 1};
 
 tg_status tg_bias_add(tg_tape *t, const tg_tensor *x, const tg_tensor *b, tg_tensor **out) {
     return tg_apply2(t, &tg_op_bias_add, x, b, NULL, out);

@@ -120,13 +120,41 @@ PAIR_FOLD_DEF(double, pair_fold_d)
                             PAIR_VJP_LOOP(ga[i] += k * pa;, __VA_ARGS__) else if (gb)              \
                                 PAIR_VJP_LOOP(gb[i] += k * pb;, __VA_ARGS__));                     \
     }                                                                                              \
+    static void NAME##_vjp_dot(const tg_call *c, const void *const *tin, const void *tout,         \
+                               const void *gout, void *const *gin);                                \
     const tg_op tg_op_##NAME = {.name = OPNAME,                                                    \
                                 .arity = 2,                                                        \
                                 .check = CHECK,                                                    \
                                 .forward = NAME##_forward,                                         \
                                 .jvp = NAME##_jvp,                                                 \
                                 .vjp = NAME##_vjp,                                                 \
-                                .sample = SAMPLE};
+                                .sample = SAMPLE,                                                  \
+                                .vjp_dot = NAME##_vjp_dot,                                         \
+                                .convex = 1};
+
+/* Second order (issue 18): r𝕁(ζ) = (kζ·∂ₐℓ, kζ·∂_bℓ) elementwise, so along
+ * (ȧ, ḃ)
+ *   vjp_dot: ġin_a += kζ·(ℓ_aa·ȧ + ℓ_ab·ḃ),   ġin_b += kζ·(ℓ_ab·ȧ + ℓ_bb·ḃ).
+ * BODY (variadic) sees `real a, b` and sets `real haa, hab, hbb` to the
+ * second partials of ℓ. Every pair loss is convex in a (.convex: tg_ggn). */
+#define PAIR_DOT(NAME, MEAN, ...)                                                                  \
+    static void NAME##_vjp_dot(const tg_call *c, const void *const *tin, const void *tout,         \
+                               const void *gout, void *const *gin) {                               \
+        (void)tout;                                                                                \
+        size_t n = c->in[0]->size;                                                                 \
+        double kg = pair_scale(c, n, MEAN) * scalar_in(c->out->dtype, gout);                       \
+        TG_DISPATCH(                                                                               \
+            c->out->dtype, const real *A = c->in[0]->data; const real *B = c->in[1]->data;         \
+            const real *ta = tin[0]; const real *tb = tin[1]; real *ga = gin[0];                   \
+            real *gb = gin[1]; const real k = (real)kg; for (size_t i = 0; i < n; i++) {           \
+                const real a = A[i], b = B[i];                                                     \
+                real haa, hab, hbb;                                                                \
+                __VA_ARGS__(void) a, (void)b;                                                      \
+                const real da = ta ? ta[i] : 0, db = tb ? tb[i] : 0;                               \
+                if (ga) ga[i] += k * ((ta ? haa * da : 0) + (tb ? hab * db : 0));                  \
+                if (gb) gb[i] += k * ((ta ? hab * da : 0) + (tb ? hbb * db : 0));                  \
+            });                                                                                    \
+    }
 
 /* The same with its public function tg_NAME(t, a, b, out) (no attributes). */
 #define PAIR_LOSS(NAME, OPNAME, MEAN, CHECK, SAMPLE, ...)                                          \
@@ -198,6 +226,14 @@ PAIR_LOSS(bce, "bce", 1, bce_check, bce_sample, {
     pa = on1 && on0 ? (a - b) / (a * (1 - a)) : (on1 ? -b / a : 0) + (on0 ? (1 - b) / (1 - a) : 0);
     pb = L0 - L1;
 })
+/* ℓ_pp = y/p² + (1−y)/(1−p)² (a clamped log's term is 0, as in ∂_pℓ),
+ * ℓ_py = −[log p > −100]/p − [log(1−p) > −100]/(1−p), ℓ_yy = 0. */
+PAIR_DOT(bce, 1, {
+    const int on1 = TG_LOG(a) > (real)-100, on0 = TG_LOG1P(-a) > (real)-100;
+    haa = (on1 ? b / (a * a) : 0) + (on0 ? (1 - b) / ((1 - a) * (1 - a)) : 0);
+    hab = (on1 ? -1 / a : 0) - (on0 ? 1 / (1 - a) : 0);
+    hbb = 0;
+})
 
 /* bce_logits: ℓ(x, y) = −(y log σ(x) + (1−y) log(1−σ(x))) = y·sp(−x) + (1−y)·sp(x),
  * sp(x) = log(1 + eˣ) = max(x, 0) + log1p(e^{−|x|}). Written per sign of x as
@@ -214,6 +250,13 @@ PAIR_LOSS(bce_logits, "bce_logits", 1, pair_check, logits_sample, {
     l = (a >= 0 ? (real)xmul(1 - b, a) : (real)xmul(-b, a)) + TG_LOG1P(e);
     pa = a >= 0 ? (1 - b) - q : q - b;
     pb = -a;
+})
+/* ∂ₓℓ = σ(x) − y: ℓ_xx = σ(x)σ(−x) = q(1 − q) with q = σ(−|x|), ℓ_xy = −1, ℓ_yy = 0. */
+PAIR_DOT(bce_logits, 1, {
+    const real e = TG_EXP(-fabs(a)), q = e / (1 + e);
+    haa = q * (1 - q);
+    hab = -1;
+    hbb = 0;
 })
 
 /* sse: S = Σ (f − y)² (seed 004's S, a sum): ∂_f = 2(f − y), ∂_y = −2(f − y).
@@ -234,6 +277,14 @@ PAIR_LOSS(mse, "mse", 1, pair_check, real_sample, {
     pa = 2 * r;
     pb = -2 * r;
 })
+/* sse, mse: ℓ = (a − b)²: ℓ_aa = ℓ_bb = 2, ℓ_ab = −2 (H_L = 2k·[[I, −I], [−I, I]]). */
+#define SQUARE_H                                                                                   \
+    {                                                                                              \
+        haa = hbb = 2;                                                                             \
+        hab = -2;                                                                                  \
+    }
+PAIR_DOT(sse, 0, SQUARE_H)
+PAIR_DOT(mse, 1, SQUARE_H)
 
 /* ---------------------------------------------------------------- softmax cross-entropy */
 
@@ -334,6 +385,31 @@ static void sce_vjp(const tg_call *c, const void *gout, void *const *gin) {
         });
 }
 
+/* Second order (issue 18): r(ζ) = ζ/n·(s − e_y) per row, and along ẋ
+ * ṡ = (diag s − s sᵀ)ẋ = s ⊙ (ẋ − ⟨s, ẋ⟩), so
+ *   vjp_dot: ġin_r += ζ/n·(diag s_r − s_r s_rᵀ)·ẋ_r,
+ * the Hessian of the loss per row (positive semi-definite: the loss is
+ * convex in the logits; Σⱼ of it is 0, as s·1 = 1 is constant). */
+static void sce_vjp_dot(const tg_call *c, const void *const *tin, const void *tout,
+                        const void *gout, void *const *gin) {
+    (void)tout;
+    const tg_tensor *x = c->in[0];
+    size_t n = x->shape[0], C = x->shape[1];
+    const row_lse *rl = c->saved;
+    double kg = scalar_in(x->dtype, gout) / (double)n;
+    TG_DISPATCH(
+        x->dtype, const real *X = x->data; const real *t = tin[0]; real *gx = gin[0];
+        for (size_t r = 0; gx && r < n; r++) {
+            double st = 0; /* ⟨s, ẋ⟩ */
+            for (size_t j = 0; j < C; j++)
+                st += exp(log_softmax_at(X[r * C + j], &rl[r])) * t[r * C + j];
+            for (size_t j = 0; j < C; j++) {
+                const double sj = exp(log_softmax_at(X[r * C + j], &rl[r]));
+                gx[r * C + j] += (real)(kg * sj * (t[r * C + j] - st));
+            }
+        });
+}
+
 static void sce_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     (void)n;
     tg_sample_2d(s, 0, m, k, TG_DOM_REAL);
@@ -349,7 +425,9 @@ const tg_op tg_op_softmax_ce = {.name = "softmax_ce",
                                 .forward = sce_forward,
                                 .jvp = sce_jvp,
                                 .vjp = sce_vjp,
-                                .sample = sce_sample};
+                                .sample = sce_sample,
+                                .vjp_dot = sce_vjp_dot,
+                                .convex = 1};
 
 tg_status tg_softmax_ce(tg_tape *t, const tg_tensor *logits, const tg_tensor *labels,
                         tg_tensor **out) {
@@ -431,6 +509,39 @@ static void sceo_vjp(const tg_call *c, const void *gout, void *const *gin) {
         });
 }
 
+/* Second order (issue 18): with ṡ = s ⊙ (ẋ − ⟨s, ẋ⟩), the tangent of
+ * log_softmax λ̇ = ẋ − ⟨s, ẋ⟩ and σ̇ᵣ = Σⱼ ẏ_{rj}, the derivatives of the
+ * r-map's two parts along (ẋ, ẏ):
+ *   ġin_x += ζ/n·(ṡ·σᵣ + s·σ̇ᵣ − ẏ),   ġin_y += −ζ/n·λ̇   (per row).
+ * Convex in x for targets ≥ 0 (σᵣ·(diag s − ssᵀ)). */
+static void sceo_vjp_dot(const tg_call *c, const void *const *tin, const void *tout,
+                         const void *gout, void *const *gin) {
+    (void)tout;
+    const tg_tensor *x = c->in[0];
+    size_t C = tg_last_dim(x), n = tg_rows(x);
+    const row_lse *rl = c->saved;
+    double kg = scalar_in(x->dtype, gout) / (double)n;
+    TG_DISPATCH(
+        x->dtype, const real *X = x->data; const real *Y = c->in[1]->data; const real *tx = tin[0];
+        const real *ty = tin[1]; real *gx = gin[0]; real *gy = gin[1];
+        for (size_t r = 0; r < n; r++) {
+            double sigma = 0, sdot = 0, st = 0; /* σᵣ, σ̇ᵣ, ⟨s, ẋ⟩ */
+            for (size_t j = 0; j < C; j++) {
+                size_t i = r * C + j;
+                sigma += Y[i];
+                if (ty) sdot += ty[i];
+                if (tx) st += exp(log_softmax_at(X[i], &rl[r])) * tx[i];
+            }
+            for (size_t j = 0; j < C; j++) {
+                size_t i = r * C + j;
+                const double sj = exp(log_softmax_at(X[i], &rl[r]));
+                const double lam = tx ? tx[i] - st : 0; /* λ̇ */
+                if (gx) gx[i] += (real)(kg * (sj * lam * sigma + sj * sdot - (ty ? ty[i] : 0)));
+                if (gy) gy[i] -= (real)(kg * lam);
+            }
+        });
+}
+
 static void sceo_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     (void)n;
     sample_2d_pair(m, k, s, TG_DOM_REAL, TG_DOM_SIMPLEX);
@@ -442,7 +553,9 @@ const tg_op tg_op_softmax_ce_onehot = {.name = "softmax_ce_onehot",
                                        .forward = sceo_forward,
                                        .jvp = sceo_jvp,
                                        .vjp = sceo_vjp,
-                                       .sample = sceo_sample};
+                                       .sample = sceo_sample,
+                                       .vjp_dot = sceo_vjp_dot,
+                                       .convex = 1};
 
 tg_status tg_softmax_ce_onehot(tg_tape *t, const tg_tensor *logits, const tg_tensor *targets,
                                tg_tensor **out) {
@@ -497,6 +610,11 @@ PAIR_LOSS_OP(huber, "huber", 2, width_check, huber_sample, {
     pa = quad ? r : dl * SIGN_NAN(r);
     pb = -pa;
 })
+/* ℓ_aa = ℓ_bb = −ℓ_ab = [|r| < δ] (the linear piece has none). */
+PAIR_DOT(huber, 2, {
+    haa = hbb = fabs(a - b) < (real)c->attr.f[0] ? (real)1 : 0;
+    hab = -haa;
+})
 
 /* smooth_l1 (torch.nn.functional.smooth_l1_loss, beta β >= 0):
  *   ℓ = ½r²/β (z < β),  z − ½β (otherwise);  ∂ₐℓ = r/β or sign(r) = −∂_bℓ.
@@ -508,6 +626,12 @@ PAIR_LOSS_OP(smooth_l1, "smooth_l1", 2, width_check, huber_sample, {
     l = quad ? (real)0.5 * r * (r / bt) : z - (real)0.5 * bt; /* r·r alone underflows */
     pa = quad ? r / bt : SIGN_NAN(r);
     pb = -pa;
+})
+/* ℓ_aa = ℓ_bb = −ℓ_ab = [|r| < β]/β (0 for β = 0: never quadratic). */
+PAIR_DOT(smooth_l1, 2, {
+    const real bt = (real)c->attr.f[0];
+    haa = hbb = fabs(a - b) < bt ? 1 / bt : 0;
+    hab = -haa;
 })
 
 /* p·log p with 0·log 0 = 0 (torch.xlogy(p, p)), in the dtype (float32:
@@ -544,6 +668,19 @@ PAIR_LOSS_OP(kl_div, "kl_div", 2, kl_check, kl_sample, {
         l = (real)((double)XLOGX(b) - xmul(b, a));
         pa = -b;
         pb = TG_LOG(b) + 1 - a;
+    }
+})
+/* Linear in a (ℓ_aa = 0: convex). Target p: ℓ_ap = −1, ℓ_pp = 1/p;
+ * log_target b: ℓ_ab = −e^b, ℓ_bb = e^b·(b − a + 2). */
+PAIR_DOT(kl_div, 2, {
+    haa = 0;
+    if (c->attr.i[1]) {
+        const real e = TG_EXP(b);
+        hab = -e;
+        hbb = (real)xmul(e, b - a + 2);
+    } else {
+        hab = -1;
+        hbb = 1 / b;
     }
 })
 
@@ -728,6 +865,32 @@ static void class_vjp(const tg_call *c, const void *gout, void *const *gin) {
         });
 }
 
+/* Second order (issue 18). nll: r = −kζ·w depends on the targets only
+ * (linear in x): r_const. cross_entropy: r = kζ·(s − w) per position, so
+ * along ẋ, with ṡ = s ⊙ (ẋ − ⟨s, ẋ⟩) over the class axis,
+ *   vjp_dot: ġin += kζ·ṡ = kζ·(diag s − s sᵀ)·ẋ   (0 at ignored positions),
+ * label smoothing changing only w, a constant. Both convex in x. */
+static void class_vjp_dot(const tg_call *c, const void *const *tin, const void *tout,
+                          const void *gout, void *const *gin) {
+    (void)tout;
+    const tg_tensor *x = c->in[0];
+    cgeom g = cgeom_of(x);
+    const double kg = scalar_in(x->dtype, gout) * class_scale(c, &g);
+    TG_DISPATCH(
+        x->dtype, const real *X = x->data; const real *t = tin[0]; real *gx = gin[0];
+        for (size_t p = 0; gx && p < g.N * g.inner; p++) {
+            const size_t base = (p / g.inner) * g.C * g.inner + p % g.inner;
+            double st = 0; /* ⟨s, ẋ⟩ */
+            if (target_class(c, p, g.C) < 0) continue;
+            for (size_t j = 0; j < g.C; j++)
+                st += exp(logp(c, X[base + j * g.inner], p)) * t[base + j * g.inner];
+            for (size_t j = 0; j < g.C; j++) {
+                const size_t i = base + j * g.inner;
+                gx[i] += (real)(kg * exp(logp(c, X[i], p)) * (t[i] - st));
+            }
+        });
+}
+
 /* Input (m, k, k): classes on axis 1 (k of them) and a spatial axis of k,
  * targets (m, k) drawn in [0, k). */
 static void class_sample(size_t m, size_t k, size_t n, tg_sample *s) {
@@ -743,7 +906,7 @@ static void ce_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     s->attr.f[0] = 0.1;
 }
 
-#define CLASS_OP(NAME, OPNAME, SAMPLE)                                                             \
+#define CLASS_OP(NAME, OPNAME, SAMPLE, SECOND)                                                     \
     const tg_op tg_op_##NAME = {.name = OPNAME,                                                    \
                                 .arity = 2,                                                        \
                                 .nondiff = 2u,                                                     \
@@ -751,10 +914,12 @@ static void ce_sample(size_t m, size_t k, size_t n, tg_sample *s) {
                                 .forward = class_forward,                                          \
                                 .jvp = class_jvp,                                                  \
                                 .vjp = class_vjp,                                                  \
-                                .sample = SAMPLE};
+                                .sample = SAMPLE,                                                  \
+                                .convex = 1,                                                       \
+                                SECOND};
 
-CLASS_OP(nll, "nll", class_sample)
-CLASS_OP(cross_entropy, "cross_entropy", ce_sample)
+CLASS_OP(nll, "nll", class_sample, .r_const = 1)
+CLASS_OP(cross_entropy, "cross_entropy", ce_sample, .vjp_dot = class_vjp_dot)
 
 tg_status tg_nll(tg_tape *t, const tg_tensor *logp, const tg_tensor *target, long ignore_index,
                  tg_reduction reduction, tg_tensor **out) {

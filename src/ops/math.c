@@ -66,19 +66,38 @@ TG_UNARY_MAPS(cos, cos(x), -sin(x))
 /* erf x; g' = (2/√π)·e^{−x²} (0 once x² overflows). */
 TG_UNARY_MAPS(erf, TG_ERF(x), (real)1.12837916709551257 * TG_EXP(-x * x))
 
-TG_UNARY_OP(tg_op_neg, "neg", neg, same_check, real_sample)
-TG_UNARY_OP(tg_op_exp, "exp", exp, same_check, real_sample)
-TG_UNARY_OP(tg_op_log, "log", log, same_check, pos_sample)
-TG_UNARY_OP(tg_op_log1p, "log1p", log1p, same_check, prob_sample)
-TG_UNARY_OP(tg_op_expm1, "expm1", expm1, same_check, real_sample)
-TG_UNARY_OP(tg_op_sqrt, "sqrt", sqrt, same_check, pos_sample)
-TG_UNARY_OP(tg_op_rsqrt, "rsqrt", rsqrt, same_check, pos_sample)
-TG_UNARY_OP(tg_op_abs, "abs", abs, same_check, away0_sample)
-TG_UNARY_OP(tg_op_square, "square", square, same_check, real_sample)
-TG_UNARY_OP(tg_op_reciprocal, "reciprocal", reciprocal, same_check, away0_sample)
-TG_UNARY_OP(tg_op_sin, "sin", sin, same_check, real_sample)
-TG_UNARY_OP(tg_op_cos, "cos", cos, same_check, real_sample)
-TG_UNARY_OP(tg_op_erf, "erf", erf, same_check, real_sample)
+/* Second order (issue 18): vjp_dot = g''(x) ⊙ ẋ ⊙ ζ (unary.h) with
+ *   exp'' = y,  log'' = −1/x²,  log1p'' = −1/(1 + x)²,  expm1'' = eˣ,
+ *   sqrt'' = −¼x^(−3/2) = −¼/(x·y),  rsqrt'' = ¾x^(−5/2) = ¾y⁵,
+ *   square'' = 2,  reciprocal'' = 2/x³ = 2y³,  sin'' = −y,  cos'' = −y,
+ *   erf'' = −2x·erf'(x);
+ * neg is linear and abs piecewise linear (g'' = 0 off 0): r_const. */
+TG_UNARY_DOT(exp, y)
+TG_UNARY_DOT(log, -1 / (x * x))
+TG_UNARY_DOT(log1p, -1 / ((1 + x) * (1 + x)))
+TG_UNARY_DOT(expm1, TG_EXP(x))
+TG_UNARY_DOT(sqrt, (real)-0.25 / (x * y))
+TG_UNARY_DOT(rsqrt, (real)0.75 * y * y * y * y * y)
+TG_UNARY_DOT(square, (real)2)
+TG_UNARY_DOT(reciprocal, 2 * y * y * y)
+TG_UNARY_DOT(sin, -y)
+TG_UNARY_DOT(cos, -y)
+TG_UNARY_DOT(erf, (real)-2.25675833419102515 * x * TG_EXP(-x * x))
+
+TG_UNARY_OP(tg_op_neg, "neg", neg, same_check, real_sample, TG_R_CONST)
+TG_UNARY_OP(tg_op_exp, "exp", exp, same_check, real_sample, TG_DOT(exp))
+TG_UNARY_OP(tg_op_log, "log", log, same_check, pos_sample, TG_DOT(log))
+TG_UNARY_OP(tg_op_log1p, "log1p", log1p, same_check, prob_sample, TG_DOT(log1p))
+TG_UNARY_OP(tg_op_expm1, "expm1", expm1, same_check, real_sample, TG_DOT(expm1))
+TG_UNARY_OP(tg_op_sqrt, "sqrt", sqrt, same_check, pos_sample, TG_DOT(sqrt))
+TG_UNARY_OP(tg_op_rsqrt, "rsqrt", rsqrt, same_check, pos_sample, TG_DOT(rsqrt))
+TG_UNARY_OP(tg_op_abs, "abs", abs, same_check, away0_sample, TG_R_CONST)
+TG_UNARY_OP(tg_op_square, "square", square, same_check, real_sample, TG_DOT(square))
+TG_UNARY_OP(tg_op_reciprocal, "reciprocal", reciprocal, same_check, away0_sample,
+            TG_DOT(reciprocal))
+TG_UNARY_OP(tg_op_sin, "sin", sin, same_check, real_sample, TG_DOT(sin))
+TG_UNARY_OP(tg_op_cos, "cos", cos, same_check, real_sample, TG_DOT(cos))
+TG_UNARY_OP(tg_op_erf, "erf", erf, same_check, real_sample, TG_DOT(erf))
 
 #define UNARY_API(FN)                                                                              \
     tg_status tg_##FN(tg_tape *t, const tg_tensor *x, tg_tensor **out) {                           \
@@ -158,6 +177,35 @@ TG_UNARY_MAPS(clamp, CLAMP_LO(x) > f1 ? f1 : CLAMP_LO(x),
 /* x ** c with c = f0 (libm pow): NaN for x < 0 and a non-integer c, as
  * torch; g' = c·x^(c−1), 0 where c = 0 (torch's pow_backward). */
 TG_UNARY_MAPS(pow_scalar, pow(x, f0), f0 == 0 ? (real)0 : f0 * pow(x, f0 - 1))
+
+/* Second order (issue 18), g'' of each, for vjp_dot = g''(x) ⊙ ẋ ⊙ ζ:
+ *   softplus: β·σ'(βx) below the threshold, 0 above (the identity there);
+ *   gelu (erf): (Φ + xφ)' = 2φ − x²φ = φ(x)·(2 − x²);
+ *   gelu (tanh): with s = σ(2u), s' = σ'(2u), w = 2u' = √(8/π)(1 + 0.134145x²),
+ *     g' = s + x·s'·w, so g'' = 2s'w + x·s'(1 − 2s)·w² + x·s'·w',
+ *     w' = √(8/π)·0.26829x  (σ'' = σ'(1 − 2σ));
+ *   silu: (σ + xσ')' = 2σ' + xσ'(1 − 2σ) = σ'(x)·(2 + x(1 − 2σ(x)));
+ *   elu: 0 for x > 0, α·eˣ below;
+ *   pow_scalar: c(c − 1)·x^(c−2), 0 where c = 0 (as g');
+ *   clamp: piecewise linear, r_const. */
+#define GELU_ERF_D2(x)                                                                             \
+    ((real)0.39894228040143268 * TG_EXP((real)-0.5 * (x) * (x)) * (2 - (x) * (x)))
+#define GELU_S(x)  TG_SIGMOID(GELU_2U(x))
+#define GELU_DS(x) TG_DSIGMOID(GELU_2U(x))
+#define GELU_W(x)  ((real)1.5957691216057308 * (1 + (real)0.134145 * (x) * (x)))
+#define GELU_TANH_DD(x)                                                                            \
+    (2 * GELU_DS(x) * GELU_W(x) + (x)*GELU_DS(x) * (1 - 2 * GELU_S(x)) * GELU_W(x) * GELU_W(x) +   \
+     (x)*GELU_DS(x) * (real)1.5957691216057308 * (real)0.26829 * (x))
+TG_UNARY_DOT(softplus, f0 *x > f1 ? (real)0 : f0 * TG_DSIGMOID(f0 * x))
+TG_UNARY_DOT(gelu_erf, GELU_ERF_D2(x))
+TG_UNARY_DOT(gelu_tanh, GELU_TANH_DD(x))
+TG_UNARY_DOT(silu, TG_DSIGMOID(x) * (2 + x * (1 - 2 * TG_SIGMOID(x))))
+TG_UNARY_DOT(elu, x > 0 ? (real)0 : f0 * TG_EXP(x))
+TG_UNARY_DOT(pow_scalar, f0 == 0 ? (real)0 : f0 * (f0 - 1) * pow(x, f0 - 2))
+static void gelu_vjp_dot(const tg_call *c, const void *const *tin, const void *tout,
+                         const void *gout, void *const *gin) {
+    (c->attr.i[0] ? gelu_tanh_vjp_dot : gelu_erf_vjp_dot)(c, tin, tout, gout, gin);
+}
 
 /* One op entry for both gelu forms: attr.i[0] = 1 selects tanh. */
 static void gelu_forward(tg_call *c) {
@@ -251,12 +299,13 @@ static void pow_scalar_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     s->attr.f[0] = 2.5;
 }
 
-TG_UNARY_OP(tg_op_softplus, "softplus", softplus, softplus_check, softplus_sample)
-TG_UNARY_OP(tg_op_gelu, "gelu", gelu, gelu_check, gelu_sample)
-TG_UNARY_OP(tg_op_silu, "silu", silu, same_check, real_sample)
-TG_UNARY_OP(tg_op_elu, "elu", elu, elu_check, elu_sample)
-TG_UNARY_OP(tg_op_clamp, "clamp", clamp, clamp_check, clamp_sample)
-TG_UNARY_OP(tg_op_pow_scalar, "pow_scalar", pow_scalar, pow_scalar_check, pow_scalar_sample)
+TG_UNARY_OP(tg_op_softplus, "softplus", softplus, softplus_check, softplus_sample, TG_DOT(softplus))
+TG_UNARY_OP(tg_op_gelu, "gelu", gelu, gelu_check, gelu_sample, TG_DOT(gelu))
+TG_UNARY_OP(tg_op_silu, "silu", silu, same_check, real_sample, TG_DOT(silu))
+TG_UNARY_OP(tg_op_elu, "elu", elu, elu_check, elu_sample, TG_DOT(elu))
+TG_UNARY_OP(tg_op_clamp, "clamp", clamp, clamp_check, clamp_sample, TG_R_CONST)
+TG_UNARY_OP(tg_op_pow_scalar, "pow_scalar", pow_scalar, pow_scalar_check, pow_scalar_sample,
+            TG_DOT(pow_scalar))
 
 tg_status tg_softplus(tg_tape *t, const tg_tensor *x, double beta, double threshold,
                       tg_tensor **out) {

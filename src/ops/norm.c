@@ -138,15 +138,15 @@ static tg_status channels_check(const tg_call *c, char *msg, size_t len) {
     return TG_ERR_SHAPE;
 }
 
-/* Scratch for the maps, after the kept statistics: 2 doubles per set and
- * per affine index. */
+/* Scratch for the maps, after the kept statistics: 6 doubles per set
+ * (norm_vjp_dot's; the r-map uses 2) and 2 per affine index. */
 static size_t kept_doubles(const ngeom *g) {
     return 4 * g->K;
 }
 static void set_saved(tg_call *c) {
     ngeom g;
     geom(c, &g);
-    c->saved_bytes = (kept_doubles(&g) + 2 * g.K + 2 * g.A) * sizeof(double);
+    c->saved_bytes = (kept_doubles(&g) + 6 * g.K + 2 * g.A) * sizeof(double);
 }
 
 static tg_status bn_check(tg_call *c, char *msg, size_t len) {
@@ -286,6 +286,67 @@ static void norm_vjp(const tg_call *c, const void *gout, void *const *gin) {
         });
 }
 
+/* Second order (issue 18): the derivative of norm_vjp's computation along
+ * the tangents (ẋ, γ̇, β̇), step by step, with ζ fixed. Per set k, with
+ * d = x − μ, g = γ_a ζ (ζ without γ), ḋ = ẋ − μ̇, μ̇ = Σẋ/M,
+ * σ̇² = 2Σ d·ḋ/M (norm_jvp's), ṡ = −½s³σ̇², ġ = γ̇_a ζ:
+ *   Σg, Σgd          → (Σg)˙ = Σġ,  (Σgd)˙ = Σ(ġd + gḋ)
+ *   σ̄² = −½s³Σgd     → σ̄²˙ = −½(3s²ṡ·Σgd + s³(Σgd)˙)
+ *   μ̄ = −sΣg         → μ̄˙ = −ṡΣg − s(Σg)˙
+ *   ẋ̄ᵢ += ġs + gṡ + μ̄˙/M + σ̄²˙·2d/M + σ̄²·2ḋ/M
+ *   γ̄̇_a += Σ ζ(ḋs + dṡ)   (the derivative of Σ ζx̂)
+ *   β̄̇ += 0                 (Σ ζ does not depend on the inputs)
+ * The r-map's terms in Σd (0 but for rounding) are left out here: they
+ * change the product by rounding only (Σḋ is exactly 0 in exact
+ * arithmetic). Scratch after the kept statistics: μ̇, ṡ, Σg, Σgd, (Σg)˙,
+ * (Σgd)˙ per set and γ̄̇'s sums per affine index (set_saved's 6K + 2A). */
+static void norm_vjp_dot(const tg_call *c, const void *const *tin, const void *tout,
+                         const void *gout, void *const *gin) {
+    (void)tout;
+    ngeom g;
+    geom(c, &g);
+    const double *mu = c->saved, *rs = mu + g.K, M = (double)g.M;
+    double *md = (double *)c->saved + kept_doubles(&g), *sd = md + g.K, *sg = sd + g.K,
+           *sgd = sg + g.K, *sgt = sgd + g.K, *sgdt = sgt + g.K, *agt = sgdt + g.K;
+    const int j = affine_at(c);
+    void *gx = gin[0], *gg = c->n_in > j ? gin[j] : NULL;
+    memset(md, 0, (6 * g.K + g.A) * sizeof(double));
+    TG_DISPATCH(
+        c->out->dtype, const real *X = c->in[0]->data; const real *ga = gamma_of(c);
+        const real *z = gout; const real *tx = tin[0];
+        const real *tgm = c->n_in > j ? tin[j] : NULL; if (tx) {
+            NWALK(&g, md[k] += tx[i];);
+            for (size_t k = 0; k < g.K; k++)
+                md[k] /= M;
+            NWALK(&g, sd[k] += (X[i] - mu[k]) * (tx[i] - md[k]););
+            for (size_t k = 0; k < g.K; k++) /* ṡ = −½s³σ̇², σ̇² = 2Σd·ḋ/M */
+                sd[k] = -0.5 * rs[k] * rs[k] * rs[k] * 2 * sd[k] / M;
+        } NWALK(&g, const double d = X[i] - mu[k]; const double gz = ga ? ga[a] * z[i] : z[i];
+                const double gzt = tgm ? tgm[a] * z[i] : 0;
+                const double dt = tx ? tx[i] - md[k] : 0; sg[k] += gz; sgd[k] += gz * d;
+                sgt[k] += gzt; sgdt[k] += gzt * d + gz * dt;
+                agt[a] += z[i] * (dt * rs[k] + d * sd[k]););
+        if (gx) {
+            for (size_t k = 0; k < g.K; k++) {
+                const double s = rs[k], s3 = s * s * s;
+                const double vbar = -0.5 * s3 * sgd[k];
+                const double vbart = -0.5 * (3 * s * s * sd[k] * sgd[k] + s3 * sgdt[k]);
+                sgt[k] = -sd[k] * sg[k] - s * sgt[k]; /* μ̄˙ */
+                sg[k] = vbar, sgd[k] = vbart;         /* σ̄², σ̄²˙ */
+            }
+            real *gxs = gx;
+            NWALK(&g, const double d = X[i] - mu[k]; const double gz = ga ? ga[a] * z[i] : z[i];
+                  const double gzt = tgm ? tgm[a] * z[i] : 0;
+                  const double dt = tx ? tx[i] - md[k] : 0;
+                  gxs[i] += (real)(gzt * rs[k] + gz * sd[k] + sgt[k] / M + sgd[k] * 2 * d / M +
+                                   sg[k] * 2 * dt / M););
+        } if (gg) {
+            real *gs = gg;
+            for (size_t a = 0; a < g.A; a++)
+                gs[a] += (real)agt[a];
+        });
+}
+
 /* ---------------------------------------------------------------- eval-mode maps */
 
 static tg_status bne_check(tg_call *c, char *msg, size_t len) {
@@ -356,6 +417,32 @@ static void bne_vjp(const tg_call *c, const void *gout, void *const *gin) {
         });
 }
 
+/* Second order: y = γ·(x − mean)·inv + β with the statistics constant
+ * (nondiff) is bilinear in (x, γ) and affine in β. The r-map x̄ += ζα,
+ * α = γ·inv, depends on γ, and γ̄ += Σ ζx̂ on x, so along (ẋ, γ̇):
+ *   vjp_dot: ẋ̄ += ζ·γ̇·inv,  γ̄̇_a += Σ ζ·ẋ·inv,  β̄̇ += 0
+ * (without γ, α = inv is constant and the term is zero). */
+static void bne_vjp_dot(const tg_call *c, const void *const *tin, const void *tout,
+                        const void *gout, void *const *gin) {
+    (void)tout;
+    if (c->n_in <= 2) return;
+    ngeom g;
+    geom(c, &g);
+    const double *inv = (const double *)c->saved + 2 * g.A;
+    double *ag = (double *)c->saved + 3 * g.A;
+    const void *tx = tin[0], *tgm = tin[2];
+    void *gx = tgm ? gin[0] : NULL, *gg = tx ? gin[2] : NULL;
+    memset(ag, 0, g.A * sizeof(double));
+    TG_DISPATCH(
+        c->out->dtype, const real *z = gout; const real *txs = tx; const real *tgs = tgm;
+        real *gxs = gx; if (gxs) NWALK(&g, gxs[i] += (real)(z[i] * tgs[a] * inv[a]);); if (gg) {
+            real *gs = gg;
+            NWALK(&g, ag[a] += z[i] * txs[i] * inv[a];);
+            for (size_t a = 0; a < g.A; a++)
+                gs[a] += (real)ag[a];
+        });
+}
+
 /* ---------------------------------------------------------------- samples */
 
 /* x (m, C, 2, n) with C = k (batch_norm) or 2k in k groups (group_norm),
@@ -405,7 +492,8 @@ const tg_op tg_op_batch_norm = {.name = "batch_norm",
                                 .forward = norm_forward,
                                 .jvp = norm_jvp,
                                 .vjp = norm_vjp,
-                                .sample = bn_sample};
+                                .sample = bn_sample,
+                                .vjp_dot = norm_vjp_dot};
 
 const tg_op tg_op_batch_norm_eval = {.name = "batch_norm_eval",
                                      .arity = 4,
@@ -415,7 +503,8 @@ const tg_op tg_op_batch_norm_eval = {.name = "batch_norm_eval",
                                      .forward = bne_forward,
                                      .jvp = bne_jvp,
                                      .vjp = bne_vjp,
-                                     .sample = bne_sample};
+                                     .sample = bne_sample,
+                                     .vjp_dot = bne_vjp_dot};
 
 const tg_op tg_op_layer_norm = {.name = "layer_norm",
                                 .arity = 3,
@@ -424,7 +513,8 @@ const tg_op tg_op_layer_norm = {.name = "layer_norm",
                                 .forward = norm_forward,
                                 .jvp = norm_jvp,
                                 .vjp = norm_vjp,
-                                .sample = ln_sample};
+                                .sample = ln_sample,
+                                .vjp_dot = norm_vjp_dot};
 
 const tg_op tg_op_group_norm = {.name = "group_norm",
                                 .arity = 3,
@@ -433,7 +523,8 @@ const tg_op tg_op_group_norm = {.name = "group_norm",
                                 .forward = norm_forward,
                                 .jvp = norm_jvp,
                                 .vjp = norm_vjp,
-                                .sample = gn_sample};
+                                .sample = gn_sample,
+                                .vjp_dot = norm_vjp_dot};
 
 static nkind kind_of(const tg_call *c) {
     return c->op == &tg_op_layer_norm ? NK_LAYER : c->op == &tg_op_group_norm ? NK_GROUP : NK_BATCH;

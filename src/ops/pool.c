@@ -197,13 +197,18 @@ static void max_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     pool_sample(m, k, n, s, 1);
 }
 
+/* Second order (issue 18): y is one input element per window (the argmax,
+ * saved by forward), so the r-map scatters ζ to fixed positions: constant
+ * on each piece where the winners stay put, r_const (term zero almost
+ * everywhere; at a tie neither derivative is defined, as in PyTorch). */
 const tg_op tg_op_max_pool2d = {.name = "max_pool2d",
                                 .arity = 1,
                                 .check = max_check,
                                 .forward = max_forward,
                                 .jvp = max_jvp,
                                 .vjp = max_vjp,
-                                .sample = max_sample};
+                                .sample = max_sample,
+                                .r_const = 1u};
 
 tg_status tg_max_pool2d(tg_tape *t, const tg_tensor *x, const int *kernel, const int *stride,
                         const int *padding, const int *dilation, int ceil_mode, tg_tensor **out) {
@@ -281,13 +286,15 @@ static void avg_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     pool_sample(m, k, n, s, 0);
 }
 
+/* Second order: linear in x (fixed window weights): r_const, term zero. */
 const tg_op tg_op_avg_pool2d = {.name = "avg_pool2d",
                                 .arity = 1,
                                 .check = avg_check,
                                 .forward = avg_forward,
                                 .jvp = avg_jvp,
                                 .vjp = avg_vjp,
-                                .sample = avg_sample};
+                                .sample = avg_sample,
+                                .r_const = 1u};
 
 tg_status tg_avg_pool2d(tg_tape *t, const tg_tensor *x, const int *kernel, const int *stride,
                         const int *padding, int ceil_mode, int count_include_pad, tg_tensor **out) {
@@ -356,13 +363,15 @@ static void gap_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     s->shape[0][0] = m, s->shape[0][1] = k, s->shape[0][2] = 2, s->shape[0][3] = n;
 }
 
+/* Second order: linear in x (a plane mean): r_const, term zero. */
 const tg_op tg_op_global_avg_pool2d = {.name = "global_avg_pool2d",
                                        .arity = 1,
                                        .check = gap_check,
                                        .forward = gap_forward,
                                        .jvp = gap_jvp,
                                        .vjp = gap_vjp,
-                                       .sample = gap_sample};
+                                       .sample = gap_sample,
+                                       .r_const = 1u};
 
 tg_status tg_global_avg_pool2d(tg_tape *t, const tg_tensor *x, tg_tensor **out) {
     return tg_apply1(t, &tg_op_global_avg_pool2d, x, NULL, out);

@@ -88,13 +88,17 @@ static void dropout_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     s->attr.f[0] = 0.3, s->attr.i[0] = 1, s->attr.i[1] = 12345, s->attr.i[2] = 678;
 }
 
+/* Second order (issue 18): y = m ⊙ x / (1 − p) with the mask m drawn from
+ * the saved seed, not from x's values, so the r-map is the same at x + εẋ:
+ * r_const (term zero). detach is a constant (no derivative of any order). */
 const tg_op tg_op_dropout = {.name = "dropout",
                              .arity = 1,
                              .check = dropout_check,
                              .forward = dropout_forward,
                              .jvp = dropout_jvp,
                              .vjp = dropout_vjp,
-                             .sample = dropout_sample};
+                             .sample = dropout_sample,
+                             .r_const = 1u};
 
 tg_status tg_dropout(tg_tape *t, const tg_tensor *x, double p, int train, tg_rng *rng,
                      tg_tensor **out) {

@@ -89,7 +89,7 @@ void tg_lse_reduce(const tg_tensor *x, const tg_rgeom *g, tg_lse *out) {
 static kind kind_of(const tg_call *c);
 
 /* c->saved: two doubles per output kept from forward (amax's tie counts,
- * var's μ, logsumexp's tg_lse), then one of scratch for the maps. */
+ * var's μ, logsumexp's tg_lse), then two of scratch for the maps. */
 static double *kept(const tg_call *c) {
     return c->saved;
 }
@@ -231,9 +231,58 @@ TG_SIMD_CLONES static void reduce_vjp(const tg_call *c, const void *gout, void *
         else TG_RWALK(&g, gx[i] += (real)((xs[i] - kp[o]) * w[o]);););
 }
 
+/* Second order (issue 18): gin_dot[0] += ∂/∂ε r_{x+εẋ}(ζ), per output o
+ * with ζ = gout[o], ẏ = tout[o] (the d-map's tangent of y) and m(ẋ) the
+ * mean of ẋ over X_o:
+ *   sum, mean   r does not depend on x: r_const
+ *   amax, amin  r = ζ·[xᵢ = y]/c is constant where the winners stay put:
+ *               r_const (zero off ties, where neither derivative exists)
+ *   lse   ṗᵢ = pᵢ(ẋᵢ − Σⱼpⱼẋⱼ) = pᵢ(ẋᵢ − ẏ):          += ζ·pᵢ(ẋᵢ − ẏ)
+ *         (softmax's Jacobian diag p − ppᵀ applied to ẋ, times ζ)
+ *   var   d/dε 2(xᵢ − μ)/D = 2(ẋᵢ − m(ẋ))/D:           += ζ·(2/D)(ẋᵢ − m(ẋ))
+ *   std   d/dε (xᵢ − μ)/(D s), quotient rule, ṡ = ẏ:
+ *                       += ζ/(D s)·[(ẋᵢ − m(ẋ)) − (xᵢ − μ)·ṡ/s]
+ *   norm  d/dε xᵢ/n, ṅ = ẏ:   += ζ/n·[ẋᵢ − xᵢ·ṅ/n]
+ * At s = 0 (std) and n = 0 (norm) the first-order maps take the gradient
+ * 0 (torch masks it so); the second-order term is 0 there too, the
+ * derivative of that convention (neither is defined at the kink). var at
+ * D = 0 gives inf/NaN as its r-map does. Per output, a[o] is the factor
+ * ζ·w (weight() as the r-map's), q[o] = ẏ/y (std, norm), mx[o] = m(ẋ);
+ * they use the scratch and the unused half of the kept pair (var/std keep
+ * μ in the first half only) and one more array (4 doubles per output). */
+TG_SIMD_CLONES static void reduce_vjp_dot(const tg_call *c, const void *const *tin,
+                                          const void *tout, const void *gout, void *const *gin) {
+    if (!gin[0] || !tin[0]) return;
+    tg_rgeom g;
+    geometry(c, &g);
+    kind k = kind_of(c);
+    double *kp = kept(c), *a = scratch(c, &g), *q = kp + g.out_size, *mx = a + g.out_size;
+    const double D = divisor(c, &g);
+    const tg_lse *l = (const tg_lse *)kp;
+    if (k == K_VAR || k == K_STD) {
+        sums(c, &g, tin[0], mx);
+        for (size_t o = 0; o < g.out_size; o++)
+            mx[o] /= (double)g.count;
+    }
+    TG_DISPATCH(
+        c->out->dtype, const real *xs = c->in[0]->data; const real *y = c->out->data;
+        const real *t = tin[0]; const real *ty = tout; const real *gy = gout; real *gx = gin[0];
+        for (size_t o = 0; o < g.out_size; o++) {
+            a[o] = k == K_LSE ? (double)gy[o] : gy[o] * weight(k, D, y[o]);
+            /* q = ẏ/y only where y ≠ 0: there a = 0 and the term is 0 */
+            if (k == K_STD || k == K_NORM) q[o] = y[o] == 0 ? 0 : (double)ty[o] / y[o];
+        } if (k == K_LSE)
+            TG_RWALK(&g, gx[i] += (real)(a[o] * lse_p(xs[i], y[o], &l[o]) * (t[i] - ty[o])););
+        else if (k == K_VAR) TG_RWALK(&g, gx[i] += (real)(a[o] * (t[i] - mx[o])););
+        else if (k == K_STD)
+            TG_RWALK(&g, gx[i] += (real)(a[o] * ((t[i] - mx[o]) - (xs[i] - kp[o]) * q[o])););
+        else TG_RWALK(&g, gx[i] += (real)(a[o] * (t[i] - xs[i] * q[o]));););
+}
+
 /* ---------------------------------------------------------------- checks */
 
-/* The output shape from the mask, and the scratch (3 doubles per output). */
+/* The output shape from the mask, and the scratch (4 doubles per output:
+ * two kept from forward, two of scratch for the maps). */
 static void reduced_shape(tg_call *c, unsigned mask, int keepdim) {
     const tg_tensor *x = c->in[0];
     size_t n_out = 1;
@@ -244,7 +293,7 @@ static void reduced_shape(tg_call *c, unsigned mask, int keepdim) {
         if (!r || keepdim) c->out->shape[c->out->rank++] = r ? 1 : x->shape[a];
     }
     c->attr.i[3] = (long)mask;
-    c->saved_bytes = 3 * n_out * sizeof(double);
+    c->saved_bytes = 4 * n_out * sizeof(double);
 }
 
 static tg_status dims_check(tg_call *c, char *msg, size_t len) {
@@ -329,25 +378,28 @@ static void axis_sample(size_t m, size_t k, size_t n, tg_sample *s) {
     s->attr.i[0] = 1;
 }
 
-#define REDUCTION(VAR, NAME, CHECK, SAMPLE)                                                        \
+/* DOT: reduce_vjp_dot, or NULL with R_CONST = 1 (sum, mean, amax, amin). */
+#define REDUCTION(VAR, NAME, CHECK, SAMPLE, DOT, R_CONST)                                          \
     const tg_op VAR = {.name = NAME,                                                               \
                        .arity = 1,                                                                 \
                        .check = CHECK,                                                             \
                        .forward = reduce_forward,                                                  \
                        .jvp = reduce_jvp,                                                          \
                        .vjp = reduce_vjp,                                                          \
-                       .sample = SAMPLE};
+                       .sample = SAMPLE,                                                           \
+                       .vjp_dot = DOT,                                                             \
+                       .r_const = R_CONST};
 
-REDUCTION(tg_op_sum, "sum", dims_check, all_sample)
-REDUCTION(tg_op_mean, "mean", dims_check, all_sample)
-REDUCTION(tg_op_sum_axis, "sum_axis", axis_check, axis_sample)
-REDUCTION(tg_op_mean_axis, "mean_axis", axis_check, axis_sample)
-REDUCTION(tg_op_amax, "amax", dims_check, dims_sample)
-REDUCTION(tg_op_amin, "amin", dims_check, dims_sample)
-REDUCTION(tg_op_logsumexp, "logsumexp", dims_check, dims_sample)
-REDUCTION(tg_op_var, "var", dims_check, var_sample)
-REDUCTION(tg_op_std, "std", dims_check, var_sample)
-REDUCTION(tg_op_norm, "norm", dims_check, dims_sample)
+REDUCTION(tg_op_sum, "sum", dims_check, all_sample, NULL, 1)
+REDUCTION(tg_op_mean, "mean", dims_check, all_sample, NULL, 1)
+REDUCTION(tg_op_sum_axis, "sum_axis", axis_check, axis_sample, NULL, 1)
+REDUCTION(tg_op_mean_axis, "mean_axis", axis_check, axis_sample, NULL, 1)
+REDUCTION(tg_op_amax, "amax", dims_check, dims_sample, NULL, 1)
+REDUCTION(tg_op_amin, "amin", dims_check, dims_sample, NULL, 1)
+REDUCTION(tg_op_logsumexp, "logsumexp", dims_check, dims_sample, reduce_vjp_dot, 0)
+REDUCTION(tg_op_var, "var", dims_check, var_sample, reduce_vjp_dot, 0)
+REDUCTION(tg_op_std, "std", dims_check, var_sample, reduce_vjp_dot, 0)
+REDUCTION(tg_op_norm, "norm", dims_check, dims_sample, reduce_vjp_dot, 0)
 
 static kind kind_of(const tg_call *c) {
     const tg_op *op = c->op;

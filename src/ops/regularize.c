@@ -61,6 +61,20 @@ static void reg_vjp(const tg_call *c, const void *gout, void *const *gin, int l1
                 for (size_t i = 0; g && i < w->size; i++) g[i] += REG_GRAD(l1, k, W[i]););
 }
 
+/* Second order (issue 18). l2: r = ζ·(λ/n)·W is linear in W, so along Ẇ
+ *   vjp_dot: W̄̇ += ζ·(λ/n)·Ẇ   (R's Hessian is (λ/n)·I)
+ * (reg_vjp with the tangent in place of W). l1: r = ζ·λ/(2n)·sign(W) is
+ * constant on each orthant: r_const (zero off W = 0, where neither
+ * derivative exists). */
+static void l2_vjp_dot(const tg_call *c, const void *const *tin, const void *tout, const void *gout,
+                       void *const *gin) {
+    (void)tout;
+    if (!gin[0] || !tin[0]) return;
+    TG_DISPATCH(c->in[0]->dtype, const real *t = tin[0]; real *g = gin[0];
+                const real k = (real)(c->attr.f[0] / c->attr.f[1]) * *(const real *)gout;
+                for (size_t i = 0; i < c->in[0]->size; i++) g[i] += k * t[i];);
+}
+
 static void l2_forward(tg_call *c) {
     reg_forward(c, 0);
 }
@@ -103,14 +117,16 @@ const tg_op tg_op_l2 = {.name = "l2",
                         .forward = l2_forward,
                         .jvp = l2_jvp,
                         .vjp = l2_vjp,
-                        .sample = l2_sample};
+                        .sample = l2_sample,
+                        .vjp_dot = l2_vjp_dot};
 const tg_op tg_op_l1 = {.name = "l1",
                         .arity = 1,
                         .check = reg_check,
                         .forward = l1_forward,
                         .jvp = l1_jvp,
                         .vjp = l1_vjp,
-                        .sample = l1_sample};
+                        .sample = l1_sample,
+                        .r_const = 1u};
 
 tg_status tg_l2(tg_tape *t, const tg_tensor *w, double lambda, double n, tg_tensor **out) {
     tg_attr at = {.f = {lambda, n}, .i = {0, 0}};

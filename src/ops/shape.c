@@ -11,7 +11,12 @@
  * adjoint by construction: ⟨Sᵀζ, ξ⟩ = ⟨ζ, Sξ⟩. Values are copied exactly,
  * NaN and ±inf like any value. Tensors have no axis of size 0, so a result
  * with an empty axis (a slice past the end, a pad that crops everything)
- * is refused, where PyTorch would return an empty tensor. */
+ * is refused, where PyTorch would return an empty tensor.
+ *
+ * Second order (issue 18): S depends on the shapes and attr only, never on
+ * x's values, so the r-map x̄ += Sᵀζ is the same at x + εẋ and its
+ * derivative along ẋ is zero: every entry here is r_const (pad's constant
+ * border makes it affine, which changes nothing). */
 #include "shape.h"
 
 #include "broadcast.h"
@@ -247,7 +252,8 @@ static void box_of_out(const tg_call *c, box *w) {
                                 .forward = NAME##_forward,                                         \
                                 .jvp = NAME##_jvp,                                                 \
                                 .vjp = NAME##_vjp,                                                 \
-                                .sample = SAMPLE};
+                                .sample = SAMPLE,                                                  \
+                                .r_const = 1u};
 
 /* ---------------------------------------------------------------- views */
 
@@ -275,7 +281,8 @@ static void view_vjp(const tg_call *c, const void *gout, void *const *gin) {
                                 .vjp = view_vjp,                                                   \
                                 .sample = SAMPLE,                                                  \
                                 .identity_r = 1u,                                                  \
-                                .view = 1};
+                                .view = 1,                                                         \
+                                .r_const = 1u};
 
 /* reshape: attr.i[0] = rank n (0..8), attr.v[0..n-1] = the sizes, one of
  * which may be −1 (inferred); the element count must match. */
@@ -605,7 +612,8 @@ const tg_op tg_op_pad = {.name = "pad",
                          .forward = pad_forward,
                          .jvp = pad_jvp,
                          .vjp = pad_vjp,
-                         .sample = pad_sample};
+                         .sample = pad_sample,
+                         .r_const = 1u};
 
 /* ---------------------------------------------------------------- broadcast_to */
 
@@ -720,7 +728,8 @@ const tg_op tg_op_broadcast_to = {.name = "broadcast_to",
                                   .forward = broadcast_to_forward,
                                   .jvp = broadcast_to_jvp,
                                   .vjp = broadcast_to_vjp,
-                                  .sample = broadcast_to_sample};
+                                  .sample = broadcast_to_sample,
+                                  .r_const = 1u};
 
 /* ---------------------------------------------------------------- concat, stack */
 
@@ -849,7 +858,8 @@ const tg_op tg_op_concat = {.name = "concat",
                             .forward = join_forward,
                             .jvp = join_jvp,
                             .vjp = join_vjp,
-                            .sample = concat_sample};
+                            .sample = concat_sample,
+                            .r_const = 1u};
 const tg_op tg_op_stack = {.name = "stack",
                            .arity = 3,
                            .variadic = 1,
@@ -857,7 +867,8 @@ const tg_op tg_op_stack = {.name = "stack",
                            .forward = join_forward,
                            .jvp = join_jvp,
                            .vjp = join_vjp,
-                           .sample = stack_sample};
+                           .sample = stack_sample,
+                           .r_const = 1u};
 
 /* ---------------------------------------------------------------- public wrappers */
 

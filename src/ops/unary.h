@@ -47,14 +47,40 @@
             });                                                                                    \
     }
 
-/* The table entry of a one-input op whose maps TG_UNARY_MAPS defined. */
-#define TG_UNARY_OP(VAR, NAME, FN, CHECK, SAMPLE)                                                  \
+/* Second order (issue 18): r(ζ) = g'(x) ⊙ ζ, so along ẋ
+ *   vjp_dot: ġin += g''(x) ⊙ ẋ ⊙ ζ.
+ * Defines NAME_vjp_dot from DERIV2 = g''(x), written with x and y = g(x)
+ * (and f0, f1) as DERIV is. */
+#define TG_UNARY_DOT(NAME, DERIV2)                                                                 \
+    static void NAME##_vjp_dot(const tg_call *c, const void *const *tin, const void *tout,         \
+                               const void *gout, void *const *gin) {                               \
+        (void)tout;                                                                                \
+        size_t n = c->out->size;                                                                   \
+        TG_DISPATCH(                                                                               \
+            c->out->dtype, const real *xs = c->in[0]->data; const real *ys = c->out->data;         \
+            const real *t = tin[0]; const real *g = gout; real *gi = gin[0];                       \
+            const real f0 = (real)c->attr.f[0], f1 = (real)c->attr.f[1]; (void)f0, (void)f1;       \
+            for (size_t i = 0; i < n; i++) {                                                       \
+                const real x = xs[i], y = ys[i];                                                   \
+                (void)x, (void)y;                                                                  \
+                gi[i] += (DERIV2)*t[i] * g[i];                                                     \
+            });                                                                                    \
+    }
+/* SECOND of TG_UNARY_OP: the op's vjp_dot (TG_UNARY_DOT), or TG_R_CONST for
+ * an op whose g' is constant or piecewise constant (g'' = 0 a.e.). */
+#define TG_DOT(NAME) .vjp_dot = NAME##_vjp_dot
+#define TG_R_CONST   .r_const = 1
+
+/* The table entry of a one-input op whose maps TG_UNARY_MAPS defined;
+ * SECOND is TG_DOT(FN) or TG_R_CONST. */
+#define TG_UNARY_OP(VAR, NAME, FN, CHECK, SAMPLE, SECOND)                                          \
     const tg_op VAR = {.name = NAME,                                                               \
                        .arity = 1,                                                                 \
                        .check = CHECK,                                                             \
                        .forward = FN##_forward,                                                    \
                        .jvp = FN##_jvp,                                                            \
                        .vjp = FN##_vjp,                                                            \
-                       .sample = SAMPLE};
+                       .sample = SAMPLE,                                                           \
+                       SECOND};
 
 #endif

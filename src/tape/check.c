@@ -114,7 +114,8 @@ static void locate(int np, tg_tensor *const *params, size_t col, int *param, siz
 }
 
 static tg_status compare(int np, tg_tensor *const *params, size_t rows, const double *ja,
-                         const double *jn, const tg_check_opts *o, tg_check_report *r) {
+                         const double *jn, const tg_check_opts *o, tg_check_report *r,
+                         const char *who) {
     size_t cols = total_size(np, params), worst = 0;
     double worst_excess = -INFINITY;
     for (size_t q = 0; q < rows * cols; q++) {
@@ -132,12 +133,13 @@ static tg_status compare(int np, tg_tensor *const *params, size_t rows, const do
     r->analytic = ja[worst];
     r->numeric = jn[worst];
     if (r->ok) return TG_OK;
-    return tg_fail(
-        TG_ERR_CHECK,
-        "gradcheck: param %d element %zu (output element %zu): analytic %.10g, "
-        "numeric %.10g, abs err %.3g, rel err %.3g (atol %g, rtol %g)",
-        r->param, r->index, r->out_index, r->analytic, r->numeric, fabs(r->analytic - r->numeric),
-        fabs(r->analytic - r->numeric) / fmax(fabs(r->numeric), DBL_MIN), o->atol, o->rtol);
+    return tg_fail(TG_ERR_CHECK,
+                   "%s: param %d element %zu (output element %zu): analytic %.10g, "
+                   "numeric %.10g, abs err %.3g, rel err %.3g (atol %g, rtol %g)",
+                   who, r->param, r->index, r->out_index, r->analytic, r->numeric,
+                   fabs(r->analytic - r->numeric),
+                   fabs(r->analytic - r->numeric) / fmax(fabs(r->numeric), DBL_MIN), o->atol,
+                   o->rtol);
 }
 
 tg_status tg_gradcheck(tg_tape *t, const tg_tensor *out, int np, tg_tensor *const *params,
@@ -160,7 +162,7 @@ tg_status tg_gradcheck(tg_tape *t, const tg_tensor *out, int np, tg_tensor *cons
         s = analytic_rows(t, out, np, params, ja, tmp);
         if (!s) {
             numeric_cols(t, out, np, params, o.eps, jn, tmp);
-            s = compare(np, params, rows, ja, jn, &o, &r);
+            s = compare(np, params, rows, ja, jn, &o, &r, "gradcheck");
         }
     }
     if (saved) restore_grads(np, params, saved);
@@ -252,4 +254,148 @@ tg_status tg_adjoint_check(tg_tape *t, const tg_tensor *out, int np, tg_tensor *
                    "adjoint check: <rF(zeta), xi> = %.17g but <zeta, dF(xi)> = %.17g "
                    "(relative error %.3g > %g)",
                    side[0], side[1], r.adjoint_err, o.adjoint_tol);
+}
+
+/* ---------------------------------------------------------------- second order */
+
+/* Pointers into a flat array of total_size(params) doubles, one per param. */
+static void split(double *flat, int np, tg_tensor *const *params, double **parts) {
+    for (int i = 0; i < np; i++) {
+        parts[i] = flat;
+        flat += params[i]->size;
+    }
+}
+
+static tg_status hvp_flat(tg_tape *t, const tg_tensor *out, const double *zeta, int np,
+                          tg_tensor *const *params, double *v, double *hv, double **pv,
+                          double **phv) {
+    split(v, np, params, pv);
+    split(hv, np, params, phv);
+    return tg_hvp_seed(t, out, zeta, np, params, (const void *const *)pv, (void *const *)phv);
+}
+
+/* ⟨u, Hv⟩ against ⟨Hu, v⟩: the Hessian of f = ⟨ζ, F⟩ is symmetric. The
+ * scale: the sum of |terms| of both sides (cancellation cannot hide an
+ * error), at least ‖ζ‖‖u‖‖v‖ where H is zero in exact arithmetic and both
+ * sides are rounding noise (a softmax's sum, as tg_adjoint_check's floor). */
+static tg_status symmetry(tg_tape *t, const tg_tensor *out, const double *zeta, int np,
+                          tg_tensor *const *params, size_t n, double *w, double **pa, double **pb,
+                          tg_rng *g, double side[2], double *scale) {
+    double *u = w, *v = w + n, *hu = w + 2 * n, *hv = w + 3 * n;
+    fill_normal(g, u, n);
+    fill_normal(g, v, n);
+    tg_status s = hvp_flat(t, out, zeta, np, params, u, hu, pa, pb);
+    if (!s) s = hvp_flat(t, out, zeta, np, params, v, hv, pa, pb);
+    if (s) return s;
+    double abs_sum = 0, uu = 0, vv = 0, zz = 0;
+    side[0] = side[1] = 0;
+    for (size_t i = 0; i < n; i++) {
+        side[0] += u[i] * hv[i], side[1] += hu[i] * v[i];
+        abs_sum += fabs(u[i] * hv[i]) + fabs(hu[i] * v[i]);
+        uu += u[i] * u[i], vv += v[i] * v[i];
+    }
+    for (size_t k = 0; k < out->size; k++)
+        zz += zeta[k] * zeta[k];
+    *scale = fmax(abs_sum, sqrt(zz * uu * vv));
+    return TG_OK;
+}
+
+/* ∇f = r(ζ) into g (flat), from zeroed gradients. */
+static tg_status gradient(tg_tape *t, const tg_tensor *out, const double *zeta, int np,
+                          tg_tensor *const *params, double *g) {
+    for (int i = 0; i < np; i++)
+        tg_zero_grad(params[i]);
+    tg_status s = tg_backward_seed(t, out, zeta);
+    for (int i = 0; !s && i < np; i++) {
+        memcpy(g, params[i]->grad, params[i]->size * sizeof(double));
+        g += params[i]->size;
+    }
+    return s;
+}
+
+/* Column j of the Hessian: analytic H·e_j into ha, and the central
+ * difference of gradients (∇f(p + εe_j) − ∇f(p − εe_j)) / 2ε into hn
+ * (row-major n×n, column j). */
+static tg_status hessian_column(tg_tape *t, const tg_tensor *out, const double *zeta, int np,
+                                tg_tensor *const *params, size_t n, size_t j, double eps, double *w,
+                                double **pa, double **pb, double *ha, double *hn) {
+    double *e = w, *he = w + n, *gp = w + 2 * n, *gm = w + 3 * n;
+    memset(e, 0, n * sizeof *e);
+    e[j] = 1;
+    tg_status s = hvp_flat(t, out, zeta, np, params, e, he, pa, pb);
+    if (s) return s;
+    int pi;
+    size_t idx;
+    locate(np, params, j, &pi, &idx);
+    double *x = params[pi]->data, x0 = x[idx];
+    x[idx] = x0 + eps;
+    tg_replay(t);
+    s = gradient(t, out, zeta, np, params, gp);
+    x[idx] = x0 - eps;
+    tg_replay(t);
+    if (!s) s = gradient(t, out, zeta, np, params, gm);
+    x[idx] = x0;
+    tg_replay(t);
+    for (size_t k = 0; !s && k < n; k++) {
+        ha[k * n + j] = he[k];
+        hn[k * n + j] = (gp[k] - gm[k]) / (2.0 * eps);
+    }
+    return s;
+}
+
+static tg_status hessian_run(tg_tape *t, const tg_tensor *out, int np, tg_tensor *const *params,
+                             const tg_check_opts *o, tg_check_report *r, double *w, double **pa,
+                             double **pb) {
+    size_t n = total_size(np, params);
+    double *zeta = w + 4 * n, *ha = zeta + out->size, *hn = ha + n * n;
+    tg_rng g;
+    tg_rng_seed(&g, o->seed);
+    if (out->size == 1)
+        zeta[0] = 1;
+    else
+        fill_normal(&g, zeta, out->size);
+    double side[2], scale;
+    tg_status s = symmetry(t, out, zeta, np, params, n, w, pa, pb, &g, side, &scale);
+    if (s) return s;
+    r->analytic = side[0], r->numeric = side[1];
+    r->symmetry_err = fabs(side[0] - side[1]) / fmax(scale, DBL_MIN);
+    if (!(r->symmetry_err <= o->adjoint_tol))
+        return tg_fail(TG_ERR_CHECK,
+                       "hessian check: <u, Hv> = %.17g but <Hu, v> = %.17g (relative error "
+                       "%.3g > %g)",
+                       side[0], side[1], r->symmetry_err, o->adjoint_tol);
+    r->ok = 1;
+    if (o->eps == 0) return TG_OK; /* the symmetry half only */
+    for (size_t j = 0; j < n; j++)
+        if ((s = hessian_column(t, out, zeta, np, params, n, j, o->eps, w, pa, pb, ha, hn)))
+            return s;
+    return compare(np, params, n, ha, hn, o, r, "hessian check");
+}
+
+tg_status tg_hessian_check(tg_tape *t, const tg_tensor *out, int np, tg_tensor *const *params,
+                           const tg_check_opts *opts, tg_check_report *report) {
+    tg_status s = check_args(t, out, np, params, "hessian check");
+    if (s) return s;
+    tg_check_opts o = opts ? *opts : tg_check_defaults();
+    tg_check_report r;
+    memset(&r, 0, sizeof r);
+    size_t n = total_size(np, params), cols = o.eps != 0 ? n : 0;
+    if (cols > 2048 || n > SIZE_MAX / 64 || out->size > SIZE_MAX / 64)
+        return tg_fail(TG_ERR_SHAPE, "hessian check: %zu parameters: the Hessian is too large", n);
+    /* u, v, Hu, Hv (reused as e_j, He_j, ∇f(p ± εe_j)), ζ, two n×n Hessians
+     * (none for the symmetry alone) */
+    double *w = tg_malloc((4 * n + out->size + 2 * cols * n + 1) * sizeof *w);
+    double **pa = tg_calloc((size_t)np + 1, sizeof *pa),
+           **pb = tg_calloc((size_t)np + 1, sizeof *pb);
+    double **saved = save_grads(np, params);
+    if (!w || !pa || !pb || !saved)
+        s = tg_fail(TG_ERR_NOMEM, "hessian check: out of memory for %zu parameters", n);
+    else
+        s = hessian_run(t, out, np, params, &o, &r, w, pa, pb);
+    if (saved) restore_grads(np, params, saved);
+    tg_free(w);
+    tg_free(pa);
+    tg_free(pb);
+    if (report) *report = r;
+    return s;
 }

@@ -1,27 +1,9 @@
 /* The tape: record, reset, backward, jvp, replay. It knows no particular
  * op: it calls the maps of the tg_op entries it recorded. */
-#include "internal.h"
+#include "tape_impl.h"
 
 #include <stdio.h>
 #include <string.h>
-
-typedef struct tg_node {
-    tg_call call;
-    void *adj; /* adjoint ζ of the output, valid if adj_gen == gen: own, or a consumer's */
-    void *own; /* this node's adjoint buffer in the arena, made on first need */
-    void *tan; /* tangent dF(ξ) of the output (arena), valid if tan_gen == gen */
-    unsigned adj_gen, tan_gen;
-} tg_node;
-
-struct tg_tape {
-    tg_arena arena;
-    tg_node *nodes;
-    int n, cap;
-    void **maps; /* gin/tin for calls of more than TG_MAX_ARITY inputs */
-    int maps_cap;
-    unsigned gen; /* bumped by each backward/jvp: marks adjoints/tangents stale */
-    int anomaly;  /* check every output and adjoint for NaN/Inf */
-};
 
 void tg_tape_detect_anomaly(tg_tape *t, int on) {
     if (t) t->anomaly = on != 0;
@@ -57,13 +39,9 @@ const tg_call *tg_tape_call(const tg_tape *t, int i) {
     return t && i >= 0 && i < t->n ? &t->nodes[i].call : NULL;
 }
 
-static size_t bytes_of(const tg_tensor *x) {
-    return x->size * tg_dtype_size(x->dtype);
-}
-
 /* A new pass: every adjoint/tangent of an earlier pass becomes stale. Zero
  * is skipped because fresh nodes carry generation 0. */
-static void bump_gen(tg_tape *t) {
+void tg_tape_bump_gen(tg_tape *t) {
     if (++t->gen == 0) t->gen = 1;
 }
 
@@ -194,13 +172,15 @@ tg_status tg_replay(tg_tape *t) {
 /* ------------------------------------------------------------- reverse */
 
 /* The node's adjoint buffer, zeroed on first use in this backward pass. */
-static void *adjoint_of(tg_tape *t, tg_node *nd) {
-    if (nd->adj_gen == t->gen) return nd->adj;
+void *tg_tape_zeroed(tg_tape *t, const tg_node *nd, void **buf) {
     size_t b = bytes_of(nd->call.out);
-    if (!nd->own) nd->own = tg_arena_alloc(&t->arena, b);
-    if (!nd->own) return NULL;
-    memset(nd->own, 0, b);
-    nd->adj = nd->own;
+    if (!*buf) *buf = tg_arena_alloc(&t->arena, b);
+    return *buf ? memset(*buf, 0, b) : NULL;
+}
+
+void *tg_tape_adjoint(tg_tape *t, tg_node *nd) {
+    if (nd->adj_gen == t->gen) return nd->adj;
+    if (!(nd->adj = tg_tape_zeroed(t, nd, &nd->own))) return NULL;
     nd->adj_gen = t->gen;
     return nd->adj;
 }
@@ -225,7 +205,7 @@ static int hand_over(tg_tape *t, tg_node *nd, int i) {
     return 1;
 }
 
-static tg_status check_output(const tg_tape *t, const tg_tensor *out, const char *who) {
+tg_status tg_tape_check_output(const tg_tape *t, const tg_tensor *out, const char *who) {
     if (!t || !out) return tg_fail(TG_ERR_ARG, "%s: tape or output is NULL", who);
     if (out->kind != TG_NODE || out->tape != t || out->node < 0 || out->node >= t->n)
         return tg_fail(TG_ERR_STATE, "%s: the output is not the result of an op on this tape", who);
@@ -242,19 +222,20 @@ static tg_status input_adjoint(tg_tape *t, const tg_call *c, int i, void **gin) 
         return TG_OK;
     }
     if (x->kind != TG_NODE) return TG_OK;
-    *gin = adjoint_of(t, &t->nodes[x->node]);
+    *gin = tg_tape_adjoint(t, &t->nodes[x->node]);
     return *gin ? TG_OK : tg_fail(TG_ERR_NOMEM, "backward: out of memory for adjoints");
 }
 
 /* Room for the gin/tin pointers of a call with n inputs: `local` (of
- * TG_MAX_ARITY) or the tape's array, grown for variadic calls. Zeroed. */
-static void **map_slots(tg_tape *t, void **local, int n) {
+ * TG_MAX_ARITY) or array `which` (0..TG_MAP_ARRAYS-1) of the tape's, grown
+ * for variadic calls. Zeroed. */
+void **tg_tape_slots(tg_tape *t, void **local, int n, int which) {
     if (n > TG_MAX_ARITY && n > t->maps_cap) {
-        void **m = tg_realloc(t->maps, (size_t)n * sizeof *m);
+        void **m = tg_realloc(t->maps, (size_t)n * TG_MAP_ARRAYS * sizeof *m);
         if (!m) return NULL;
         t->maps = m, t->maps_cap = n;
     }
-    void **slots = n > TG_MAX_ARITY ? t->maps : local;
+    void **slots = n > TG_MAX_ARITY ? t->maps + (size_t)which * (size_t)t->maps_cap : local;
     memset(slots, 0, (size_t)(n > TG_MAX_ARITY ? n : TG_MAX_ARITY) * sizeof *slots);
     return slots;
 }
@@ -263,18 +244,18 @@ static void **map_slots(tg_tape *t, void **local, int n) {
  * the start, handing each op the adjoint of its output; ops accumulate into
  * their inputs' adjoints, which sums adjoints where a value fans out. */
 tg_status tg_backward_seed(tg_tape *t, const tg_tensor *out, const void *seed) {
-    tg_status s = check_output(t, out, "backward");
+    tg_status s = tg_tape_check_output(t, out, "backward");
     if (s) return s;
     if (!seed) return tg_fail(TG_ERR_ARG, "backward: seed is NULL");
     if (!out->requires_grad) return TG_OK; /* depends on no parameter */
-    bump_gen(t);
-    void *g = adjoint_of(t, &t->nodes[out->node]);
+    tg_tape_bump_gen(t);
+    void *g = tg_tape_adjoint(t, &t->nodes[out->node]);
     if (!g) return tg_fail(TG_ERR_NOMEM, "backward: out of memory for adjoints");
     memcpy(g, seed, bytes_of(out));
     for (int k = out->node; k >= 0; k--) {
         tg_node *nd = &t->nodes[k];
         if (!nd->call.out->requires_grad || nd->adj_gen != t->gen) continue;
-        void *local[TG_MAX_ARITY], **gin = map_slots(t, local, nd->call.n_in);
+        void *local[TG_MAX_ARITY], **gin = tg_tape_slots(t, local, nd->call.n_in, 0);
         if (!gin)
             return tg_fail(TG_ERR_NOMEM, "backward: out of memory for %d inputs", nd->call.n_in);
         int any = 0, handed = 0; /* one buffer can be handed to one input only */
@@ -296,7 +277,7 @@ tg_status tg_backward_seed(tg_tape *t, const tg_tensor *out, const void *seed) {
 }
 
 tg_status tg_backward(tg_tape *t, const tg_tensor *loss) {
-    tg_status s = check_output(t, loss, "backward");
+    tg_status s = tg_tape_check_output(t, loss, "backward");
     if (s) return s;
     if (loss->size != 1) {
         char b[64];
@@ -318,22 +299,15 @@ static const void *leaf_tangent(const tg_tensor *x, int n, const tg_tensor *cons
     return NULL;
 }
 
-/* d(h∘g∘f) = dh∘dg∘df: tangents flow forward in recording order. */
-tg_status tg_jvp(tg_tape *t, int n, const tg_tensor *const *leaves, const void *const *tangents) {
-    if (!t) return tg_fail(TG_ERR_ARG, "jvp: tape is NULL");
-    if (n < 0 || (n > 0 && (!leaves || !tangents)))
-        return tg_fail(TG_ERR_ARG, "jvp: bad leaves/tangents (n = %d)", n);
-    for (int i = 0; i < n; i++)
-        if (!leaves[i] || !tangents[i] || leaves[i]->kind == TG_NODE)
-            return tg_fail(TG_ERR_ARG,
-                           "jvp: leaf %d is NULL, has a NULL tangent, or is not a "
-                           "leaf",
-                           i);
-    bump_gen(t);
-    for (int k = 0; k < t->n; k++) {
+/* d(h∘g∘f) = dh∘dg∘df: tangents flow forward in recording order, through
+ * ops 0..last. */
+tg_status tg_tape_jvp_pass(tg_tape *t, int n, const tg_tensor *const *leaves,
+                           const void *const *tangents, int last) {
+    tg_tape_bump_gen(t);
+    for (int k = 0; k <= last; k++) {
         tg_node *nd = &t->nodes[k];
         const tg_call *c = &nd->call;
-        void *local[TG_MAX_ARITY], **slots = map_slots(t, local, c->n_in);
+        void *local[TG_MAX_ARITY], **slots = tg_tape_slots(t, local, c->n_in, 0);
         if (!slots) return tg_fail(TG_ERR_NOMEM, "jvp: out of memory for %d inputs", c->n_in);
         const void **tin = (const void **)slots;
         int any = 0;
@@ -356,6 +330,19 @@ tg_status tg_jvp(tg_tape *t, int n, const tg_tensor *const *leaves, const void *
         nd->tan_gen = t->gen;
     }
     return TG_OK;
+}
+
+tg_status tg_jvp(tg_tape *t, int n, const tg_tensor *const *leaves, const void *const *tangents) {
+    if (!t) return tg_fail(TG_ERR_ARG, "jvp: tape is NULL");
+    if (n < 0 || (n > 0 && (!leaves || !tangents)))
+        return tg_fail(TG_ERR_ARG, "jvp: bad leaves/tangents (n = %d)", n);
+    for (int i = 0; i < n; i++)
+        if (!leaves[i] || !tangents[i] || leaves[i]->kind == TG_NODE)
+            return tg_fail(TG_ERR_ARG,
+                           "jvp: leaf %d is NULL, has a NULL tangent, or is not a "
+                           "leaf",
+                           i);
+    return tg_tape_jvp_pass(t, n, leaves, tangents, t->n - 1);
 }
 
 const void *tg_tangent(const tg_tape *t, const tg_tensor *x) {
