@@ -14,4 +14,9 @@ tg_status tg_model_build(tg_model **out, tg_dtype dtype, int in_rank, const size
  * version-1 format's widths). */
 #define TG_LAYER_MAX_DIM 100000000L
 
+/* Built-in layer kinds defined outside layers.c (issue 17: attention.c). */
+extern const tg_layer_kind tg_kind_multihead_attention;
+extern const tg_layer_kind tg_kind_transformer_block;
+extern const tg_layer_kind tg_kind_pos_embedding;
+
 #endif
