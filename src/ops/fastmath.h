@@ -110,6 +110,63 @@ static inline float tg_log1pf(float x) {
     return u == 1.0f ? x : y;
 }
 
+/* Branch-free exp in double for float32 paths that compute in double
+ * inside (gelu's Φ and φ): Cody–Waite with ln2 split in two, e^r by its
+ * Taylor polynomial to r^10 (|r| <= ln2/2: truncation below 3e−13, far
+ * below float's 6e−8, and three steps fewer than double accuracy needs),
+ * 2^n through the exponent bits (the integer taken from the rounding
+ * constant's low bits, so that AVX2 needs no double→int64 conversion).
+ * Results are only ever rounded to float, so below −708 the
+ * value is 0 (e^−708 is far below float's least subnormal, e^−103.3), and
+ * no subnormal double is made; +inf above 709.78; NaN in, NaN out. */
+static inline double tg_exp_d(double x) {
+    const double magic = 6755399441055744.0; /* 1.5·2^52: adding it rounds to an integer */
+    double xc = x > 709.0 ? 709.0 : x >= -708.0 ? x : -708.0;
+    double k = xc * 1.4426950408889634 + magic, n = k - magic;
+    double r = (xc - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
+    double p = 1.0 / 3628800.0; /* 1/10! */
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r * r + r + 1.0;
+    int64_t kb, magic_b, sb;
+    memcpy(&kb, &k, sizeof kb);
+    memcpy(&magic_b, &magic, sizeof magic_b);
+    sb = (int64_t)((uint64_t)(kb - magic_b + 1023) << 52); /* n in [−1022, 1023]: normal 2^n */
+    double s2;
+    memcpy(&s2, &sb, sizeof s2);
+    double y = p * s2;
+    y = x < -708.0 ? 0.0 : y;
+    y = x > 709.782712893384 ? INFINITY : y;
+    return x == x ? y : x;
+}
+
+/* erfc(z) in double for float32 results (Numerical Recipes' erfcc, §6.2:
+ * t = 1/(1 + |z|/2), erfc(|z|) = t·e^{−z² + P(t)}, relative error below
+ * 1.2e−7 for every z >= 0, i.e. 1 to 2 float ulps, tails included, since
+ * the form is a product, not 1 − erf; erfc(z) = 2 − erfc(−z) for z < 0).
+ * Vectorises (no libm call, no branch); ±inf give 0 and 2, NaN gives NaN. */
+static inline double tg_erfc_d(double z) {
+    const double a = fabs(z), t = 1.0 / (1.0 + 0.5 * a);
+    double p = 0.17087277;
+    p = p * t - 0.82215223;
+    p = p * t + 1.48851587;
+    p = p * t - 1.13520398;
+    p = p * t + 0.27886807;
+    p = p * t - 0.18628806;
+    p = p * t + 0.09678418;
+    p = p * t + 0.37409196;
+    p = p * t + 1.00002368;
+    p = p * t - 1.26551223;
+    const double r = t * tg_exp_d(p - a * a);
+    return z >= 0 ? r : 2.0 - r;
+}
+
 /* Type-generic: the fast float version, libm for double. */
 #define TG_EXP(x)   _Generic((x), float : tg_expf, default : exp)(x)
 #define TG_TANH(x)  _Generic((x), float : tg_tanhf, default : tanh)(x)

@@ -119,7 +119,30 @@ TG_UNARY_MAPS(softplus, SOFTPLUS(x), f0 *x > f1 ? (real)1 : TG_SIGMOID(f0 * x))
     (TG_EXP((real)-0.5 * (x) * (x)) == 0                                                           \
          ? 0                                                                                       \
          : (x) * (real)0.39894228040143268 * TG_EXP((real)-0.5 * (x) * (x)))
-TG_UNARY_MAPS(gelu_erf, GELU_PHI(x) == 0 ? (real)-0.0 : x * GELU_PHI(x), GELU_PHI(x) + GELU_XPHI(x))
+/* float32: Φ and φ in double from fastmath's tg_erfc_d and tg_exp_d, which
+ * vectorise (libm's erfcf is a scalar call: it was a third of a transformer
+ * block's time, benches/RESULTS.md), then one rounding to float; Φ's 1.2e−7
+ * relative error is 1 to 2 ulps. x·φ = 0 where φ underflows, as above. */
+static inline float gelu_erf_f32(float x) {
+    const double phi = 0.5 * tg_erfc_d(-0.70710678118654752 * (double)x);
+    return phi == 0 ? -0.0f : (float)((double)x * phi);
+}
+static inline float dgelu_erf_f32(float x) {
+    const double xd = x, e = tg_exp_d(-0.5 * xd * xd);
+    return (float)(0.5 * tg_erfc_d(-0.70710678118654752 * xd) +
+                   (e == 0 ? 0.0 : xd * 0.39894228040143268 * e));
+}
+static inline double gelu_erf_f64(double x) {
+    typedef double real;
+    return GELU_PHI(x) == 0 ? -0.0 : x * GELU_PHI(x);
+}
+static inline double dgelu_erf_f64(double x) {
+    typedef double real;
+    return GELU_PHI(x) + GELU_XPHI(x);
+}
+#define GELU_ERF(x)  _Generic((x), float : gelu_erf_f32, default : gelu_erf_f64)(x)
+#define DGELU_ERF(x) _Generic((x), float : dgelu_erf_f32, default : dgelu_erf_f64)(x)
+TG_UNARY_MAPS(gelu_erf, GELU_ERF(x), DGELU_ERF(x))
 
 /* gelu, tanh form (torch's approximate='tanh'): ½x(1 + tanh u), u =
  * √(2/π)(x + 0.044715x³), written x·σ(2u) (the same function: ½(1 + tanh u)
