@@ -312,8 +312,53 @@ static void test_errors(void) {
     CHECK(tg_get_threads() == 1, "1 thread asked, %d in use", tg_get_threads());
 }
 
+/* Elementwise maps of large tensors run in parts on the pool (unary.h,
+ * issue 17): gelu's value, r-map and d-map on 100003 elements (not a
+ * multiple of the parts' 16) are bitwise those of one thread. */
+static void unary_maps(int threads, tg_dtype dt, unsigned char *out, size_t bytes) {
+    size_t n = 100003, es = dt == TG_F32 ? 4 : 8;
+    tg_tensor *x = NULL, *y = NULL;
+    CHECK_OK(tg_set_threads(threads));
+    CHECK_OK(tg_param_new(&x, dt, 1, &n));
+    tg_tape *t = NULL;
+    CHECK_OK(tg_tape_new(&t));
+    if (!x || !t || bytes < 3 * n * es) return;
+    for (size_t i = 0; i < n; i++)
+        tg_set(x, i, -8.0 + 16.0 * (double)i / (double)n);
+    CHECK_OK(tg_gelu(t, x, TG_GELU_NONE, &y));
+    void *seed = malloc(n * es);
+    for (size_t i = 0; seed && i < n; i++)
+        memcpy((char *)seed + i * es, (char *)x->data + ((i * 7) % n) * es, es);
+    if (y && seed) {
+        CHECK_OK(tg_backward_seed(t, y, seed));
+        const tg_tensor *leaves[1] = {x};
+        const void *tans[1] = {seed};
+        CHECK_OK(tg_jvp(t, 1, leaves, tans));
+        memcpy(out, y->data, n * es), memcpy(out + n * es, x->grad, n * es);
+        const void *ty = tg_tangent(t, y);
+        if (ty) memcpy(out + 2 * n * es, ty, n * es);
+    }
+    free(seed);
+    tg_tape_free(t);
+    tg_tensor_free(x);
+}
+
+static void test_unary_parts(void) {
+    size_t bytes = 3 * 100003 * 8;
+    unsigned char *one = calloc(1, bytes), *two = calloc(1, bytes);
+    for (int dt = 0; one && two && dt < 2; dt++) {
+        unary_maps(1, (tg_dtype)dt, one, bytes);
+        unary_maps(2, (tg_dtype)dt, two, bytes);
+        CHECK(memcmp(one, two, bytes) == 0, "gelu's maps differ on 2 threads (%s)",
+              dt ? "f64" : "f32");
+    }
+    free(one), free(two);
+    CHECK_OK(tg_set_threads(1));
+}
+
 int main(void) {
     CHECK(tg_get_threads() == 1, "before tg_set_threads: %d threads", tg_get_threads());
+    test_unary_parts();
     test_errors();
     test_products();
     test_sleep_and_resize();
