@@ -313,10 +313,11 @@ static void test_errors(void) {
 }
 
 /* Elementwise maps of large tensors run in parts on the pool (unary.h,
- * issue 17): gelu's value, r-map and d-map on 100003 elements (not a
- * multiple of the parts' 16) are bitwise those of one thread. */
-static void unary_maps(int threads, tg_dtype dt, unsigned char *out, size_t bytes) {
-    size_t n = 100003, es = dt == TG_F32 ? 4 : 8;
+ * issue 17), and softmax's rows: gelu's value, r-map and d-map on 100003
+ * elements (not a multiple of the parts' 16), softmax's on 7 rows, are
+ * bitwise those of one thread. */
+static void unary_maps(int threads, tg_dtype dt, int kind, unsigned char *out, size_t bytes) {
+    size_t n = kind ? 100002 : 100003, es = dt == TG_F32 ? 4 : 8;
     tg_tensor *x = NULL, *y = NULL;
     CHECK_OK(tg_set_threads(threads));
     CHECK_OK(tg_param_new(&x, dt, 1, &n));
@@ -325,7 +326,14 @@ static void unary_maps(int threads, tg_dtype dt, unsigned char *out, size_t byte
     if (!x || !t || bytes < 3 * n * es) return;
     for (size_t i = 0; i < n; i++)
         tg_set(x, i, -8.0 + 16.0 * (double)i / (double)n);
-    CHECK_OK(tg_gelu(t, x, TG_GELU_NONE, &y));
+    /* gelu on the vector, or softmax along the last axis of (7×14286)
+     * (kind 1: its rows go to the pool; 100002 of the elements) */
+    tg_tensor *v = x;
+    if (kind) CHECK_OK(tg_reshape(t, x, 2, (long[]){7, 14286}, &v));
+    if (kind)
+        CHECK_OK(tg_softmax(t, v, &y));
+    else
+        CHECK_OK(tg_gelu(t, x, TG_GELU_NONE, &y));
     void *seed = malloc(n * es);
     for (size_t i = 0; seed && i < n; i++)
         memcpy((char *)seed + i * es, (char *)x->data + ((i * 7) % n) * es, es);
@@ -347,10 +355,13 @@ static void test_unary_parts(void) {
     size_t bytes = 3 * 100003 * 8;
     unsigned char *one = calloc(1, bytes), *two = calloc(1, bytes);
     for (int dt = 0; one && two && dt < 2; dt++) {
-        unary_maps(1, (tg_dtype)dt, one, bytes);
-        unary_maps(2, (tg_dtype)dt, two, bytes);
-        CHECK(memcmp(one, two, bytes) == 0, "gelu's maps differ on 2 threads (%s)",
-              dt ? "f64" : "f32");
+        for (int kind = 0; kind < 2; kind++) {
+            memset(one, 0, bytes), memset(two, 0, bytes);
+            unary_maps(1, (tg_dtype)dt, kind, one, bytes);
+            unary_maps(2, (tg_dtype)dt, kind, two, bytes);
+            CHECK(memcmp(one, two, bytes) == 0, "%s's maps differ on 2 threads (%s)",
+                  kind ? "softmax" : "gelu", dt ? "f64" : "f32");
+        }
     }
     free(one), free(two);
     CHECK_OK(tg_set_threads(1));
