@@ -313,25 +313,37 @@ static void test_errors(void) {
 }
 
 /* Elementwise maps of large tensors run in parts on the pool (unary.h,
- * issue 17), and softmax's rows: gelu's value, r-map and d-map on 100003
- * elements (not a multiple of the parts' 16), softmax's on 7 rows, are
+ * issue 17), softmax's and layer_norm's rows too: gelu's value, r-map and
+ * d-map on 100003 elements (not a multiple of the parts' 16), softmax's
+ * and layer_norm's (with γ's adjoint, cut by columns) on 7 rows, are
  * bitwise those of one thread. */
 static void unary_maps(int threads, tg_dtype dt, int kind, unsigned char *out, size_t bytes) {
-    size_t n = kind ? 100002 : 100003, es = dt == TG_F32 ? 4 : 8;
+    size_t n = kind ? 100002 : 100003, es = dt == TG_F32 ? 4 : 8; /* kinds 1, 2: 7×14286 */
     tg_tensor *x = NULL, *y = NULL;
     CHECK_OK(tg_set_threads(threads));
     CHECK_OK(tg_param_new(&x, dt, 1, &n));
     tg_tape *t = NULL;
     CHECK_OK(tg_tape_new(&t));
-    if (!x || !t || bytes < 3 * n * es) return;
+    if (!x || !t || bytes < 4 * n * es) return;
     for (size_t i = 0; i < n; i++)
         tg_set(x, i, -8.0 + 16.0 * (double)i / (double)n);
     /* gelu on the vector, or softmax along the last axis of (7×14286)
      * (kind 1: its rows go to the pool; 100002 of the elements) */
     tg_tensor *v = x;
     if (kind) CHECK_OK(tg_reshape(t, x, 2, (long[]){7, 14286}, &v));
-    if (kind)
+    tg_tensor *gamma = NULL, *beta = NULL;
+    size_t cols = 14286;
+    if (kind == 2) { /* layer norm of the rows, γ and β away from 1 and 0 */
+        CHECK_OK(tg_param_new(&gamma, dt, 1, &cols));
+        CHECK_OK(tg_param_new(&beta, dt, 1, &cols));
+        for (size_t i = 0; gamma && beta && i < cols; i++)
+            tg_set(gamma, i, 1.0 + 0.001 * (double)(i % 97)),
+                tg_set(beta, i, 0.01 * (double)(i % 13));
+    }
+    if (kind == 1)
         CHECK_OK(tg_softmax(t, v, &y));
+    else if (kind == 2)
+        CHECK_OK(tg_layer_norm(t, v, 1, &cols, gamma, beta, 1e-5, &y));
     else
         CHECK_OK(tg_gelu(t, x, TG_GELU_NONE, &y));
     void *seed = malloc(n * es);
@@ -345,22 +357,27 @@ static void unary_maps(int threads, tg_dtype dt, int kind, unsigned char *out, s
         memcpy(out, y->data, n * es), memcpy(out + n * es, x->grad, n * es);
         const void *ty = tg_tangent(t, y);
         if (ty) memcpy(out + 2 * n * es, ty, n * es);
+        if (gamma) memcpy(out + 3 * n * es, gamma->grad, cols * es);
     }
+    tg_tensor_free(gamma), tg_tensor_free(beta);
     free(seed);
     tg_tape_free(t);
     tg_tensor_free(x);
 }
 
 static void test_unary_parts(void) {
-    size_t bytes = 3 * 100003 * 8;
+    size_t bytes = 4 * 100003 * 8;
     unsigned char *one = calloc(1, bytes), *two = calloc(1, bytes);
     for (int dt = 0; one && two && dt < 2; dt++) {
-        for (int kind = 0; kind < 2; kind++) {
+        for (int kind = 0; kind < 3; kind++) {
             memset(one, 0, bytes), memset(two, 0, bytes);
             unary_maps(1, (tg_dtype)dt, kind, one, bytes);
             unary_maps(2, (tg_dtype)dt, kind, two, bytes);
             CHECK(memcmp(one, two, bytes) == 0, "%s's maps differ on 2 threads (%s)",
-                  kind ? "softmax" : "gelu", dt ? "f64" : "f32");
+                  kind == 2 ? "layer_norm"
+                  : kind    ? "softmax"
+                            : "gelu",
+                  dt ? "f64" : "f32");
         }
     }
     free(one), free(two);
