@@ -41,6 +41,20 @@ def median_us(fn, seconds):
     return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
 
 
+def on_threads(n):
+    """torch on n threads: this script runs again in a child with
+    OMP_NUM_THREADS=n (OpenMP reads it once, at start) unless it is that
+    child, then torch.set_num_threads(n). Also used by torch_attention.py."""
+    want = str(n)
+    if os.environ.get("OMP_NUM_THREADS") != want:
+        env = dict(os.environ, OMP_NUM_THREADS=want, OPENBLAS_NUM_THREADS=want,
+                   MKL_NUM_THREADS=want)
+        sys.exit(subprocess.call([sys.executable] + sys.argv, env=env))
+    import torch
+    torch.set_num_threads(n)
+    return torch
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
@@ -48,13 +62,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--layer", default=None, help="run this line only")
     a = ap.parse_args()
-    want = str(a.threads)
-    if os.environ.get("OMP_NUM_THREADS") != want:
-        env = dict(os.environ, OMP_NUM_THREADS=want, OPENBLAS_NUM_THREADS=want,
-                   MKL_NUM_THREADS=want)
-        sys.exit(subprocess.call([sys.executable] + sys.argv, env=env))
-    import torch
-    torch.set_num_threads(a.threads)
+    torch = on_threads(a.threads)
     torch.manual_seed(15)
     dt = torch.float32 if a.dtype == "f32" else torch.float64
     for (name, n, c, h, w, o, k, pad) in LAYERS:

@@ -188,7 +188,7 @@ tg_status tg_mlp_cost(tg_tape *t, const tg_mlp *m, const tg_tensor *logits, cons
  */
 
 #define TG_LAYER_NAME_MAX 48 /* a layer's name, its NUL included */
-#define TG_LAYER_MAX_T    8  /* parameters + state tensors of one layer */
+#define TG_LAYER_MAX_T    16 /* parameters + state tensors of one layer (a transformer block: 12) */
 #define TG_LAYER_NI       10 /* integer options of a spec */
 #define TG_LAYER_NF       4  /* real options of a spec */
 
@@ -203,8 +203,10 @@ typedef struct tg_layer_spec {
 } tg_layer_spec;
 
 /* The built-in kinds and their options (0 = the default in brackets):
- *   dense             nn.Linear on N×F: i0 out_features (required), i1 1 = no bias.
- *                     weight out×in (PyTorch's layout), y = x·Wᵀ + b.
+ *   dense             nn.Linear on the last axis: N×…×F → N×…×out (any rank, as
+ *                     PyTorch; the rows go through one product, with reshape
+ *                     views around it). i0 out_features (required), i1 1 = no
+ *                     bias. weight out×in (PyTorch's layout), y = x·Wᵀ + b.
  *   conv2d            nn.Conv2d on N×C×H×W: i0 out_channels (required),
  *                     i1 kernel height (required), i2 kernel width [= i1],
  *                     i3 stride [1], i4 padding on every side [0] (−1: "same"),
@@ -375,6 +377,103 @@ const char *tg_model_meta_get(const tg_model *m, const char *key);
  * tg_mlp_forward's values (to rounding: another product layout). How a
  * version-1 model file reaches tools that take a tg_model. */
 tg_status tg_model_from_mlp(tg_model **out, const tg_mlp *mlp);
+/* ---------------------------------------------------------------- attention (issue 17)
+ * Scaled dot-product attention (Vaswani et al. 2017, "Attention is all you
+ * need", eq. 1) and multi-head self-attention as torch.nn.MultiheadAttention
+ * computes it (torch 1.13, batch_first=True), composed from the op
+ * vocabulary (batched_matmul with a transpose flag, masked_fill, softmax,
+ * permute and reshape views), so that every derivative, gradcheck and
+ * tg_jvp come from the ops.
+ *
+ * Masks are constant tensors (not parameters) of the data's dtype holding
+ * 0 = may attend and nonzero = may NOT attend, as PyTorch's bool masks
+ * (True = "not allowed to attend"; PyTorch's float, additive masks are not
+ * taken). A blocked logit is set to −inf before the softmax (masked_fill),
+ * so its weight is exactly 0 and no value, derivative or tangent passes
+ * through it. A query row whose keys are ALL blocked gives NaN for that
+ * row (softmax of only −inf), and NaN gradients for its example, exactly
+ * as torch 1.13's nn.MultiheadAttention does (checked against torch in
+ * tests/test_attention.c); avoid such rows (e.g. with right padding and a
+ * causal mask, a query always sees key 0). */
+
+/* A causal ("subsequent") mask: T×T leaf of dtype, 1 above the diagonal
+ * (query i may not attend key j > i), 0 elsewhere: torch.triu(ones(T, T),
+ * diagonal=1).bool(), the mask nn.Transformer.generate_square_subsequent_mask
+ * encodes with −inf. Free with tg_tensor_free. TG_ERR_ARG unless
+ * 1 <= T <= 65536. */
+tg_status tg_causal_mask(tg_tensor **out, tg_dtype dtype, size_t T);
+
+/* softmax(Q·Kᵀ/√E + mask)·V: q (B…×L×E), k (B…×S×E), v (B…×S×Ev), the
+ * batch axes B… broadcasting as tg_matmul_t's; mask NULL or broadcastable
+ * to B…×L×S (nonzero = blocked). Result B…×L×Ev. Dropout with probability
+ * p on the attention weights when train (PyTorch's dropout_p; rng as
+ * tg_dropout's; p = 0 or train = 0: none). Errors: TG_ERR_SHAPE naming the
+ * shapes (ranks < 2, E or S differing, a mask that does not broadcast),
+ * TG_ERR_VALUE for p outside [0, 1), TG_ERR_ARG for NULL tensors or a
+ * training dropout without rng. */
+tg_status tg_attention(tg_tape *t, const tg_tensor *q, const tg_tensor *k, const tg_tensor *v,
+                       const tg_tensor *mask, double p, int train, tg_rng *rng, tg_tensor **out);
+
+typedef struct tg_mha_opts {
+    int heads;                         /* num_heads >= 1, dividing D */
+    const tg_tensor *attn_mask;        /* T×T or NULL: nonzero = query i may not attend key j
+                                        * (tg_causal_mask: causal self-attention) */
+    const tg_tensor *key_padding_mask; /* N×T or NULL: nonzero = key j of example n is padding */
+    double dropout;                    /* on the attention weights, in training; [0, 1) */
+    int train;                         /* 1: training (dropout), 0: eval */
+    tg_rng *rng;                       /* dropout's masks; NULL when there is no dropout */
+} tg_mha_opts;
+
+/* Multi-head self-attention, torch.nn.MultiheadAttention(D, heads,
+ * batch_first=True)(x, x, x, key_padding_mask, attn_mask=attn_mask,
+ * need_weights=False)[0]: x N×T×D; in_w 3D×D (in_proj_weight: the rows of
+ * W_q, W_k, W_v), in_b 3D or NULL, out_w D×D (out_proj.weight), out_b D or
+ * NULL. With E = D/heads, for each head h:
+ *   Q_h = (x·W_qᵀ + b_q)[…, hE:(h+1)E] (K_h, V_h likewise),
+ *   O_h = softmax(Q_h·K_hᵀ/√E, masked)·V_h, y = concat_h(O_h)·W_oᵀ + b_o.
+ * Computed as three row-block products (the slices of in_w and in_b are
+ * copies of the weights, not of the activations), 1/√E folded into W_q
+ * and b_q (torch divides q: the same up to rounding), the heads split and
+ * merged by one permute each. Errors: TG_ERR_SHAPE for shapes that do not
+ * fit (named), TG_ERR_VALUE for heads or dropout, TG_ERR_ARG for NULLs. */
+tg_status tg_multihead_attention(tg_tape *t, const tg_tensor *x, const tg_tensor *in_w,
+                                 const tg_tensor *in_b, const tg_tensor *out_w,
+                                 const tg_tensor *out_b, const tg_mha_opts *o, tg_tensor **out);
+
+/* The layer kinds (src/nn/attention.c), on examples T×D (batches N×T×D,
+ * batch_first as PyTorch's); 0 = the default in brackets:
+ *   multihead_attention  nn.MultiheadAttention(D, heads, batch_first=True) as
+ *                     self-attention: i0 embed_dim [D; must be D], i1 num_heads
+ *                     (required, divides D), i2 1 = causal mask, i3 1 = no bias,
+ *                     f0 dropout on the weights [0]. Tensors in_proj_weight (3D×D),
+ *                     in_proj_bias (3D), out_proj.weight (D×D), out_proj.bias (D).
+ *                     Init as PyTorch's _reset_parameters: in_proj_weight
+ *                     xavier_uniform (U(±√(6/(D + 3D)))), out_proj.weight
+ *                     kaiming_uniform(a = √5) (U(±1/√D)), both biases 0.
+ *   transformer_block pre-LN block, nn.TransformerEncoderLayer(D, heads, ff,
+ *                     dropout, activation="gelu", batch_first=True,
+ *                     norm_first=True) called with src_mask = the causal mask
+ *                     when i2 = 1:  x ← x + MHA(LN₁(x));  x ← x + W₂·gelu(W₁·LN₂(x))
+ *                     (gelu the exact erf form). i0 d_model [D; must be D],
+ *                     i1 heads (required), i2 1 = causal mask (what a GPT
+ *                     needs; 0 = none: bidirectional, as PyTorch's default),
+ *                     i3 dim_feedforward [4·D, the 4× MLP], f0 dropout [0]
+ *                     (PyTorch's four places: attention weights, after
+ *                     attention, after gelu, after linear2; training only),
+ *                     f1 layer norm eps [1e-5]. Tensors, state_dict order:
+ *                     self_attn.in_proj_weight, self_attn.in_proj_bias,
+ *                     self_attn.out_proj.weight, self_attn.out_proj.bias,
+ *                     linear1.weight (ff×D), linear1.bias, linear2.weight (D×ff),
+ *                     linear2.bias, norm1.weight, norm1.bias, norm2.weight,
+ *                     norm2.bias. Init: self_attn as above, linear1/linear2
+ *                     nn.Linear's (U(±1/√fan_in), weight and bias), norms 1, 0.
+ *   pos_embedding     learned positional embedding, y = x + weight[:T] (T ≤
+ *                     max_len): i0 max_len [T], i1 dim [D; must be D]. Tensor
+ *                     weight (max_len×D), initialised N(0, 1) as nn.Embedding's
+ *                     (the PyTorch equivalent: x + nn.Embedding(max_len, D)(arange(T))).
+ * The layer kinds take no key padding mask (a layer has one input): call
+ * tg_multihead_attention for that. A causal layer makes its T×T mask at its
+ * first forward (kept until tg_model_free). */
 
 #ifdef __cplusplus
 }

@@ -385,10 +385,14 @@ static void test_errors(void) {
     EXPECT_ERR(tg_model_new(&m, TG_F32, 3, cnn_in, 1, unknown), TG_ERR_ARG,
                "layer 0: unknown kind 'conv3d'");
     CHECK(m == NULL, "*out cleared");
+    /* dense acts on the last axis, as nn.Linear (issue 17): 4×6×6 → 4×6×10 */
     static const tg_layer_spec no_flat[] = {{.kind = "conv2d", .i = {4, 3}},
                                             {.kind = "dense", .i = {10}}};
-    EXPECT_ERR(tg_model_new(&m, TG_F32, 3, cnn_in, 2, no_flat), TG_ERR_SHAPE,
-               "layer 1 (dense): input (4x6x6): needs flat examples");
+    CHECK_OK(tg_model_new(&m, TG_F32, 3, cnn_in, 2, no_flat));
+    CHECK(m && m->layers[1].out_rank == 3 && m->layers[1].out_shape[2] == 10 &&
+              m->layers[1].tensors[0].t->shape[1] == 6,
+          "dense on the last axis");
+    tg_model_free(m);
     static const tg_layer_spec big[] = {{.kind = "conv2d", .i = {4, 9}, .name = "conv1"}};
     EXPECT_ERR(tg_model_new(&m, TG_F32, 3, cnn_in, 1, big), TG_ERR_SHAPE,
                "layer conv1 (conv2d): input (1x8x8): a 9x9 kernel gives an output of 0x0");

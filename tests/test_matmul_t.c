@@ -1,7 +1,8 @@
 /* tg_matmul_t (batched_matmul): values and both adjoints against a naive
  * triple loop in double, for every pair of transpose flags, over batch
  * shapes that broadcast each way (none, A's, B's, both, rank 2 against
- * rank 4), float32 and float64; attention's Q·Kᵀ shape; the errors. */
+ * rank 4), float32 and float64, on one thread and on two; attention's Q·Kᵀ
+ * shape; the errors; many items on two threads as on one. */
 #include "extremes.h"
 
 #include <float.h>
@@ -140,8 +141,63 @@ static void test_errors(void) {
     tg_tape_free(t);
 }
 
+/* Many items on two threads (whole items per thread, issue 17): values,
+ * A's adjoint and the tangent are bitwise those of one thread. B is
+ * broadcast over A's batch: its adjoint sums over items, item by item, each
+ * product cut across the pool as any large one (then rounded apart: checked
+ * against the loops by test_values on two threads). */
+static void run_items(tg_tensor *a, tg_tensor *b, void *seed, void *tan, void **out) {
+    tg_tape *t;
+    tg_tensor *y = NULL;
+    CHECK_OK(tg_tape_new(&t));
+    tg_zero_grad(a), tg_zero_grad(b);
+    CHECK_OK(tg_matmul_t(t, a, b, 0, 1, &y));
+    if (y) CHECK_OK(tg_backward_seed(t, y, seed));
+    const tg_tensor *leaves[2] = {a, b};
+    const void *tans[2] = {tan, tan};
+    if (y) CHECK_OK(tg_jvp(t, 2, leaves, tans));
+    size_t ny = y ? y->size : 0;
+    out[0] = malloc(4 * ny), out[1] = malloc(4 * a->size), out[2] = malloc(4 * b->size);
+    out[3] = malloc(4 * ny);
+    if (y && out[0] && out[1] && out[2] && out[3]) {
+        memcpy(out[0], y->data, 4 * ny), memcpy(out[1], a->grad, 4 * a->size);
+        memcpy(out[2], b->grad, 4 * b->size), memcpy(out[3], tg_tangent(t, y), 4 * ny);
+    }
+    tg_tape_free(t);
+}
+
+static void test_items_threads(void) {
+    size_t as[4] = {8, 16, 64, 32}, bs[3] = {16, 64, 32};
+    tg_tensor *a = leaf(1, TG_F32, 4, as, NULL), *b = leaf(1, TG_F32, 3, bs, NULL);
+    tg_rng rng;
+    tg_rng_seed(&rng, 9);
+    if (!a || !b) return;
+    tg_sample_fill(a, TG_DOM_REAL, 1, &rng);
+    tg_sample_fill(b, TG_DOM_REAL, 1, &rng);
+    void *seed = ramp(TG_F32, 8 * 16 * 64 * 64, 0.001), *tan = ramp(TG_F32, a->size, 0.01);
+    void *one[4], *two[4];
+    CHECK_OK(tg_set_threads(1));
+    run_items(a, b, seed, tan, one);
+    CHECK_OK(tg_set_threads(2));
+    run_items(a, b, seed, tan, two);
+    CHECK_OK(tg_set_threads(1));
+    size_t bytes[4] = {4 * 8 * 16 * 64 * 64, 4 * a->size, 4 * b->size, 4 * 8 * 16 * 64 * 64};
+    static const char *what[4] = {"values", "A's adjoint", "B's adjoint", "tangent"};
+    for (int i = 0; i < 4; i++) {
+        CHECK(i == 2 || (one[i] && two[i] && memcmp(one[i], two[i], bytes[i]) == 0),
+              "%s differ between 1 and 2 threads", what[i]);
+        free(one[i]), free(two[i]);
+    }
+    free(seed), free(tan);
+    tg_tensor_free(a), tg_tensor_free(b);
+}
+
 int main(void) {
     test_values();
     test_errors();
+    test_items_threads();
+    /* the same checks against the loops with the products on two threads */
+    CHECK_OK(tg_set_threads(2));
+    test_values();
     return check_summary();
 }

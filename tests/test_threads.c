@@ -312,8 +312,81 @@ static void test_errors(void) {
     CHECK(tg_get_threads() == 1, "1 thread asked, %d in use", tg_get_threads());
 }
 
+/* Elementwise maps of large tensors run in parts on the pool (unary.h,
+ * issue 17), softmax's and layer_norm's rows too: gelu's value, r-map and
+ * d-map on 100003 elements (not a multiple of the parts' 16), softmax's
+ * and layer_norm's (with γ's adjoint, cut by columns) on 7 rows, are
+ * bitwise those of one thread. */
+static void unary_maps(int threads, tg_dtype dt, int kind, unsigned char *out, size_t bytes) {
+    size_t n = kind ? 100002 : 100003, es = dt == TG_F32 ? 4 : 8; /* kinds 1, 2: 7×14286 */
+    tg_tensor *x = NULL, *y = NULL;
+    CHECK_OK(tg_set_threads(threads));
+    CHECK_OK(tg_param_new(&x, dt, 1, &n));
+    tg_tape *t = NULL;
+    CHECK_OK(tg_tape_new(&t));
+    if (!x || !t || bytes < 4 * n * es) return;
+    for (size_t i = 0; i < n; i++)
+        tg_set(x, i, -8.0 + 16.0 * (double)i / (double)n);
+    /* gelu on the vector, or softmax along the last axis of (7×14286)
+     * (kind 1: its rows go to the pool; 100002 of the elements) */
+    tg_tensor *v = x;
+    if (kind) CHECK_OK(tg_reshape(t, x, 2, (long[]){7, 14286}, &v));
+    tg_tensor *gamma = NULL, *beta = NULL;
+    size_t cols = 14286;
+    if (kind == 2) { /* layer norm of the rows, γ and β away from 1 and 0 */
+        CHECK_OK(tg_param_new(&gamma, dt, 1, &cols));
+        CHECK_OK(tg_param_new(&beta, dt, 1, &cols));
+        for (size_t i = 0; gamma && beta && i < cols; i++)
+            tg_set(gamma, i, 1.0 + 0.001 * (double)(i % 97)),
+                tg_set(beta, i, 0.01 * (double)(i % 13));
+    }
+    if (kind == 1)
+        CHECK_OK(tg_softmax(t, v, &y));
+    else if (kind == 2)
+        CHECK_OK(tg_layer_norm(t, v, 1, &cols, gamma, beta, 1e-5, &y));
+    else
+        CHECK_OK(tg_gelu(t, x, TG_GELU_NONE, &y));
+    void *seed = malloc(n * es);
+    for (size_t i = 0; seed && i < n; i++)
+        memcpy((char *)seed + i * es, (char *)x->data + ((i * 7) % n) * es, es);
+    if (y && seed) {
+        CHECK_OK(tg_backward_seed(t, y, seed));
+        const tg_tensor *leaves[1] = {x};
+        const void *tans[1] = {seed};
+        CHECK_OK(tg_jvp(t, 1, leaves, tans));
+        memcpy(out, y->data, n * es), memcpy(out + n * es, x->grad, n * es);
+        const void *ty = tg_tangent(t, y);
+        if (ty) memcpy(out + 2 * n * es, ty, n * es);
+        if (gamma) memcpy(out + 3 * n * es, gamma->grad, cols * es);
+    }
+    tg_tensor_free(gamma), tg_tensor_free(beta);
+    free(seed);
+    tg_tape_free(t);
+    tg_tensor_free(x);
+}
+
+static void test_unary_parts(void) {
+    size_t bytes = 4 * 100003 * 8;
+    unsigned char *one = calloc(1, bytes), *two = calloc(1, bytes);
+    for (int dt = 0; one && two && dt < 2; dt++) {
+        for (int kind = 0; kind < 3; kind++) {
+            memset(one, 0, bytes), memset(two, 0, bytes);
+            unary_maps(1, (tg_dtype)dt, kind, one, bytes);
+            unary_maps(2, (tg_dtype)dt, kind, two, bytes);
+            CHECK(memcmp(one, two, bytes) == 0, "%s's maps differ on 2 threads (%s)",
+                  kind == 2 ? "layer_norm"
+                  : kind    ? "softmax"
+                            : "gelu",
+                  dt ? "f64" : "f32");
+        }
+    }
+    free(one), free(two);
+    CHECK_OK(tg_set_threads(1));
+}
+
 int main(void) {
     CHECK(tg_get_threads() == 1, "before tg_set_threads: %d threads", tg_get_threads());
+    test_unary_parts();
     test_errors();
     test_products();
     test_sleep_and_resize();

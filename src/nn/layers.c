@@ -100,16 +100,17 @@ static void same_shape(tg_layer *l) {
 
 /* ---------------------------------------------------------------- dense */
 
+/* nn.Linear on the last axis of examples of any rank: N×…×F → N×…×out. */
 static tg_status dense_create(tg_layer *l) {
     long out = 0; /* set by size_opt; initialised for -O2 -Wmaybe-uninitialized */
     tg_tensor *w, *b;
-    if (l->in_rank != 1)
-        return tg_layer_fail(l, TG_ERR_SHAPE, "needs flat examples (N×features): add a flatten");
+    size_t in = l->in_shape[l->in_rank - 1];
     tg_status s = size_opt(l, l->spec.i[0], -1, "out_features", &out);
     if (!s) s = flag_opt(l, l->spec.i[1], "no_bias (i1)");
-    if (!s) s = tg_layer_add_tensor(l, "weight", 0, 2, (size_t[]){(size_t)out, l->in_shape[0]}, &w);
+    if (!s) s = tg_layer_add_tensor(l, "weight", 0, 2, (size_t[]){(size_t)out, in}, &w);
     if (!s && !l->spec.i[1]) s = tg_layer_add_tensor(l, "bias", 0, 1, (size_t[]){(size_t)out}, &b);
-    l->out_rank = 1, l->out_shape[0] = (size_t)out;
+    same_shape(l);
+    l->out_shape[l->in_rank - 1] = (size_t)out;
     return s;
 }
 
@@ -125,12 +126,29 @@ static tg_status linear_init(tg_layer *l, tg_rng *rng) {
     return TG_OK;
 }
 
+/* y = x·Wᵀ + b. Examples of rank > 1 are one (N·…)×F matrix for the
+ * product: reshape views on either side (no copy), one GEMM instead of a
+ * broadcast product per example. */
 static tg_status dense_forward(tg_layer *l, tg_tape *t, const tg_tensor *x, const tg_layer_ctx *c,
                                tg_tensor **out) {
     (void)c;
-    tg_tensor *u, *b = tensor_named(l, "bias");
-    tg_status s = tg_matmul_t(t, x, tensor_named(l, "weight"), 0, 1, b ? &u : out);
-    return s || !b ? s : tg_bias_add(t, u, b, out);
+    tg_tensor *x2 = (tg_tensor *)x, *u, *y;
+    tg_tensor *b = tensor_named(l, "bias");
+    tg_status s = TG_OK;
+    if (x->rank > 2) s = tg_reshape(t, x, 2, (long[]){-1, (long)x->shape[x->rank - 1]}, &x2);
+    if (!s) s = tg_matmul_t(t, x2, tensor_named(l, "weight"), 0, 1, &u);
+    if (!s && b) s = tg_bias_add(t, u, b, &u);
+    if (s || x->rank <= 2) {
+        *out = s ? NULL : u;
+        return s;
+    }
+    long shape[TG_MAX_RANK];
+    for (int a = 0; a < x->rank; a++)
+        shape[a] = (long)x->shape[a];
+    shape[x->rank - 1] = (long)u->shape[1];
+    s = tg_reshape(t, u, x->rank, shape, &y);
+    *out = s ? NULL : y;
+    return s;
 }
 
 /* ---------------------------------------------------------------- convolutions */
@@ -537,12 +555,21 @@ static const tg_layer_kind builtin[] = {
     {"log_softmax", softmax_create, NULL, log_softmax_fw, NULL},
 };
 
+/* Built-in kinds in their own files (model_internal.h). */
+static const tg_layer_kind *const builtin_more[] = {
+    &tg_kind_multihead_attention, /* issue 17: attention.c */
+    &tg_kind_transformer_block,
+    &tg_kind_pos_embedding,
+};
+
 static const tg_layer_kind *registered[MAX_KINDS];
 static int n_registered;
 
 const tg_layer_kind *tg_layer_kind_find(const char *name) {
     for (size_t i = 0; name && i < sizeof builtin / sizeof *builtin; i++)
         if (strcmp(builtin[i].name, name) == 0) return &builtin[i];
+    for (size_t i = 0; name && i < sizeof builtin_more / sizeof *builtin_more; i++)
+        if (strcmp(builtin_more[i]->name, name) == 0) return builtin_more[i];
     for (int i = 0; name && i < n_registered; i++)
         if (strcmp(registered[i]->name, name) == 0) return registered[i];
     return NULL;

@@ -17,5 +17,9 @@ tg_status tg_model_build(tg_model **out, tg_dtype dtype, int in_rank, const size
 /* A metadata key or value: 1..63 characters of 0x21..0x7e, the model
  * file's `str` rule (src/nn/meta.c). */
 int tg_meta_str_ok(const char *s);
+/* Built-in layer kinds defined outside layers.c (issue 17: attention.c). */
+extern const tg_layer_kind tg_kind_multihead_attention;
+extern const tg_layer_kind tg_kind_transformer_block;
+extern const tg_layer_kind tg_kind_pos_embedding;
 
 #endif

@@ -233,28 +233,77 @@ static void slices(const tg_call *c, tg_rgeom *g) {
  * subnormals, fastmath.h); a −inf entry gives 0; a slice holding NaN or
  * +inf, or only −inf, gives NaN throughout, as PyTorch. m and Σ per slice
  * live in c->saved. */
-TG_SIMD_CLONES static void softmax_forward(tg_call *c) {
-    tg_rgeom g;
-    slices(c, &g);
+/* Rows [r0, r0 + g->rows) of the slices, whose n_out outputs start at r0
+ * (r0 > 0 only for last-axis slices, where row r is elements [r·L,
+ * (r + 1)·L) and output r; otherwise r0 = 0 and every row). */
+TG_SIMD_CLONES static void softmax_rows(const tg_call *c, const tg_rgeom *g, size_t r0,
+                                        size_t n_out) {
+    const size_t e0 = r0 * g->len[g->n - 1];
     TG_DISPATCH(
-        c->out->dtype, const real *x = c->in[0]->data; real *y = c->out->data; real *m = c->saved;
-        real *s = m + g.out_size; for (size_t o = 0; o < g.out_size; o++) {
+        c->out->dtype, const real *x = (const real *)c->in[0]->data + e0;
+        real *y = (real *)c->out->data + e0; real *m = (real *)c->saved + r0;
+        real *s = (real *)c->saved + g->out_size + r0; for (size_t o = 0; o < n_out; o++) {
             m[o] = -INFINITY;
             s[o] = 0;
-        } TG_RFOLD(&g, real, m[o], TG_MAXF_, x[i]);
-        TG_RFOLD(&g, real, s[o], TG_ADD_, (y[i] = TG_EXP(x[i] - m[o])));
-        TG_RWALK(&g, y[i] /= s[o];););
+        } TG_RFOLD(g, real, m[o], TG_MAXF_, x[i]);
+        TG_RFOLD(g, real, s[o], TG_ADD_, (y[i] = TG_EXP(x[i] - m[o])));
+        TG_RWALK(g, y[i] /= s[o];););
 }
 
 /* out = S ⊙ (v − ⟨S, v⟩) per slice, written (acc = 0) or added (acc = 1):
- * the d-map and the r-map are the same symmetric map. */
-TG_SIMD_CLONES static void softmax_map(const tg_call *c, const void *v, void *out, int acc) {
+ * the d-map and the r-map are the same symmetric map. Rows as softmax_rows. */
+TG_SIMD_CLONES static void softmax_map_rows(const tg_call *c, const tg_rgeom *g, size_t r0,
+                                            size_t n_out, const void *v, void *out, int acc) {
+    const size_t e0 = r0 * g->len[g->n - 1];
+    TG_DISPATCH(c->out->dtype, const real *S = (const real *)c->out->data + e0;
+                const real *gv = (const real *)v + e0; real *o_ = (real *)out + e0;
+                real *dot = (real *)c->saved + r0; memset(dot, 0, n_out * sizeof *dot);
+                TG_RFOLD(g, real, dot[o], TG_ADD_, S[i] * gv[i]);
+                TG_RWALK(g, o_[i] = (acc ? o_[i] : 0) + S[i] * (gv[i] - dot[o]);););
+}
+
+/* Slices along the last axis of a large tensor go to the pool in parts
+ * of whole rows, each row computed as on one thread (attention's weights:
+ * N·H·T rows of T). */
+typedef struct softmax_job {
+    const tg_call *c;
     tg_rgeom g;
-    slices(c, &g);
-    TG_DISPATCH(c->out->dtype, const real *S = c->out->data; const real *gv = v; real *o_ = out;
-                real *dot = c->saved; memset(dot, 0, g.out_size * sizeof *dot);
-                TG_RFOLD(&g, real, dot[o], TG_ADD_, S[i] * gv[i]);
-                TG_RWALK(&g, o_[i] = (acc ? o_[i] : 0) + S[i] * (gv[i] - dot[o]);););
+    const void *v;
+    void *out;
+    int acc, map;
+} softmax_job;
+
+static void softmax_part(void *ctx, int part, int parts) {
+    const softmax_job *j = ctx;
+    tg_rgeom g = j->g;
+    size_t lo, hi;
+    tg_part_range(j->g.rows, part, parts, 1, &lo, &hi);
+    g.rows = hi - lo; /* one output per row */
+    if (j->map)
+        softmax_map_rows(j->c, &g, lo, g.rows, j->v, j->out, j->acc);
+    else
+        softmax_rows(j->c, &g, lo, g.rows);
+}
+
+static void softmax_run(const tg_call *c, const void *v, void *out, int acc, int map) {
+    softmax_job j = {c, {0}, v, out, acc, map};
+    slices(c, &j.g);
+    int rows_only = j.g.n == 2 && j.g.red_inner && j.g.ostride[0] == 1;
+    int parts = rows_only && c->out->size >= 32768 && tg_threads_managed() ? tg_get_threads() : 1;
+    if (parts > 1)
+        tg_parallel(softmax_part, &j, parts);
+    else if (map)
+        softmax_map_rows(c, &j.g, 0, j.g.out_size, v, out, acc);
+    else
+        softmax_rows(c, &j.g, 0, j.g.out_size);
+}
+
+static void softmax_forward(tg_call *c) {
+    softmax_run(c, NULL, NULL, 0, 0);
+}
+
+static void softmax_map(const tg_call *c, const void *v, void *out, int acc) {
+    softmax_run(c, v, out, acc, 1);
 }
 
 static void softmax_jvp(const tg_call *c, const void *const *tin, void *tout) {

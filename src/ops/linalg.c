@@ -424,60 +424,138 @@ static size_t lead(const tg_tensor *x) {
     return x->shape[x->rank - 1];
 }
 
-static void bmm_forward(tg_call *c) {
+/* Batch item i of each map; `one` is the product routine: gemm (which may
+ * cut one product across the pool) or gemm1 (the calling thread only). */
+typedef void (*gemm_fn)(tg_dtype, int, int, size_t, size_t, size_t, const void *, size_t,
+                        const void *, size_t, double, void *, size_t);
+
+static void bmm_forward_item(const tg_call *c, const bmm_geom *G, size_t i, gemm_fn one) {
     const tg_tensor *a = c->in[0], *b = c->in[1];
-    bmm_geom G = bmm_of(c);
-    for (size_t i = 0; i < G.batch; i++) {
-        bmm_item it = bmm_at(&G, i);
-        gemm(a->dtype, G.ta, G.tb, G.m, G.n, G.k, at(a->data, it.a), lead(a), at(b->data, it.b),
-             lead(b), 0.0, (char *)c->out->data + it.c, G.n);
+    bmm_item it = bmm_at(G, i);
+    one(a->dtype, G->ta, G->tb, G->m, G->n, G->k, at(a->data, it.a), lead(a), at(b->data, it.b),
+        lead(b), 0.0, (char *)c->out->data + it.c, G->n);
+}
+
+static void bmm_jvp_item(const tg_call *c, const bmm_geom *G, size_t i, const void *const *tin,
+                         void *tout, gemm_fn one) {
+    const tg_tensor *a = c->in[0], *b = c->in[1];
+    bmm_item it = bmm_at(G, i);
+    char *pc = (char *)tout + it.c;
+    if (tin[0]) /* op(Ȧ)·op(B) */
+        one(a->dtype, G->ta, G->tb, G->m, G->n, G->k, at(tin[0], it.a), lead(a), at(b->data, it.b),
+            lead(b), 0.0, pc, G->n);
+    if (tin[1]) /* + op(A)·op(Ḃ) */
+        one(a->dtype, G->ta, G->tb, G->m, G->n, G->k, at(a->data, it.a), lead(a), at(tin[1], it.b),
+            lead(b), tin[0] ? 1.0 : 0.0, pc, G->n);
+}
+
+/* The r-map of item i with operands A, B (the values, or the tangents for
+ * the second order) into g[0], g[1] (NULL: not wanted), for the inputs
+ * whose bit is set in `which`. */
+static void bmm_vjp_item(const tg_call *c, const bmm_geom *G, size_t i, const void *const *AB,
+                         const void *gout, void *const *g, unsigned which, gemm_fn one) {
+    const tg_tensor *a = c->in[0], *b = c->in[1];
+    size_t m = G->m, n = G->n, k = G->k;
+    bmm_item it = bmm_at(G, i);
+    const char *pa = AB[0] ? at(AB[0], it.a) : NULL, *pb = AB[1] ? at(AB[1], it.b) : NULL,
+               *z = at(gout, it.c);
+    if (g[0] && (which & 1u)) {
+        char *ga = (char *)g[0] + it.a;
+        if (!G->ta) /* Ā (m×k) += ζ·op(B)ᵀ */
+            one(a->dtype, 0, !G->tb, m, k, n, z, n, pb, lead(b), 1.0, ga, k);
+        else /* stored Aᵀ (k×m) += op(B)·ζᵀ */
+            one(a->dtype, G->tb, 1, k, m, n, pb, lead(b), z, n, 1.0, ga, m);
     }
+    if (g[1] && (which & 2u)) {
+        char *gb = (char *)g[1] + it.b;
+        if (!G->tb) /* B̄ (k×n) += op(A)ᵀ·ζ */
+            one(a->dtype, !G->ta, 0, k, n, m, pa, lead(a), z, n, 1.0, gb, n);
+        else /* stored Bᵀ (n×k) += ζᵀ·op(A) */
+            one(a->dtype, 1, G->ta, n, k, m, z, n, pa, lead(a), 1.0, gb, k);
+    }
+}
+
+/* Many items (attention: batch × heads products of T×E): whole items per
+ * thread, each on one thread, instead of every small product cut across
+ * the pool (one wake-up and join per product: 128 per map at the char
+ * LM's shapes). Items write disjoint outputs; an r-map whose input is
+ * broadcast (several items add into one adjoint) stays item by item.
+ * Each item is then one BLAS call on one thread, as with one thread:
+ * results do not depend on the thread count. */
+static int bmm_by_items(const bmm_geom *G) {
+    int parts = tg_get_threads();
+    return tg_threads_managed() && parts > 1 && G->batch >= 2 * (size_t)parts;
+}
+
+/* Whether input j's batch items are all distinct (not broadcast). */
+static int bmm_full(const tg_call *c, const bmm_geom *G, int j) {
+    return c->in[j]->size / (j ? G->sb : G->sa) == G->batch;
+}
+
+typedef struct bmm_job {
+    const tg_call *c;
+    const bmm_geom *G;
+    const void *const *tin;
+    void *tout;
+    const void *const *AB; /* the r-map's operands */
+    const void *gout;
+    void *const *gin;
+    unsigned which;
+    int map; /* 0 forward, 1 d-map, 2 r-map */
+} bmm_job;
+
+static void bmm_part(void *ctx, int part, int parts) {
+    const bmm_job *j = ctx;
+    size_t lo, hi;
+    tg_part_range(j->G->batch, part, parts, 1, &lo, &hi);
+    for (size_t i = lo; i < hi; i++)
+        if (j->map == 0)
+            bmm_forward_item(j->c, j->G, i, gemm_any);
+        else if (j->map == 1)
+            bmm_jvp_item(j->c, j->G, i, j->tin, j->tout, gemm_any);
+        else
+            bmm_vjp_item(j->c, j->G, i, j->AB, j->gout, j->gin, j->which, gemm_any);
+}
+
+static void bmm_forward(tg_call *c) {
+    bmm_geom G = bmm_of(c);
+    if (bmm_by_items(&G)) {
+        bmm_job j = {.c = c, .G = &G, .map = 0};
+        tg_parallel(bmm_part, &j, tg_get_threads());
+        return;
+    }
+    for (size_t i = 0; i < G.batch; i++)
+        bmm_forward_item(c, &G, i, gemm);
 }
 
 static void bmm_jvp(const tg_call *c, const void *const *tin, void *tout) {
-    const tg_tensor *a = c->in[0], *b = c->in[1];
     bmm_geom G = bmm_of(c);
-    for (size_t i = 0; i < G.batch; i++) {
-        bmm_item it = bmm_at(&G, i);
-        char *pc = (char *)tout + it.c;
-        if (tin[0]) /* op(Ȧ)·op(B) */
-            gemm(a->dtype, G.ta, G.tb, G.m, G.n, G.k, at(tin[0], it.a), lead(a), at(b->data, it.b),
-                 lead(b), 0.0, pc, G.n);
-        if (tin[1]) /* + op(A)·op(Ḃ) */
-            gemm(a->dtype, G.ta, G.tb, G.m, G.n, G.k, at(a->data, it.a), lead(a), at(tin[1], it.b),
-                 lead(b), tin[0] ? 1.0 : 0.0, pc, G.n);
+    if (bmm_by_items(&G)) {
+        bmm_job j = {.c = c, .G = &G, .tin = tin, .tout = tout, .map = 1};
+        tg_parallel(bmm_part, &j, tg_get_threads());
+        return;
     }
+    for (size_t i = 0; i < G.batch; i++)
+        bmm_jvp_item(c, &G, i, tin, tout, gemm);
 }
 
-/* The r-map with operands A, B (the values, or the tangents for the second
- * order) into ga, gb (NULL: not wanted). */
-static void bmm_r(const tg_call *c, const void *A, const void *B, const void *gout, void *ga_,
-                  void *gb_) {
-    const tg_tensor *a = c->in[0], *b = c->in[1];
+/* The r-map with operands AB (values or tangents) into g[0], g[1]. */
+static void bmm_r(const tg_call *c, const void *const *AB, const void *gout, void *const *g) {
     bmm_geom G = bmm_of(c);
-    size_t m = G.m, n = G.n, k = G.k;
-    for (size_t i = 0; i < G.batch; i++) {
-        bmm_item it = bmm_at(&G, i);
-        const char *pa = A ? at(A, it.a) : NULL, *pb = B ? at(B, it.b) : NULL, *z = at(gout, it.c);
-        if (ga_) {
-            char *ga = (char *)ga_ + it.a;
-            if (!G.ta) /* Ā (m×k) += ζ·op(B)ᵀ */
-                gemm(a->dtype, 0, !G.tb, m, k, n, z, n, pb, lead(b), 1.0, ga, k);
-            else /* stored Aᵀ (k×m) += op(B)·ζᵀ */
-                gemm(a->dtype, G.tb, 1, k, m, n, pb, lead(b), z, n, 1.0, ga, m);
-        }
-        if (gb_) {
-            char *gb = (char *)gb_ + it.b;
-            if (!G.tb) /* B̄ (k×n) += op(A)ᵀ·ζ */
-                gemm(a->dtype, !G.ta, 0, k, n, m, pa, lead(a), z, n, 1.0, gb, n);
-            else /* stored Bᵀ (n×k) += ζᵀ·op(A) */
-                gemm(a->dtype, 1, G.ta, n, k, m, z, n, pa, lead(a), 1.0, gb, k);
-        }
+    unsigned par = 0; /* inputs whose adjoints go item-parallel */
+    if (bmm_by_items(&G)) par = (bmm_full(c, &G, 0) ? 1u : 0u) | (bmm_full(c, &G, 1) ? 2u : 0u);
+    if (par) {
+        bmm_job j = {.c = c, .G = &G, .AB = AB, .gout = gout, .gin = g, .which = par, .map = 2};
+        tg_parallel(bmm_part, &j, tg_get_threads());
     }
+    if (par != 3u)
+        for (size_t i = 0; i < G.batch; i++)
+            bmm_vjp_item(c, &G, i, AB, gout, g, 3u & ~par, gemm);
 }
 
 static void bmm_vjp(const tg_call *c, const void *gout, void *const *gin) {
-    bmm_r(c, c->in[0]->data, c->in[1]->data, gout, gin[0], gin[1]);
+    const void *AB[2] = {c->in[0]->data, c->in[1]->data};
+    bmm_r(c, AB, gout, gin);
 }
 
 /* Second order (issue 18), as matmul's: r with the tangent operands,
@@ -486,7 +564,8 @@ static void bmm_vjp(const tg_call *c, const void *gout, void *const *gin) {
 static void bmm_vjp_dot(const tg_call *c, const void *const *tin, const void *tout,
                         const void *gout, void *const *gin) {
     (void)tout;
-    bmm_r(c, tin[0], tin[1], gout, tin[1] ? gin[0] : NULL, tin[0] ? gin[1] : NULL);
+    void *g[2] = {tin[1] ? gin[0] : NULL, tin[0] ? gin[1] : NULL};
+    bmm_r(c, tin, gout, g);
 }
 
 /* Attention's shapes in small: A (2, 1, m, k) against a broadcast B
