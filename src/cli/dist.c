@@ -38,6 +38,8 @@ const cli_opts *cli_dist_start(const cli_opts *o, cli_opts *local) {
         fprintf(stderr, "tapegrad: %s\n", tg_last_error());
         return NULL;
     }
+    if (tg_dist_check_batch(dist, o->batch)) return dist_fail(), NULL;
+    agreed = 0;
     *local = *o;
     if (tg_dist_rank(dist)) {
         local->save = local->plot = local->log = NULL;
@@ -47,9 +49,7 @@ const cli_opts *cli_dist_start(const cli_opts *o, cli_opts *local) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN) / tg_dist_local_size(dist);
         local->threads = cpus < 1 ? 1 : cpus > TG_MAX_THREADS ? TG_MAX_THREADS : (int)cpus;
     }
-    if (tg_dist_check_batch(dist, o->batch)) return dist_fail(), NULL;
     tg_dist_watch_signals(dist, 1);
-    agreed = 0;
     if (!tg_dist_rank(dist))
         printf("fit: %d ranks, global batch %zu (%zu per rank), %d threads each\n",
                tg_dist_size(dist), o->batch, o->batch / (size_t)tg_dist_size(dist), local->threads);
