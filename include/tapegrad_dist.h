@@ -85,8 +85,9 @@ tg_status tg_dist_attach(tg_dist *d, int n, tg_tensor *const *params, size_t buc
 tg_status tg_dist_allreduce_grads(tg_dist *d, size_t local_rows, size_t global_rows, double *loss);
 
 /* Rank 0's values of n tensors (any kind, e.g. batch norm's running
- * statistics) copied to every rank. Shapes must agree (unchecked beyond
- * the total size, as the data is sent in one message per dtype). */
+ * statistics) copied to every rank, one message per tensor. Sizes are not
+ * checked first: a tensor larger on rank 0 is MPI's truncation error
+ * (TG_ERR_IO); use tg_dist_attach for parameters. Collective. */
 tg_status tg_dist_broadcast(tg_dist *d, int n, tg_tensor *const *tensors);
 /* Sum n doubles across ranks in place (metrics: loss·rows, right answers). */
 tg_status tg_dist_sum(tg_dist *d, double *values, int n);
