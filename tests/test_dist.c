@@ -8,7 +8,8 @@
  *  - Bad use: mismatched parameter shapes, mismatched versions, a batch the
  *    rank count does not divide, batches that differ across ranks: a clear
  *    error on EVERY rank (each rank checks its own), no deadlock.
- *  - Sharding covers a batch disjointly; tg_dist_sum sums. */
+ *  - Sharding covers a batch disjointly; tg_dist_sum sums; a program's own
+ *    communicator works. */
 #include "../src/dist/dist_internal.h"
 #include "check.h"
 #include "tapegrad_nn.h"
@@ -174,6 +175,26 @@ static void shards(tg_dist *d) {
     }
 }
 
+/* A program's own communicator (ranks in reverse order): tapegrad uses its
+ * ranks, and freeing the handle leaves MPI (initialised by the first
+ * handle) and the program's communicator usable. */
+static void own_comm(tg_dist *world) {
+    int wr = tg_dist_rank(world), ws = tg_dist_size(world);
+    MPI_Comm mine;
+    CHECK(MPI_Comm_split(MPI_COMM_WORLD, 0, ws - 1 - wr, &mine) == MPI_SUCCESS, "split");
+    tg_dist *d = NULL;
+    CHECK_OK(tg_dist_init(&d, mine));
+    if (!d) return;
+    CHECK(tg_dist_rank(d) == ws - 1 - wr, "rank %d in the reversed communicator", tg_dist_rank(d));
+    double v[1] = {(double)tg_dist_rank(d)};
+    CHECK_OK(tg_dist_sum(d, v, 1));
+    CHECK(v[0] == ws * (ws - 1) / 2.0, "sum of ranks %g", v[0]);
+    tg_dist_free(d);
+    int n = 0;
+    CHECK(MPI_Comm_size(mine, &n) == MPI_SUCCESS && n == ws, "the program's communicator");
+    MPI_Comm_free(&mine);
+}
+
 int main(void) {
     tg_dist *d = NULL;
     CHECK_OK(tg_dist_init(&d, MPI_COMM_NULL));
@@ -190,6 +211,7 @@ int main(void) {
         equivalence(d, TG_F32, 1e-5, x, y, TG_OPT_SGD);
         bad_use(d);
         shards(d);
+        own_comm(d);
     }
     tg_dist_free(d);
     return check_summary();
