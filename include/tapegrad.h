@@ -382,9 +382,9 @@ tg_status tg_detach(tg_tape *t, const tg_tensor *x, tg_tensor **out);
  * Reductions over a set of axes: dims holds n_dims axes, each in
  * [−rank, rank) (negative counted from the end; a rank-0 x takes 0 and −1),
  * none twice; n_dims = 0 reduces every axis (as torch's dim=[]). keepdim
- * keeps the reduced axes with size 1. Errors: TG_ERR_SHAPE for an axis out
- * of range ("sum: dim 3 out of range for shape (2x3)"), TG_ERR_ARG for a
- * repeated axis, n_dims outside 0..8 or a NULL dims with n_dims > 0. Sums
+ * keeps the reduced axes with size 1. Errors: TG_ERR_ARG for an axis out
+ * of range ("sum: dim 3 out of range for shape (2x3)"; every op's dim is an
+ * option: a bad one is TG_ERR_ARG), for a repeated axis, n_dims outside 0..8 or a NULL dims with n_dims > 0. Sums
  * accumulate in double. tg_sum and tg_mean above are n_dims = 0, keepdim 0;
  * tg_sum_axis and tg_mean_axis one axis, removed. */
 tg_status tg_sum_dims(tg_tape *t, const tg_tensor *x, const int *dims, int n_dims, int keepdim,
@@ -422,7 +422,8 @@ tg_status tg_norm(tg_tape *t, const tg_tensor *x, const int *dims, int n_dims, i
                   tg_tensor **out);
 
 /* Softmax and log_softmax along dim (negative counted from the end; rank
- * >= 1; TG_ERR_SHAPE otherwise). log_softmax = (x − m) − log Σ e^{x − m},
+ * >= 1: TG_ERR_SHAPE for a scalar, TG_ERR_ARG for a dim out of range).
+ * log_softmax = (x − m) − log Σ e^{x − m},
  * m never added back. A slice with NaN or +inf, or only −inf, gives NaN
  * throughout, as torch; a −inf entry gives 0 (softmax) / −inf (log_softmax).
  * tg_softmax above is dim = −1. */

@@ -91,7 +91,8 @@ tg_status tg_dataset_split(const tg_dataset *all, double val_frac, double test_f
 /* Fisher–Yates shuffle of idx[0..n) with the seeded generator. */
 void tg_shuffle(size_t *idx, size_t n, tg_rng *rng);
 
-/* Copy examples idx[start .. start+rows) into x (rows × d) and y: y has
+/* Copy examples idx[start .. start+rows) into x (rows × d, or rows × an
+ * example shape of d elements, as N×1×28×28 for images) and y: y has
  * `rows` elements (labels) or rows × 1. Converts to the tensors' dtype;
  * allocates nothing. */
 tg_status tg_batch_fill(const tg_dataset *ds, const size_t *idx, size_t start, size_t rows,

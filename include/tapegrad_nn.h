@@ -1,6 +1,7 @@
 /*
  * tapegrad_nn.h — training toolkit: layers, initialisers, optimizers,
- * learning-rate schedules, and the multilayer perceptron the CLI trains.
+ * learning-rate schedules, the multilayer perceptron, and models as lists of
+ * layers (what the CLI trains).
  * Everything here is built from the primitive ops of tapegrad.h; composing
  * ops by hand stays possible.
  */
@@ -156,7 +157,6 @@ tg_status tg_mlp_forward(tg_tape *t, const tg_mlp *m, const tg_tensor *x, tg_ten
 tg_status tg_mlp_cost(tg_tape *t, const tg_mlp *m, const tg_tensor *logits, const tg_tensor *target,
                       tg_tensor **cost);
 
-
 /* ---------------------------------------------------------------- the layer API (issue 16)
  *
  * A model is an ordered list of layers built from an input shape and a list
@@ -307,6 +307,14 @@ tg_status tg_layer_kind_register(const tg_layer_kind *k);
 /* A built-in or registered kind by name; NULL if none. */
 const tg_layer_kind *tg_layer_kind_find(const char *name);
 
+/* One key/value pair of a model's metadata: 1..63 printable ASCII
+ * characters each (0x21..0x7e: no spaces), as the model file's strings. */
+#define TG_MODEL_META_MAX 16
+#define TG_MODEL_META_LEN 64
+typedef struct tg_model_meta {
+    char key[TG_MODEL_META_LEN], value[TG_MODEL_META_LEN];
+} tg_model_meta;
+
 /* A model: its input shape (per example), its layers, and optionally the
  * standardisation statistics of its training data (n_stats = the number of
  * features per example, or 0), kept in the model file. */
@@ -318,6 +326,12 @@ typedef struct tg_model {
     tg_layer *layers;
     size_t n_stats;
     double *mean, *std; /* n_stats each, malloc'd (tg_model_free frees them), or NULL */
+    /* Key/value text kept in the model file (tg_model_meta_set); the CLI
+     * stores what its eval and predict need: "loss" (bce, ce, mse),
+     * "classes", and a standardised regression target's "target_mean",
+     * "target_std". */
+    int n_meta;
+    tg_model_meta meta[TG_MODEL_META_MAX];
 } tg_model;
 
 /* Build a model for examples of shape in_shape[0..in_rank) (rank 1..7)
@@ -345,6 +359,22 @@ int tg_model_tensors(const tg_model *m, tg_tensor **tensors, const char **names,
  * model.parameters())). */
 size_t tg_model_param_count(const tg_model *m);
 void tg_model_free(tg_model *m);
+
+/* Set (or replace) the metadata value of key: TG_ERR_ARG for a key or
+ * value that is empty, too long or not printable, or a 17th key. Kept in
+ * insertion order, written by tg_model_save (format version 2's optional
+ * metadata block). */
+tg_status tg_model_meta_set(tg_model *m, const char *key, const char *value);
+/* The value of key, or NULL if the model has none. */
+const char *tg_model_meta_get(const tg_model *m, const char *key);
+
+/* The MLP as a model of layers, as nn.Sequential holds it: per hidden layer
+ * a dense layer and the activation layer, then the last dense layer;
+ * weights transposed to PyTorch's out×in, biases, the standardisation
+ * statistics and metadata "loss" and "classes" copied. Its forward gives
+ * tg_mlp_forward's values (to rounding: another product layout). How a
+ * version-1 model file reaches tools that take a tg_model. */
+tg_status tg_model_from_mlp(tg_model **out, const tg_mlp *mlp);
 
 #ifdef __cplusplus
 }

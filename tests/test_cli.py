@@ -295,7 +295,9 @@ def test_detect_anomaly(d):
             f.write(f"{1e30 * (1 + i % 7)},{-3e29 * (i % 5)},{i % 2}\n")
     args = ["fit", path, "--opt", "sgd", "--lr", "1000", "--epochs", "3", "--batch", "8"]
     rc, out, err = run(*args, "--detect-anomaly")
-    check(rc == 1 and err.startswith("tapegrad: anomaly: ") and len(err.strip().splitlines()) == 1,
+    # the model names the layer before the op ("tapegrad: layer 0 (dense): ... anomaly: ...")
+    check(rc == 1 and err.startswith("tapegrad: ") and "anomaly: op " in err
+          and len(err.strip().splitlines()) == 1,
           f"anomaly reported: exit {rc}, {err!r}")
     # Without the flag the run stops at the first non-finite training loss
     # (it used to train on NaN and exit 0), one line, and a model saved

@@ -89,7 +89,7 @@ def bad_use(tmp, data):
                         "-np", "1", *base, "--hidden", "8"], timeout=60)
     text = out + err
     check(rc != 0, f"different shapes: rc {rc}")
-    want = "tensor 0 is (6x16) float32 on rank 0, (6x8) float32 on rank 1"
+    want = "tensor 0 is (16x6) float32 on rank 0, (8x6) float32 on rank 1"  # PyTorch layout
     check(text.count(want) == 2, f"the shape error on both ranks:\n{text}")
     check(time.time() - t0 < 60, "bad use took more than 60 s")
 

@@ -25,9 +25,9 @@ static void test_shapes(tg_tape *t) {
                "add: shapes (3x4) and (5x2) do not broadcast at axis -2 (3 vs 5)");
     EXPECT_ERR(tg_mul(t, a, v, &out), TG_ERR_SHAPE,
                "mul: shapes (3x4) and (3) do not broadcast at axis -1 (4 vs 3)");
-    EXPECT_ERR(tg_sum_axis(t, a, 2, &out), TG_ERR_SHAPE,
+    EXPECT_ERR(tg_sum_axis(t, a, 2, &out), TG_ERR_ARG,
                "sum_axis: axis 2 out of range for shape (3x4)");
-    EXPECT_ERR(tg_mean_axis(t, a, -3, &out), TG_ERR_SHAPE, "mean_axis: axis -3 out of range");
+    EXPECT_ERR(tg_mean_axis(t, a, -3, &out), TG_ERR_ARG, "mean_axis: axis -3 out of range");
     EXPECT_ERR(tg_mse(t, a, b, &out), TG_ERR_SHAPE, "mse: ");
     tg_tensor *lab5 = mk(TG_F64, 0, 5, 0);
     EXPECT_ERR(tg_softmax_ce(t, a, lab5, &out), TG_ERR_SHAPE, "softmax_ce: ");

@@ -30,7 +30,61 @@ typedef struct cli_opts {
     tg_dtype dtype;
     int threads;
     int help; /* --help or -h: print the command's usage, exit 0 */
+    /* issue 16: any model */
+    const struct cli_layers *layers; /* --layers, parsed; NULL: an MLP from --hidden */
+    int in_rank;                     /* --input-shape; 0: from the data */
+    size_t in_shape[TG_MAX_RANK];
+    const char *inputs[2]; /* export MODEL OUT; import IN */
+    int mlp_set;           /* --hidden or --act given: not with --layers */
 } cli_opts;
+
+/* --layers text as layer specs (spec.c). item[i]: the --layers item layer i
+ * came from (1-based; 0 for layers made from --hidden). */
+#define CLI_MAX_LAYERS 256
+typedef struct cli_layers {
+    int n;
+    tg_layer_spec specs[CLI_MAX_LAYERS];
+    char names[CLI_MAX_LAYERS][TG_LAYER_NAME_MAX];
+    int item[CLI_MAX_LAYERS];
+    const char *text; /* the --layers text, or NULL */
+} cli_layers;
+
+/* Parse; on error write one line to err and return 0. */
+int cli_layers_parse(const char *text, cli_layers *L, char *err, size_t errlen);
+/* The text of --layers item k (1-based), trimmed, at most 80 characters. */
+void cli_layers_item(const char *text, int k, char *out, size_t len);
+/* Dense layers of the widths, each followed by act, then dense n_out. */
+void cli_layers_mlp(cli_layers *L, int n_hidden, const size_t *widths, tg_act act, size_t n_out);
+/* "1,28,28" (or 1x28x28): 1..7 sizes of 1..1e8. */
+int cli_shape_parse(const char *s, int *rank, size_t *shape);
+
+/* A model as the commands use it: the layers, and what its metadata says
+ * about its outputs (model.c). */
+typedef struct cli_model {
+    tg_model *m;
+    tg_loss_kind loss;
+    int n_classes;        /* ce: C; bce: 2; mse: 0 */
+    size_t n_in, n_out;   /* values per example in and out */
+    double y_mean, y_std; /* mse: output·y_std + y_mean is in the target's units */
+} cli_model;
+
+/* Read a model file, version 2 or 1 (an MLP, converted to layers); prints
+ * the error. */
+int cli_model_load(const char *path, cli_model *cm);
+/* Build from layers for examples of the shape; an error is one line naming
+ * the --layers item. flat: the output must be one vector per example (what
+ * the losses take). Tensors zeroed. */
+int cli_model_build(cli_model *cm, const cli_layers *L, tg_dtype dt, int rank, const size_t *shape,
+                    int flat);
+/* Record loss, classes and the target's statistics in the metadata. */
+int cli_model_set_task(cli_model *cm);
+void cli_model_free(cli_model *cm);
+/* The cost of outputs against the batch's targets, by cm->loss. */
+tg_status cli_model_cost(tg_tape *t, const cli_model *cm, const tg_tensor *out,
+                         const tg_tensor *target, tg_tensor **cost);
+/* The example shape of DATA: --input-shape, or an IDX file's images
+ * (1×H×W), or flat (d). */
+int cli_input_shape(const cli_opts *o, const tg_dataset *ds, int *rank, size_t *shape);
 
 /* Parse argv[first..] into o; on error print one line + usage, return 0. */
 int cli_parse(int argc, char **argv, int first, const char *cmd, cli_opts *o);
@@ -49,6 +103,9 @@ int cmd_predict(const cli_opts *o);
 int cmd_graph(const cli_opts *o);
 int cmd_gradcheck(const cli_opts *o);
 int cmd_ops(void);
+int cmd_summary(const cli_opts *o);
+int cmd_export(const cli_opts *o);
+int cmd_import(const cli_opts *o);
 
 /* Progress and reports (report.c). */
 /* Classification: acc; regression (mse): rmse, mae, r2 in the target's
@@ -78,6 +135,8 @@ int report_csv(const char *path, const epoch_row *rows, int n, const char *held)
  * --log and stdout; the default --threads shares the host's CPUs among its
  * ranks), or NULL after printing an error (--batch not divisible). */
 const cli_opts *cli_dist_start(const cli_opts *o, cli_opts *local);
+/* This rank (0 in one process). */
+int cli_dist_rank(void);
 /* Check the parameters agree across ranks; copy rank 0's to all. */
 tg_status cli_dist_attach(int n, tg_tensor *const *params);
 /* This rank's share of a global batch of rows examples: count, first row. */

@@ -56,6 +56,10 @@ const cli_opts *cli_dist_start(const cli_opts *o, cli_opts *local) {
     return local;
 }
 
+int cli_dist_rank(void) {
+    return dist ? tg_dist_rank(dist) : 0;
+}
+
 tg_status cli_dist_attach(int n, tg_tensor *const *params) {
     if (!dist) return TG_OK;
     tg_status s = tg_dist_attach(dist, n, params, 0);
@@ -108,6 +112,9 @@ int cli_dist_end(int rc) {
 const cli_opts *cli_dist_start(const cli_opts *o, cli_opts *local) {
     (void)local;
     return o;
+}
+int cli_dist_rank(void) {
+    return 0;
 }
 tg_status cli_dist_attach(int n, tg_tensor *const *params) {
     (void)n, (void)params;

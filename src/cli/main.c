@@ -73,7 +73,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     const char *cmd = argv[1];
-    static const char *const known[] = {"fit", "eval", "predict", "graph", "gradcheck", "ops"};
+    static const char *const known[] = {"fit", "eval",    "predict", "graph", "gradcheck",
+                                        "ops", "summary", "export",  "import"};
     int found = 0;
     for (size_t i = 0; i < sizeof known / sizeof *known; i++)
         found |= !strcmp(cmd, known[i]);
@@ -96,5 +97,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "eval")) return cmd_eval(&o);
     if (!strcmp(cmd, "predict")) return cmd_predict(&o);
     if (!strcmp(cmd, "graph")) return cmd_graph(&o);
+    if (!strcmp(cmd, "summary")) return cmd_summary(&o);
+    if (!strcmp(cmd, "export")) return cmd_export(&o);
+    if (!strcmp(cmd, "import")) return cmd_import(&o);
     return cmd_gradcheck(&o);
 }

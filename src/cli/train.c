@@ -1,6 +1,6 @@
 /* fit, eval, predict, graph: the seed's keras/sklearn workflow (001 §1.4,
  * §3.3) from the command line: read a table, standardise, split, fit,
- * evaluate. */
+ * evaluate; any model of layers (--layers, or an MLP from --hidden). */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 
@@ -59,12 +59,16 @@ static void batch_free(batch *b) {
     memset(b, 0, sizeof *b);
 }
 
-static tg_status batch_new(batch *b, const tg_mlp *m, size_t rows) {
+/* x is rows × the model's example shape (N×C×H×W for a CNN). */
+static tg_status batch_new(batch *b, const cli_model *cm, size_t rows) {
+    const tg_model *m = cm->m;
+    size_t shape[TG_MAX_RANK] = {rows};
+    memcpy(shape + 1, m->in_shape, sizeof(size_t) * (size_t)m->in_rank);
     memset(b, 0, sizeof *b);
     b->rows = rows;
     if (!rows) return TG_OK; /* a rank's share of a last batch smaller than the rank count */
-    tg_status s = tg_tensor_new(&b->x, m->dtype, 2, (size_t[]){rows, m->n_in});
-    if (!s && m->loss == TG_LOSS_CE)
+    tg_status s = tg_tensor_new(&b->x, m->dtype, m->in_rank + 1, shape);
+    if (!s && cm->loss == TG_LOSS_CE)
         s = tg_tensor_new(&b->y, m->dtype, 1, &rows);
     else if (!s)
         s = tg_tensor_new(&b->y, m->dtype, 2, (size_t[]){rows, 1});
@@ -88,7 +92,7 @@ typedef struct batches {
 } batches;
 
 /* shard: training under mpirun, this rank's share of each global batch. */
-static tg_status batches_new(batches *bs, const tg_mlp *m, size_t n, size_t size, int shard) {
+static tg_status batches_new(batches *bs, const cli_model *m, size_t n, size_t size, int shard) {
     memset(bs, 0, sizeof *bs);
     bs->size = size < n ? size : n;
     tg_status s = batch_new(&bs->full, m, shard ? cli_dist_rows(bs->size) : bs->size);
@@ -111,8 +115,9 @@ static batch *batch_at(batches *bs, size_t start, size_t n) {
 /* A regression target standardised by --standardize: y' = (y − mean)/std
  * during training; errors are scaled back by std so that RMSE and MAE are
  * in the target's units (R² does not change under the affine map). Set in
- * cmd_fit, 1 otherwise (eval and predict read models whose last layer
- * already gives original units, see fold_target). */
+ * cmd_fit while training, 1 otherwise (after training, and in eval and
+ * predict, the model's y_mean/y_std map its outputs to the target's
+ * units). */
 static double target_std = 1.0;
 
 /* Sums over the examples seen so far: the objective, right classes, and
@@ -121,18 +126,27 @@ typedef struct sums {
     double loss, right, sse, sae;
 } sums;
 
-static void sums_add(sums *a, const tg_mlp *m, const tg_tensor *logits, const tg_tensor *cost,
+/* A regression's value for output r: in the target's units. */
+static double value_of(const cli_model *m, const tg_tensor *out, size_t r) {
+    return tg_get(out, r) * m->y_std + m->y_mean;
+}
+
+/* The loss of a regression is the mean squared error of the values (in
+ * the target's units, as the targets), the same as mse's cost when
+ * y_mean/y_std are the identity. */
+static void sums_add(sums *a, const cli_model *m, const tg_tensor *logits, const tg_tensor *cost,
                      const batch *b) {
-    a->loss += tg_get(cost, 0) * (double)b->rows;
     if (m->loss != TG_LOSS_MSE) {
+        a->loss += tg_get(cost, 0) * (double)b->rows;
         a->right += tg_accuracy(logits, b->labels, b->rows) * (double)b->rows;
         return;
     }
     for (size_t r = 0; r < b->rows; r++) { /* mse models have one output */
-        double e = tg_get(logits, r) - b->labels[r];
+        double e = value_of(m, logits, r) - b->labels[r];
         a->sse += e * e;
         a->sae += fabs(e);
     }
+    a->loss = a->sse;
 }
 
 /* The targets' mean and their sum of squares about it (two passes). */
@@ -154,7 +168,7 @@ static double r2_of(double sse, const tg_dataset *ds) {
     return sst > 0 ? 1 - sse / sst : NAN;
 }
 
-static scores sums_scores(const sums *a, const tg_mlp *m, const tg_dataset *ds) {
+static scores sums_scores(const sums *a, const cli_model *m, const tg_dataset *ds) {
     double n = (double)ds->n;
     scores s = {a->loss / n, NAN, NAN, NAN, NAN};
     if (m->loss != TG_LOSS_MSE) {
@@ -174,8 +188,9 @@ static size_t *identity(size_t n) {
     return idx;
 }
 
-/* Mean cost and accuracy over a whole dataset, in batches. */
-static tg_status evaluate(const tg_mlp *m, const tg_dataset *ds, size_t size, scores *out) {
+/* Mean cost and accuracy over a whole dataset, in batches, in eval mode
+ * (batch norm's running statistics, no dropout). */
+static tg_status evaluate(const cli_model *m, const tg_dataset *ds, size_t size, scores *out) {
     tg_tape *t = NULL;
     batches bs;
     size_t *idx = identity(ds->n);
@@ -186,8 +201,8 @@ static tg_status evaluate(const tg_mlp *m, const tg_dataset *ds, size_t size, sc
         batch *b = batch_at(&bs, start, ds->n);
         tg_tensor *logits, *cost;
         s = batch_load(b, ds, idx, start);
-        if (!s) s = tg_mlp_forward(t, m, b->x, &logits);
-        if (!s) s = tg_mlp_cost(t, m, logits, b->y, &cost);
+        if (!s) s = tg_model_forward(t, m->m, b->x, 0, NULL, &logits);
+        if (!s) s = cli_model_cost(t, m, logits, b->y, &cost);
         if (s) break;
         sums_add(&acc, m, logits, cost, b);
         tg_tape_reset(t);
@@ -220,13 +235,16 @@ static void fit_data_free(fit_data *d) {
     tg_dataset_free(&d->test);
 }
 
-/* --loss auto: bce for two classes, ce for more, mse for non-integer labels. */
+/* --loss auto: bce for two classes, ce for more, mse for non-integer labels;
+ * with --layers (n_out > 0: the last layer's width), bce or mse for one
+ * output and ce for several. */
 static int choose_loss(const cli_opts *o, const fit_data *d, size_t *n_out) {
     int classes = tg_dataset_classes(&d->all);
     int test_classes = d->extra_test.n ? tg_dataset_classes(&d->extra_test) : classes;
     if (test_classes > classes) classes = test_classes;
     int loss = o->loss >= 0   ? o->loss
                : classes == 0 ? TG_LOSS_MSE
+               : *n_out       ? (*n_out == 1 ? TG_LOSS_BCE : TG_LOSS_CE)
                : classes <= 2 ? TG_LOSS_BCE
                               : TG_LOSS_CE;
     if (loss != TG_LOSS_MSE && classes == 0) {
@@ -239,13 +257,22 @@ static int choose_loss(const cli_opts *o, const fit_data *d, size_t *n_out) {
                 classes);
         return -1;
     }
-    *n_out = loss == TG_LOSS_CE ? (size_t)(classes < 2 ? 2 : classes) : 1;
+    size_t want = loss == TG_LOSS_CE ? (size_t)(classes < 2 ? 2 : classes) : 1;
+    if (*n_out && (loss == TG_LOSS_CE ? *n_out < want : *n_out != 1)) {
+        fprintf(stderr,
+                "tapegrad: the last layer gives %zu outputs; loss %s on %s needs %s%zu (%d "
+                "classes)\n",
+                *n_out, tg_loss_name((tg_loss_kind)loss), o->data,
+                loss == TG_LOSS_CE ? "at least " : "", want, classes);
+        return -1;
+    }
+    if (!*n_out) *n_out = want;
     return loss;
 }
 
 /* Load, choose the loss from all labels, split (a --test-data file replaces
  * the test split). */
-static int prepare(const cli_opts *o, fit_data *d, int *loss, size_t *n_out) {
+static int prepare(const cli_opts *o, fit_data *d) {
     memset(d, 0, sizeof *d);
     if (!cli_load(o->data, o, o->dtype, &d->all)) return 0;
     if (o->test_data && !cli_load(o->test_data, o, o->dtype, &d->extra_test)) return 0;
@@ -254,7 +281,6 @@ static int prepare(const cli_opts *o, fit_data *d, int *loss, size_t *n_out) {
                 d->extra_test.d, o->data, d->all.d);
         return 0;
     }
-    if ((*loss = choose_loss(o, d, n_out)) < 0) return 0;
     tg_status s = tg_dataset_split(&d->all, o->val, o->test, o->seed, &d->train,
                                    o->val > 0 ? &d->val : NULL, o->test > 0 ? &d->test : NULL);
     if (s) return fail(NULL), 0;
@@ -281,33 +307,28 @@ static void target_fit(const tg_dataset *ds, double *mean, double *std) {
     *std = sd > 0 && isfinite(sd) ? sd : 1;
 }
 
-static int standardize(tg_mlp *m, fit_data *d, double *y_mean) {
-    m->mean = malloc(m->n_in * sizeof(double));
-    m->std = malloc(m->n_in * sizeof(double));
+static int standardize(cli_model *cm, fit_data *d, double *y_mean) {
+    tg_model *m = cm->m;
+    m->n_stats = cm->n_in;
+    m->mean = malloc(m->n_stats * sizeof(double));
+    m->std = malloc(m->n_stats * sizeof(double));
     if (!m->mean || !m->std || tg_standardize_fit(&d->train, m->mean, m->std)) return 0;
     tg_dataset *sets[] = {&d->train, &d->val, &d->test};
     for (int i = 0; i < 3; i++)
         if (sets[i]->n) tg_standardize_apply(sets[i], m->mean, m->std);
-    if (m->loss == TG_LOSS_MSE) {
+    if (cm->loss == TG_LOSS_MSE) {
         target_fit(&d->train, y_mean, &target_std);
         target_apply(d, *y_mean, target_std, 1);
     }
     return 1;
 }
 
-/* The target's statistics go into the last layer, not the file: the model
- * then predicts y = std·(hW + b) + mean = h(std·W) + (std·b + mean) in the
- * original units, and a version-1 file (whose standardisation block holds
- * the features' statistics only) needs no new field; every reader, old
- * ones too, gets original units. The splits are put back in those units. */
-static void fold_target(tg_mlp *m, fit_data *d, int standardized, double mean) {
+/* The target's statistics go into the model's metadata (target_mean,
+ * target_std; eval and predict give output·std + mean), and the splits are
+ * put back in the original units. */
+static void unstandardize_target(cli_model *m, fit_data *d, int standardized, double mean) {
     if (m->loss != TG_LOSS_MSE || !standardized) return;
-    tg_dense *last = &m->layers[m->n_layers - 1];
-    size_t nw = last->w->size, nb = last->b->size;
-    for (size_t i = 0; i < nw; i++)
-        tg_set(last->w, i, tg_get(last->w, i) * target_std);
-    for (size_t i = 0; i < nb; i++)
-        tg_set(last->b, i, tg_get(last->b, i) * target_std + mean);
+    m->y_mean = mean, m->y_std = target_std;
     target_apply(d, mean, target_std, -1);
     target_std = 1.0;
 }
@@ -328,8 +349,10 @@ static tg_status finite_loss(double loss, int e, size_t start, size_t rows) {
 }
 
 /* One epoch of shuffled mini-batches; fills the training loss and accuracy. */
-static tg_status epoch(const cli_opts *o, int e, tg_mlp *m, tg_optimizer *opt, tg_tape *t,
-                       batches *bs, const tg_dataset *ds, size_t *idx, tg_rng *rng,
+/* drop: dropout's generator, apart from the shuffling's so that a model
+ * without dropout shuffles as before. */
+static tg_status epoch(const cli_opts *o, int e, cli_model *m, tg_optimizer *opt, tg_tape *t,
+                       batches *bs, const tg_dataset *ds, size_t *idx, tg_rng *rng, tg_rng *drop,
                        epoch_row *row) {
     tg_shuffle(idx, ds->n, rng);
     double t0 = now(), shown = 0;
@@ -343,8 +366,8 @@ static tg_status epoch(const cli_opts *o, int e, tg_mlp *m, tg_optimizer *opt, t
         double loss = 0;
         if (b->rows) {
             s = batch_load(b, ds, idx, start + cli_dist_first(rows));
-            if (!s) s = tg_mlp_forward(t, m, b->x, &logits);
-            if (!s) s = tg_mlp_cost(t, m, logits, b->y, &cost);
+            if (!s) s = tg_model_forward(t, m->m, b->x, 1, drop, &logits);
+            if (!s) s = cli_model_cost(t, m, logits, b->y, &cost);
             if (!s) loss = tg_get(cost, 0);
             if (!s) s = tg_backward(t, cost);
         }
@@ -371,13 +394,31 @@ static tg_status epoch(const cli_opts *o, int e, tg_mlp *m, tg_optimizer *opt, t
     return s;
 }
 
+/* fit's evaluation batch: 1024 as before for narrow models, but no layer's
+ * output for the batch above 4M values (16 MB in float32): at 1024 examples
+ * the Fashion CNN's first convolution gives 22M values, and `eval` peaked
+ * at 0.5 GB (134 MB at batch 128; /usr/bin/time's maximum RSS). */
+static size_t eval_batch(const cli_model *m) {
+    size_t widest = 1;
+    for (int i = 0; i < m->m->n_layers; i++) {
+        const tg_layer *l = &m->m->layers[i];
+        size_t n = 1;
+        for (int a = 0; a < l->out_rank; a++)
+            n *= l->out_shape[a];
+        widest = n > widest ? n : widest;
+    }
+    size_t b = ((size_t)1 << 22) / widest;
+    return b < 64 ? 64 : b > 1024 ? 1024 : b;
+}
+
 static const char *held_name(const fit_data *d) {
     return d->val.n ? "val" : d->test.n ? "test" : NULL;
 }
 
-static int train(const cli_opts *o, tg_mlp *m, fit_data *d, epoch_row *rows) {
-    tg_tensor *params[64];
-    int np = tg_mlp_params(m, params, 64);
+static int train(const cli_opts *o, cli_model *m, fit_data *d, epoch_row *rows) {
+    int np = tg_model_params(m->m, NULL, NULL, 0);
+    tg_tensor **params = malloc((size_t)(np ? np : 1) * sizeof *params);
+    if (params) tg_model_params(m->m, params, NULL, np);
     tg_opt_config cfg = tg_opt_defaults((tg_opt_kind)o->opt);
     if (o->lr > 0) cfg.lr = o->lr;
     tg_optimizer *opt = NULL;
@@ -385,9 +426,11 @@ static int train(const cli_opts *o, tg_mlp *m, fit_data *d, epoch_row *rows) {
     batches bs;
     memset(&bs, 0, sizeof bs);
     size_t *idx = identity(d->train.n);
-    tg_rng rng;
+    tg_rng rng, drop;
     tg_rng_seed(&rng, o->seed ^ 0x5eed);
-    tg_status s = idx ? tg_optimizer_new(&opt, &cfg, np, params) : TG_ERR_NOMEM;
+    /* Under mpirun each rank draws its own dropout masks (rank 0: as one process). */
+    tg_rng_seed(&drop, o->seed ^ 0xd209 ^ (unsigned long long)cli_dist_rank() << 32);
+    tg_status s = idx && params ? tg_optimizer_new(&opt, &cfg, np, params) : TG_ERR_NOMEM;
     if (!s) s = tg_tape_new(&t);
     if (!s) s = cli_dist_attach(np, params); /* mpirun: equal shapes, rank 0's values */
     if (!s) tg_tape_detect_anomaly(t, o->detect_anomaly);
@@ -396,9 +439,9 @@ static int train(const cli_opts *o, tg_mlp *m, fit_data *d, epoch_row *rows) {
      * (shown, never used to choose anything). */
     const tg_dataset *held = d->val.n ? &d->val : d->test.n ? &d->test : NULL;
     for (int e = 0; !s && e < o->epochs; e++) {
-        s = epoch(o, e + 1, m, opt, t, &bs, &d->train, idx, &rng, &rows[e]);
+        s = epoch(o, e + 1, m, opt, t, &bs, &d->train, idx, &rng, &drop, &rows[e]);
         scores v = {NAN, NAN, NAN, NAN, NAN};
-        if (!s && held) s = evaluate(m, held, 1024, &v);
+        if (!s && held) s = evaluate(m, held, eval_batch(m), &v);
         rows[e].held = v;
         if (!s) progress_epoch_end(e + 1, o->epochs, &rows[e], held_name(d));
     }
@@ -407,6 +450,7 @@ static int train(const cli_opts *o, tg_mlp *m, fit_data *d, epoch_row *rows) {
     tg_tape_free(t);
     tg_optimizer_free(opt);
     free(idx);
+    free(params);
     return s == TG_OK;
 }
 
@@ -420,16 +464,73 @@ static int set_threads(int n) {
     return tg_set_threads(n) ? fail(NULL) : 0;
 }
 
-static int fit_report(const cli_opts *o, const tg_mlp *m, const fit_data *d, epoch_row *rows) {
+static int fit_report(const cli_opts *o, cli_model *m, const fit_data *d, epoch_row *rows) {
     cli_dist_unwatch();
     scores sc;
     const tg_dataset *final = d->test.n ? &d->test : d->val.n ? &d->val : &d->train;
-    if (evaluate(m, final, 1024, &sc)) return fail(NULL);
+    if (evaluate(m, final, eval_batch(m), &sc)) return fail(NULL);
     print_scores(d->test.n ? "test" : d->val.n ? "validation" : "train", &sc);
-    if (o->save && tg_mlp_save(m, o->save)) return fail(NULL);
+    if (o->save && (!cli_model_set_task(m) || tg_model_save(m->m, o->save))) return fail(NULL);
     if (o->plot && !report_svg(o->plot, rows, o->epochs, held_name(d))) return EXIT_DATA;
     if (o->log && !report_csv(o->log, rows, o->epochs, held_name(d))) return EXIT_DATA;
     return 0;
+}
+
+/* --hidden keeps tg_mlp's initialisation, so that MLP runs keep their
+ * results: He normal before relu/leaky relu, Xavier uniform otherwise, drawn
+ * in tg_mlp's in×out order and stored transposed (PyTorch's out×in); zero
+ * biases. --layers gets PyTorch's defaults (tg_model_init). */
+static tg_status mlp_init(tg_model *m, tg_act act, tg_rng *rng) {
+    tg_status s = TG_OK;
+    for (int i = 0; !s && i < m->n_layers; i++) {
+        tg_layer *l = &m->layers[i];
+        if (strcmp(l->kind->name, "dense")) continue;
+        tg_tensor *w = l->tensors[0].t, *tmp = NULL;
+        size_t out = w->shape[0], in = w->shape[1];
+        int last = i == m->n_layers - 1, he = act == TG_ACT_RELU || act == TG_ACT_LEAKY_RELU;
+        s = tg_tensor_new(&tmp, m->dtype, 2, (size_t[]){in, out});
+        if (!s)
+            s = tg_init_fill(tmp, !last && he ? TG_INIT_HE_NORMAL : TG_INIT_XAVIER_UNIFORM, in, out,
+                             rng);
+        for (size_t r = 0; !s && r < in; r++)
+            for (size_t c = 0; c < out; c++)
+                tg_set(w, c * in + r, tg_get(tmp, r * out + c));
+        tg_tensor_free(tmp);
+    }
+    return s;
+}
+
+/* The model: from --layers for the data's example shape, or the MLP of
+ * --hidden for flat examples; then its loss from the data and its outputs. */
+static int make_model(const cli_opts *o, fit_data *d, cli_model *cm, tg_rng *rng) {
+    int rank;
+    size_t shape[TG_MAX_RANK], n_out = 0;
+    if (o->layers) {
+        if (!cli_input_shape(o, &d->all, &rank, shape)) return 0;
+        if (!cli_model_build(cm, o->layers, o->dtype, rank, shape, 1)) return EXIT_USAGE;
+        n_out = cm->n_out;
+    }
+    int loss = choose_loss(o, d, &n_out);
+    if (loss < 0) return 0;
+    if (!o->layers) {
+        cli_layers *L = malloc(sizeof *L);
+        if (!L) return fail("out of memory"), 0;
+        cli_layers_mlp(L, o->n_hidden, o->hidden, (tg_act)o->act, n_out);
+        int ok = cli_model_build(cm, L, o->dtype, 1, &d->all.d, 1);
+        free(L);
+        if (!ok) return 0;
+    }
+    const char *last = cm->m->layers[cm->m->n_layers - 1].kind->name;
+    if (o->layers && (!strcmp(last, "softmax") || !strcmp(last, "log_softmax") ||
+                      (!strcmp(last, "sigmoid") && loss != TG_LOSS_MSE)))
+        fprintf(stderr,
+                "tapegrad: note: the loss takes logits (as PyTorch's CrossEntropyLoss and "
+                "BCEWithLogitsLoss); the last layer, %s, is usually left out\n",
+                last);
+    cm->loss = (tg_loss_kind)loss;
+    cm->n_classes = loss == TG_LOSS_CE ? (int)n_out : loss == TG_LOSS_BCE ? 2 : 0;
+    tg_status s = o->layers ? tg_model_init(cm->m, rng) : mlp_init(cm->m, (tg_act)o->act, rng);
+    return s ? fail(NULL), 0 : 1;
 }
 
 int cmd_fit(const cli_opts *o) {
@@ -437,30 +538,33 @@ int cmd_fit(const cli_opts *o) {
     if (!(o = cli_dist_start(o, &dist_o))) return cli_dist_end(EXIT_DATA);
     if (!outputs_writable(o) || set_threads(o->threads)) return cli_dist_end(EXIT_DATA);
     fit_data d;
-    tg_mlp *m = NULL;
+    cli_model m;
     epoch_row *rows = calloc((size_t)o->epochs, sizeof *rows);
-    int rc = EXIT_DATA;
-    size_t n_out = 1;
-    int loss = -1;
+    int rc = EXIT_DATA, made = 0;
     memset(&d, 0, sizeof d);
-    if (rows && prepare(o, &d, &loss, &n_out)) {
-        tg_rng rng;
-        tg_rng_seed(&rng, o->seed);
-        printf("fit: %zu train, %zu validation, %zu test examples; %zu features; loss %s; "
-               "%zu outputs\n",
-               d.train.n, d.val.n, d.test.n, d.all.d, tg_loss_name((tg_loss_kind)loss), n_out);
+    memset(&m, 0, sizeof m);
+    tg_rng rng;
+    tg_rng_seed(&rng, o->seed);
+    if (rows && prepare(o, &d) && (made = make_model(o, &d, &m, &rng)) == 1) {
+        char in[96];
+        size_t n = 0;
+        for (int a = 0; a < m.m->in_rank && n < sizeof in; a++)
+            n += (size_t)snprintf(in + n, sizeof in - n, a ? "x%zu" : "%zu", m.m->in_shape[a]);
+        printf("fit: %zu train, %zu validation, %zu test examples; %zu features (input %s); "
+               "loss %s; %zu outputs; %d layers, %zu parameters\n",
+               d.train.n, d.val.n, d.test.n, d.all.d, in, tg_loss_name(m.loss), m.n_out,
+               m.m->n_layers, tg_model_param_count(m.m));
         double y_mean = 0;
         target_std = 1.0;
-        if (tg_mlp_new(&m, o->dtype, d.all.d, o->n_hidden, o->hidden, (tg_act)o->act, n_out,
-                       (tg_loss_kind)loss) ||
-            tg_mlp_init(m, &rng) || (o->standardize && !standardize(m, &d, &y_mean)))
+        if (o->standardize && !standardize(&m, &d, &y_mean))
             fail(NULL);
-        else if (train(o, m, &d, rows)) {
-            fold_target(m, &d, o->standardize, y_mean);
-            rc = fit_report(o, m, &d, rows);
+        else if (train(o, &m, &d, rows)) {
+            unstandardize_target(&m, &d, o->standardize, y_mean);
+            rc = fit_report(o, &m, &d, rows);
         }
     }
-    tg_mlp_free(m);
+    if (made == EXIT_USAGE) rc = EXIT_USAGE;
+    cli_model_free(&m);
     fit_data_free(&d);
     free(rows);
     return cli_dist_end(rc);
@@ -469,21 +573,21 @@ int cmd_fit(const cli_opts *o) {
 /* ---------------------------------------------------------------- eval, predict */
 
 /* Load MODEL and DATA; check they fit; standardise with the model's stats. */
-static int load_pair(const cli_opts *o, tg_mlp **m, tg_dataset *ds) {
+static int load_pair(const cli_opts *o, cli_model *m, tg_dataset *ds) {
     memset(ds, 0, sizeof *ds);
-    if (tg_mlp_load(m, o->model)) return fail(NULL), 0;
-    if (!cli_load(o->data, o, (*m)->dtype, ds)) return 0;
-    if (ds->d != (*m)->n_in) {
+    if (!cli_model_load(o->model, m)) return 0;
+    if (!cli_load(o->data, o, m->m->dtype, ds)) return 0;
+    if (ds->d != m->n_in) {
         fprintf(stderr, "tapegrad: %s has %zu features, the model %s expects %zu\n", o->data, ds->d,
-                o->model, (*m)->n_in);
+                o->model, m->n_in);
         return 0;
     }
-    if ((*m)->mean && (*m)->std) tg_standardize_apply(ds, (*m)->mean, (*m)->std);
+    if (m->m->mean && m->m->std) tg_standardize_apply(ds, m->m->mean, m->m->std);
     return 1;
 }
 
 /* Labels the model cannot score (a class it does not have) are a data error. */
-static int labels_fit(const tg_mlp *m, const tg_dataset *ds, const char *path) {
+static int labels_fit(const cli_model *m, const tg_dataset *ds, const char *path) {
     if (m->loss == TG_LOSS_MSE) return 1;
     for (size_t i = 0; i < ds->n; i++) {
         double y = ds->y[i];
@@ -500,27 +604,27 @@ static int labels_fit(const tg_mlp *m, const tg_dataset *ds, const char *path) {
 
 int cmd_eval(const cli_opts *o) {
     if (set_threads(o->threads)) return EXIT_DATA;
-    tg_mlp *m = NULL;
+    cli_model m;
     tg_dataset ds;
     scores sc;
     int rc = EXIT_DATA;
-    if (load_pair(o, &m, &ds) && labels_fit(m, &ds, o->data)) {
-        if (evaluate(m, &ds, o->batch, &sc))
+    if (load_pair(o, &m, &ds) && labels_fit(&m, &ds, o->data)) {
+        if (evaluate(&m, &ds, o->batch, &sc))
             fail(NULL);
         else
             print_scores("test", &sc), rc = 0;
     }
-    tg_mlp_free(m);
+    cli_model_free(&m);
     tg_dataset_free(&ds);
     return rc;
 }
 
 /* One line per example: the class (and for bce its probability) or the value. */
-static void print_predictions(const tg_mlp *m, const tg_tensor *logits) {
+static void print_predictions(const cli_model *m, const tg_tensor *logits) {
     size_t rows = logits->shape[0], c = logits->shape[1];
     for (size_t r = 0; r < rows; r++) {
         if (m->loss == TG_LOSS_MSE) {
-            printf("%.9g\n", tg_get(logits, r));
+            printf("%.9g\n", value_of(m, logits, r));
         } else if (m->loss == TG_LOSS_BCE) {
             double z = tg_get(logits, r);
             printf("%d %.6f\n", z > 0, 1 / (1 + exp(-z)));
@@ -534,7 +638,7 @@ static void print_predictions(const tg_mlp *m, const tg_tensor *logits) {
 }
 
 int cmd_predict(const cli_opts *o) {
-    tg_mlp *m = NULL;
+    cli_model m;
     tg_dataset ds;
     int rc = EXIT_DATA;
     if (load_pair(o, &m, &ds)) {
@@ -543,13 +647,13 @@ int cmd_predict(const cli_opts *o) {
         memset(&bs, 0, sizeof bs);
         size_t *idx = identity(ds.n);
         tg_status s = idx ? tg_tape_new(&t) : TG_ERR_NOMEM;
-        if (!s) s = batches_new(&bs, m, ds.n, o->batch, 0);
+        if (!s) s = batches_new(&bs, &m, ds.n, o->batch, 0);
         for (size_t start = 0; !s && start < ds.n; start += bs.size) {
             batch *b = batch_at(&bs, start, ds.n);
             tg_tensor *logits;
             s = batch_load(b, &ds, idx, start);
-            if (!s) s = tg_mlp_forward(t, m, b->x, &logits);
-            if (!s) print_predictions(m, logits);
+            if (!s) s = tg_model_forward(t, m.m, b->x, 0, NULL, &logits);
+            if (!s) print_predictions(&m, logits);
             tg_tape_reset(t);
         }
         rc = s ? fail(NULL) : 0;
@@ -557,7 +661,7 @@ int cmd_predict(const cli_opts *o) {
         tg_tape_free(t);
         free(idx);
     }
-    tg_mlp_free(m);
+    cli_model_free(&m);
     tg_dataset_free(&ds);
     return rc;
 }
@@ -565,20 +669,20 @@ int cmd_predict(const cli_opts *o) {
 /* ---------------------------------------------------------------- graph */
 
 int cmd_graph(const cli_opts *o) {
-    tg_mlp *m = NULL;
-    if (tg_mlp_load(&m, o->model)) return fail(NULL);
+    cli_model m;
+    if (!cli_model_load(o->model, &m)) return EXIT_DATA;
     tg_tape *t = NULL;
     batch b;
     memset(&b, 0, sizeof b);
     tg_tensor *logits, *cost;
     tg_status s = tg_tape_new(&t);
-    if (!s) s = batch_new(&b, m, 1); /* one zero example: the graph, not the numbers */
-    if (!s) s = tg_mlp_forward(t, m, b.x, &logits);
-    if (!s) s = tg_mlp_cost(t, m, logits, b.y, &cost);
+    if (!s) s = batch_new(&b, &m, 1); /* one zero example: the graph, not the numbers */
+    if (!s) s = tg_model_forward(t, m.m, b.x, 0, NULL, &logits);
+    if (!s) s = cli_model_cost(t, &m, logits, b.y, &cost);
     if (!s) s = tg_tape_dot(t, stdout);
     int rc = s ? fail(NULL) : 0;
     batch_free(&b);
     tg_tape_free(t);
-    tg_mlp_free(m);
+    cli_model_free(&m);
     return rc;
 }

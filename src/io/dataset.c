@@ -179,9 +179,11 @@ static tg_status check_batch(const tg_dataset *ds, const size_t *idx, size_t sta
         return tg_fail(TG_ERR_DTYPE, "batch_fill: mixed dtypes: x is %s, y is %s",
                        x->dtype == TG_F32 ? "f32" : "f64", y->dtype == TG_F32 ? "f32" : "f64");
     char b[64];
-    if (x->rank != 2 || x->shape[0] != rows || x->shape[1] != ds->d)
-        return tg_fail(TG_ERR_SHAPE, "batch_fill: x is %s, expected (%zux%zu)",
-                       tg_shape_str(x, b, sizeof b), rows, ds->d);
+    /* x may be rows × any example shape of d elements (N×C×H×W for a CNN):
+     * row-major, each example's d values are contiguous either way. */
+    if (x->rank < 2 || x->shape[0] != rows || x->size / (rows ? rows : 1) != ds->d)
+        return tg_fail(TG_ERR_SHAPE, "batch_fill: x is %s, expected (%zux%zu) or (%zux...) of %zu",
+                       tg_shape_str(x, b, sizeof b), rows, ds->d, rows, ds->d);
     if (y->size != rows)
         return tg_fail(TG_ERR_SHAPE, "batch_fill: y is %s, expected %zu elements",
                        tg_shape_str(y, b, sizeof b), rows);

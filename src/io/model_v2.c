@@ -88,12 +88,19 @@ static void put_body(writer *w, const tg_model *m) {
         for (int k = 0; k < m->layers[i].n_tensors; k++)
             put_tensor(w, &m->layers[i].tensors[k]);
     put_u8c(w, m->mean ? 1 : 0);
-    if (!m->mean) return;
-    put_n(w, m->n_stats, 8);
-    for (size_t j = 0; j < m->n_stats; j++)
+    if (m->mean) put_n(w, m->n_stats, 8);
+    for (size_t j = 0; m->mean && j < m->n_stats; j++)
         put_dbl(w, m->mean[j]);
-    for (size_t j = 0; j < m->n_stats; j++)
+    for (size_t j = 0; m->mean && j < m->n_stats; j++)
         put_dbl(w, m->std[j]);
+    /* The optional metadata block: absent when there is none, so that a
+     * file has one encoding and files without metadata are as before. */
+    if (m->n_meta < 1) return;
+    put_u8c(w, (uint8_t)m->n_meta);
+    for (int i = 0; i < m->n_meta; i++) {
+        put_str(w, m->meta[i].key);
+        put_str(w, m->meta[i].value);
+    }
 }
 
 static size_t features(const tg_model *m) {
@@ -110,6 +117,14 @@ static tg_status check_saveable(const tg_model *m, const char *path) {
     if (m->mean && m->n_stats != features(m))
         return tg_fail(TG_ERR_ARG, "%s: %zu standardisation statistics for %zu features", path,
                        m->n_stats, features(m));
+    if (m->n_meta < 0 || m->n_meta > TG_MODEL_META_MAX)
+        return tg_fail(TG_ERR_ARG, "%s: %d metadata entries (0..%d)", path, m->n_meta,
+                       TG_MODEL_META_MAX);
+    for (int i = 0; i < m->n_meta; i++) /* tg_model_meta_set's rules, for structs set by hand */
+        if (tg_model_meta_get(m, m->meta[i].key) != m->meta[i].value ||
+            !tg_meta_str_ok(m->meta[i].key) || !tg_meta_str_ok(m->meta[i].value))
+            return tg_fail(TG_ERR_ARG, "%s: bad or repeated metadata key '%.63s'", path,
+                           m->meta[i].key);
     if (m->mean) return tg_model_check_stats(m->mean, m->std, m->n_stats, path, TG_ERR_ARG);
     return TG_OK;
 }
@@ -257,6 +272,25 @@ static tg_status get_std(reader *r, const char *path, tg_model *m) {
     return tg_model_check_stats(m->mean, m->std, m->n_stats, path, TG_ERR_IO);
 }
 
+/* The optional metadata block: u8 count (1..16), then count × (str key,
+ * str value), keys unique. */
+static tg_status get_meta(reader *r, const char *path, tg_model *m) {
+    if (r->off == r->n) return TG_OK;
+    uint32_t n = (uint32_t)get_le(r, 1);
+    if (!r->ok || n < 1 || n > TG_MODEL_META_MAX)
+        return tg_fail(TG_ERR_IO, "%s: %u metadata entries (1..%d)", path, n, TG_MODEL_META_MAX);
+    char key[TG_MODEL_META_LEN], value[TG_MODEL_META_LEN];
+    for (uint32_t i = 0; i < n; i++) {
+        if (!get_str(r, key, sizeof key) || !get_str(r, value, sizeof value))
+            return tg_fail(TG_ERR_IO, "%s: metadata entry %u: bad key or value", path, i);
+        if (tg_model_meta_get(m, key))
+            return tg_fail(TG_ERR_IO, "%s: metadata key '%s' repeated", path, key);
+        tg_status s = tg_model_meta_set(m, key, value);
+        if (s) return s;
+    }
+    return TG_OK;
+}
+
 /* Version, then the trailer (so every later field is as written), then the
  * fields in file order; the body must end right at the trailer. */
 static tg_status decode(const unsigned char *p, size_t n, const char *path, tg_model **out) {
@@ -288,6 +322,7 @@ static tg_status decode(const unsigned char *p, size_t n, const char *path, tg_m
         s = tg_fail(TG_ERR_IO, "%s: %s", path, tg_last_error());
     if (!s) s = get_tensors(&r, path, m);
     if (!s) s = get_std(&r, path, m);
+    if (!s) s = get_meta(&r, path, m);
     if (!s && r.off != r.n)
         s = tg_fail(TG_ERR_IO, "%s: %zu unread bytes before the trailer", path, r.n - r.off);
     tg_free(specs);

@@ -14,4 +14,8 @@ tg_status tg_model_build(tg_model **out, tg_dtype dtype, int in_rank, const size
  * version-1 format's widths). */
 #define TG_LAYER_MAX_DIM 100000000L
 
+/* A metadata key or value: 1..63 characters of 0x21..0x7e, the model
+ * file's `str` rule (src/nn/meta.c). */
+int tg_meta_str_ok(const char *s);
+
 #endif

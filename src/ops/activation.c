@@ -243,7 +243,7 @@ static tg_status softmax_check(tg_call *c, char *msg, size_t len) {
     }
     if (d < -x->rank || d >= x->rank) {
         snprintf(msg, len, "dim %ld out of range for shape %s", d, SHP(b, x));
-        return TG_ERR_SHAPE;
+        return TG_ERR_ARG;
     }
     c->attr.i[0] = d < 0 ? d + x->rank : d;
     c->attr.i[1] = 1;

@@ -9,8 +9,8 @@
  * Accuracy (tests/test_extremes_math.c, in ulps against long double):
  * values and derivatives within a few ulps over the whole range, tails and
  * ±inf included; the forms avoid overflow (x³, x·φ(x)) and cancellation
- * (1 + erf(x) for x ≪ 0). float32 uses fastmath.h's exp, log, log1p and σ,
- * which vectorise; the other functions are libm's. */
+ * (1 + erf(x) for x ≪ 0). float32 uses fastmath.h's exp, expm1, log, log1p,
+ * erf, erfc and σ, which vectorise; the other functions are libm's. */
 #include "ops.h"
 #include "fastmath.h"
 #include "unary.h"
@@ -49,7 +49,7 @@ TG_UNARY_MAPS(log, TG_LOG(x), 1 / x)
 /* log(1 + x), domain x ≥ −1; g' = 1/(1 + x) (1 + x is exact near −1). */
 TG_UNARY_MAPS(log1p, TG_LOG1P(x), 1 / (1 + x))
 /* e^x − 1; g' = e^x, not y + 1 as torch (which loses e^x below −37). */
-TG_UNARY_MAPS(expm1, expm1(x), TG_EXP(x))
+TG_UNARY_MAPS(expm1, TG_EXPM1(x), TG_EXP(x))
 /* √x, domain x ≥ 0 (√−0 = −0, NaN below); g' = ½/y (±inf at ±0, as torch). */
 TG_UNARY_MAPS(sqrt, sqrt(x), (real)0.5 / y)
 /* 1/√x, domain x ≥ 0 (inf at 0, −inf at −0); g' = −½y³ (torch's form). */
@@ -64,7 +64,7 @@ TG_UNARY_MAPS(reciprocal, 1 / x, -y *y)
 TG_UNARY_MAPS(sin, sin(x), cos(x))
 TG_UNARY_MAPS(cos, cos(x), -sin(x))
 /* erf x; g' = (2/√π)·e^{−x²} (0 once x² overflows). */
-TG_UNARY_MAPS(erf, erf(x), (real)1.12837916709551257 * TG_EXP(-x * x))
+TG_UNARY_MAPS(erf, TG_ERF(x), (real)1.12837916709551257 * TG_EXP(-x * x))
 
 TG_UNARY_OP(tg_op_neg, "neg", neg, same_check, real_sample)
 TG_UNARY_OP(tg_op_exp, "exp", exp, same_check, real_sample)
@@ -114,7 +114,7 @@ TG_UNARY_MAPS(softplus, SOFTPLUS(x), f0 *x > f1 ? (real)1 : TG_SIGMOID(f0 * x))
  * y = −0 where Φ underflows, the limit at −inf where x·0 is NaN);
  * g' = Φ(x) + x·φ(x), φ(x) = e^{−x²/2}/√(2π), x·φ = 0 where φ underflows
  * (g'(±inf) = 1, 0 where torch gives NaN). */
-#define GELU_PHI(x) ((real)0.5 * erfc((real)-0.70710678118654752 * (x)))
+#define GELU_PHI(x) ((real)0.5 * TG_ERFC((real)-0.70710678118654752 * (x)))
 #define GELU_XPHI(x)                                                                               \
     (TG_EXP((real)-0.5 * (x) * (x)) == 0                                                           \
          ? 0                                                                                       \
@@ -144,7 +144,7 @@ TG_UNARY_MAPS(silu, TG_SIGMOID(x) == 0 ? (real)-0.0 : x * TG_SIGMOID(x),
 
 /* elu with α = f0: y = x for x > 0, α(e^x − 1) = α·expm1(x) below (exact
  * near 0); g' = 1 for x > 0, α·e^x for x ≤ 0 (α at 0, as torch). */
-TG_UNARY_MAPS(elu, x > 0 ? x : f0 * expm1(x), x > 0 ? (real)1 : f0 * TG_EXP(x))
+TG_UNARY_MAPS(elu, x > 0 ? x : f0 * TG_EXPM1(x), x > 0 ? (real)1 : f0 * TG_EXP(x))
 
 /* clamp to [f0, f1] = [min, max] (an absent bound is ∓inf): min(max(x, lo),
  * hi), so hi wins when lo > hi (as torch); g' = 1 where lo ≤ x ≤ hi (the

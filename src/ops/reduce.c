@@ -260,7 +260,7 @@ static tg_status dims_check(tg_call *c, char *msg, size_t len) {
         long d = c->attr.v[k];
         if (d < -lim || d >= lim) {
             snprintf(msg, len, "dim %ld out of range for shape %s", d, SHP(b, x));
-            return TG_ERR_SHAPE;
+            return TG_ERR_ARG; /* a bad option, as every op's dim (torch: IndexError) */
         }
         d = d < 0 ? d + lim : d;
         if (mask >> d & 1u) {
@@ -284,7 +284,7 @@ static tg_status axis_check(tg_call *c, char *msg, size_t len) {
     if (x->rank < 1 || ax < 0 || ax >= x->rank) {
         char b[64];
         snprintf(msg, len, "axis %ld out of range for shape %s", c->attr.i[0], SHP(b, x));
-        return TG_ERR_SHAPE;
+        return x->rank < 1 ? TG_ERR_SHAPE : TG_ERR_ARG; /* a scalar has no axis to reduce */
     }
     c->attr.i[0] = ax;
     reduced_shape(c, 1u << ax, 0);
