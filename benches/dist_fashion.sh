@@ -7,7 +7,9 @@
 # alternated A B C, RUNS times (default 5), EPOCHS epochs each (default 2);
 # prints each run's seconds per epoch (the time= fields: training loops only)
 # and the medians; then bench_allreduce under mpirun -np 2.
-# Usage: sh benches/dist_fashion.sh [BUILD_DIR] [RUNS] [EPOCHS]  (a release build with -Dmpi)
+# MODEL=cnn: issue 16's CNN (conv 32 3x3, pool, conv 64 3x3, pool, dense 128,
+# dense 10) instead of the MLP, same recipe.
+# Usage: [MODEL=cnn] sh benches/dist_fashion.sh [BUILD_DIR] [RUNS] [EPOCHS]  (a release build with -Dmpi)
 set -eu
 cd "$(dirname "$0")/.."
 . benches/fashion_common.sh
@@ -19,15 +21,30 @@ ninja -C "$build" >/dev/null
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 cli="$build/src/cli/tapegrad"
 per_epoch() { train_seconds | awk -v e="$epochs" '{ printf "%.3f", $1 / e }'; }
+# one: [mpirun -np 2] tapegrad fit with the model and THREADS (a function: the
+# CNN's --layers value holds spaces).
+one() {
+    threads=$1
+    shift
+    if [ "${MODEL:-mlp}" = cnn ]; then
+        "$@" "$cli" fit "idx:$data/train" --test-data "idx:$data/t10k" --layers \
+            "conv2d 32 3 relu; maxpool 2; conv2d 64 3 relu; maxpool 2; flatten; dense 128 relu; dense 10" \
+            --input-shape 1,28,28 --opt adam --lr 1e-3 --batch 128 --val 0 --epochs "$epochs" \
+            --seed 1 --threads "$threads"
+    else
+        "$@" "$cli" fit "idx:$data/train" --test-data "idx:$data/t10k" $recipe --epochs "$epochs" \
+            --seed 1 --threads "$threads"
+    fi
+}
 a="" b="" c=""
 for i in $(seq "$runs"); do
-    ta=$(fit "$cli" 1 "$epochs" --threads 2 | per_epoch)
-    tb=$(mpirun -np 2 --oversubscribe "$cli" fit "idx:$data/train" --test-data "idx:$data/t10k" \
-        $recipe --epochs "$epochs" --seed 1 --threads 1 | per_epoch)
-    tc=$(fit "$cli" 1 "$epochs" --threads 1 | per_epoch)
-    echo "run $i: epoch_s 1x2threads=$ta 2ranksx1thread=$tb 1x1thread=$tc"
+    ta=$(one 2 | per_epoch)
+    tb=$(one 1 mpirun -np 2 --oversubscribe | per_epoch)
+    tc=$(one 1 | per_epoch)
+    echo "run $i (${MODEL:-mlp}): epoch_s 1x2threads=$ta 2ranksx1thread=$tb 1x1thread=$tc"
     a="$a $ta" b="$b $tb" c="$c $tc"
 done
-echo "fashion epoch_s median: 1 rank x 2 threads=$(echo "$a" | median)" \
+echo "fashion ${MODEL:-mlp} epoch_s median: 1 rank x 2 threads=$(echo "$a" | median)" \
     "2 ranks x 1 thread=$(echo "$b" | median) 1 rank x 1 thread=$(echo "$c" | median) runs=$runs"
+[ "${MODEL:-mlp}" = cnn ] && exit 0
 mpirun -np 2 --oversubscribe "$build/benches/bench_allreduce"
