@@ -129,4 +129,28 @@ void progress_epoch_end(int epoch, int epochs, const epoch_row *r, const char *h
 int report_svg(const char *path, const epoch_row *rows, int n, const char *held);
 int report_csv(const char *path, const epoch_row *rows, int n, const char *held);
 
+/* Data-parallel fit under mpirun (dist.c, issue 19); without MPI, or not
+ * started by mpirun, each hook does nothing. start: join the job; returns
+ * the options to use (a copy in *local: rank 0 alone keeps --save, --plot,
+ * --log and stdout; the default --threads shares the host's CPUs among its
+ * ranks), or NULL after printing an error (--batch not divisible). */
+const cli_opts *cli_dist_start(const cli_opts *o, cli_opts *local);
+/* This rank (0 in one process). */
+int cli_dist_rank(void);
+/* Check the parameters agree across ranks; copy rank 0's to all. */
+tg_status cli_dist_attach(int n, tg_tensor *const *params);
+/* This rank's share of a global batch of rows examples: count, first row. */
+size_t cli_dist_rows(size_t rows);
+size_t cli_dist_first(size_t rows);
+/* After backward: the gradients (of a mean loss over local rows) and *loss
+ * become the global batch's, on every rank. */
+tg_status cli_dist_grads(size_t local_rows, size_t global_rows, double *loss);
+/* Sum four metric accumulators across ranks. */
+tg_status cli_dist_sum(double *a, double *b, double *c, double *d);
+/* Before rank 0 writes files: SIGTERM back to its default action. */
+void cli_dist_unwatch(void);
+/* Leave the job (MPI_Finalize, or exit at once after an error only this
+ * rank saw); returns rc. */
+int cli_dist_end(int rc);
+
 #endif

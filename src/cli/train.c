@@ -66,6 +66,7 @@ static tg_status batch_new(batch *b, const cli_model *cm, size_t rows) {
     memcpy(shape + 1, m->in_shape, sizeof(size_t) * (size_t)m->in_rank);
     memset(b, 0, sizeof *b);
     b->rows = rows;
+    if (!rows) return TG_OK; /* a rank's share of a last batch smaller than the rank count */
     tg_status s = tg_tensor_new(&b->x, m->dtype, m->in_rank + 1, shape);
     if (!s && cm->loss == TG_LOSS_CE)
         s = tg_tensor_new(&b->y, m->dtype, 1, &rows);
@@ -90,11 +91,13 @@ typedef struct batches {
     size_t size;
 } batches;
 
-static tg_status batches_new(batches *bs, const cli_model *m, size_t n, size_t size) {
+/* shard: training under mpirun, this rank's share of each global batch. */
+static tg_status batches_new(batches *bs, const cli_model *m, size_t n, size_t size, int shard) {
     memset(bs, 0, sizeof *bs);
     bs->size = size < n ? size : n;
-    tg_status s = batch_new(&bs->full, m, bs->size);
-    if (!s && n % bs->size) s = batch_new(&bs->last, m, n % bs->size);
+    tg_status s = batch_new(&bs->full, m, shard ? cli_dist_rows(bs->size) : bs->size);
+    if (!s && n % bs->size)
+        s = batch_new(&bs->last, m, shard ? cli_dist_rows(n % bs->size) : n % bs->size);
     return s;
 }
 
@@ -192,7 +195,7 @@ static tg_status evaluate(const cli_model *m, const tg_dataset *ds, size_t size,
     batches bs;
     size_t *idx = identity(ds->n);
     tg_status s = idx ? tg_tape_new(&t) : TG_ERR_NOMEM;
-    if (!s) s = batches_new(&bs, m, ds->n, size);
+    if (!s) s = batches_new(&bs, m, ds->n, size, 0);
     sums acc = {0};
     for (size_t start = 0; !s && start < ds->n; start += bs.size) {
         batch *b = batch_at(&bs, start, ds->n);
@@ -355,28 +358,37 @@ static tg_status epoch(const cli_opts *o, int e, cli_model *m, tg_optimizer *opt
     double t0 = now(), shown = 0;
     sums acc = {0};
     tg_status s = TG_OK;
+    size_t mine = 0; /* examples seen by this rank (all of them in one process) */
     for (size_t start = 0; !s && start < ds->n; start += bs->size) {
         batch *b = batch_at(bs, start, ds->n);
-        tg_tensor *logits, *cost;
-        s = batch_load(b, ds, idx, start);
-        if (!s) s = tg_model_forward(t, m->m, b->x, 1, drop, &logits);
-        if (!s) s = cli_model_cost(t, m, logits, b->y, &cost);
-        if (!s) s = finite_loss(tg_get(cost, 0), e, start, b->rows);
-        if (!s) s = tg_backward(t, cost);
+        size_t rows = ds->n - start < bs->size ? ds->n - start : bs->size; /* global batch */
+        tg_tensor *logits = NULL, *cost = NULL;
+        double loss = 0;
+        if (b->rows) {
+            s = batch_load(b, ds, idx, start + cli_dist_first(rows));
+            if (!s) s = tg_model_forward(t, m->m, b->x, 1, drop, &logits);
+            if (!s) s = cli_model_cost(t, m, logits, b->y, &cost);
+            if (!s) loss = tg_get(cost, 0);
+            if (!s) s = tg_backward(t, cost);
+        }
+        if (!s) s = cli_dist_grads(b->rows, rows, &loss); /* mpirun: the global batch's */
+        if (!s) s = finite_loss(loss, e, start, rows);
         if (!s) s = tg_optimizer_step(opt);
         if (s) break;
-        sums_add(&acc, m, logits, cost, b);
+        if (b->rows) sums_add(&acc, m, logits, cost, b);
         tg_tape_reset(t);
-        size_t done = start + b->rows;
+        size_t done = start + rows;
+        mine += b->rows;
         if (now() - shown > 0.1 || done == ds->n) {
             shown = now();
             int reg = m->loss == TG_LOSS_MSE;
             double metric =
-                reg ? sqrt(acc.sse / (double)done) * target_std : acc.right / (double)done;
-            progress_update(e, o->epochs, done, ds->n, acc.loss / (double)done,
+                reg ? sqrt(acc.sse / (double)mine) * target_std : acc.right / (double)mine;
+            progress_update(e, o->epochs, done, ds->n, acc.loss / (double)mine,
                             reg ? "rmse" : "acc", metric, (double)done / (shown - t0));
         }
     }
+    if (!s) s = cli_dist_sum(&acc.loss, &acc.right, &acc.sse, &acc.sae); /* over ranks */
     row->train = sums_scores(&acc, m, ds);
     row->seconds = now() - t0;
     return s;
@@ -416,11 +428,13 @@ static int train(const cli_opts *o, cli_model *m, fit_data *d, epoch_row *rows) 
     size_t *idx = identity(d->train.n);
     tg_rng rng, drop;
     tg_rng_seed(&rng, o->seed ^ 0x5eed);
-    tg_rng_seed(&drop, o->seed ^ 0xd209);
+    /* Under mpirun each rank draws its own dropout masks (rank 0: as one process). */
+    tg_rng_seed(&drop, o->seed ^ 0xd209 ^ (unsigned long long)cli_dist_rank() << 32);
     tg_status s = idx && params ? tg_optimizer_new(&opt, &cfg, np, params) : TG_ERR_NOMEM;
     if (!s) s = tg_tape_new(&t);
+    if (!s) s = cli_dist_attach(np, params); /* mpirun: equal shapes, rank 0's values */
     if (!s) tg_tape_detect_anomaly(t, o->detect_anomaly);
-    if (!s) s = batches_new(&bs, m, d->train.n, o->batch);
+    if (!s) s = batches_new(&bs, m, d->train.n, o->batch, 1);
     /* The held-out curve: validation, or the test set when there is none
      * (shown, never used to choose anything). */
     const tg_dataset *held = d->val.n ? &d->val : d->test.n ? &d->test : NULL;
@@ -451,6 +465,7 @@ static int set_threads(int n) {
 }
 
 static int fit_report(const cli_opts *o, cli_model *m, const fit_data *d, epoch_row *rows) {
+    cli_dist_unwatch();
     scores sc;
     const tg_dataset *final = d->test.n ? &d->test : d->val.n ? &d->val : &d->train;
     if (evaluate(m, final, eval_batch(m), &sc)) return fail(NULL);
@@ -519,7 +534,9 @@ static int make_model(const cli_opts *o, fit_data *d, cli_model *cm, tg_rng *rng
 }
 
 int cmd_fit(const cli_opts *o) {
-    if (!outputs_writable(o) || set_threads(o->threads)) return EXIT_DATA;
+    cli_opts dist_o; /* under mpirun, each rank's copy */
+    if (!(o = cli_dist_start(o, &dist_o))) return cli_dist_end(EXIT_DATA);
+    if (!outputs_writable(o) || set_threads(o->threads)) return cli_dist_end(EXIT_DATA);
     fit_data d;
     cli_model m;
     epoch_row *rows = calloc((size_t)o->epochs, sizeof *rows);
@@ -550,7 +567,7 @@ int cmd_fit(const cli_opts *o) {
     cli_model_free(&m);
     fit_data_free(&d);
     free(rows);
-    return rc;
+    return cli_dist_end(rc);
 }
 
 /* ---------------------------------------------------------------- eval, predict */
@@ -630,7 +647,7 @@ int cmd_predict(const cli_opts *o) {
         memset(&bs, 0, sizeof bs);
         size_t *idx = identity(ds.n);
         tg_status s = idx ? tg_tape_new(&t) : TG_ERR_NOMEM;
-        if (!s) s = batches_new(&bs, &m, ds.n, o->batch);
+        if (!s) s = batches_new(&bs, &m, ds.n, o->batch, 0);
         for (size_t start = 0; !s && start < ds.n; start += bs.size) {
             batch *b = batch_at(&bs, start, ds.n);
             tg_tensor *logits;
