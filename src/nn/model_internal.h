@@ -14,4 +14,15 @@ tg_status tg_model_build(tg_model **out, tg_dtype dtype, int in_rank, const size
  * version-1 format's widths). */
 #define TG_LAYER_MAX_DIM 100000000L
 
+/* The sequence kinds (issue 17, src/nn/recurrent.c), listed in layers.c's
+ * table of built-in kinds. */
+tg_status tg_embedding_layer_create(tg_layer *l);
+tg_status tg_embedding_layer_init(tg_layer *l, tg_rng *rng);
+tg_status tg_embedding_layer_forward(tg_layer *l, tg_tape *t, const tg_tensor *x,
+                                     const tg_layer_ctx *c, tg_tensor **out);
+tg_status tg_rnn_layer_create(tg_layer *l);
+tg_status tg_rnn_layer_init(tg_layer *l, tg_rng *rng);
+tg_status tg_rnn_layer_forward(tg_layer *l, tg_tape *t, const tg_tensor *x, const tg_layer_ctx *c,
+                               tg_tensor **out);
+
 #endif
