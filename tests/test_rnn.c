@@ -527,8 +527,13 @@ static void test_errors(void) {
     if (!t || !bad || !c.x) return;
     EXPECT_ERR(tg_lstm(t, c.x, c.p[1], c.p[1], c.p[2], c.p[3], NULL, NULL, &y, NULL, NULL),
                TG_ERR_SHAPE, "lstm: weight_ih must be (gates·H)×D for x: (8x2) and (2x3x3)");
-    EXPECT_ERR(tg_lstm(t, c.x, c.p[0], c.p[1], c.p[2], c.p[3], bad, NULL, &y, NULL, NULL),
+    EXPECT_ERR(tg_lstm(t, c.x, c.p[0], c.p[1], c.p[2], c.p[3], bad, c.c0, &y, NULL, NULL),
                TG_ERR_SHAPE, "h0 and c0 must be N×H or 1×N×H: (3x2)");
+    /* PyTorch takes hx = (h0, c0) or nothing */
+    EXPECT_ERR(tg_lstm(t, c.x, c.p[0], c.p[1], c.p[2], c.p[3], c.h0, NULL, &y, NULL, NULL),
+               TG_ERR_ARG, "lstm: h0 and c0 go together");
+    EXPECT_ERR(tg_lstm_seq(t, c.x, c.p[1], NULL, NULL, &y), TG_ERR_SHAPE,
+               "lstm_seq: needs P N×T×4H and W_hh 4H×H: (2x3x3) and (8x2)");
     EXPECT_ERR(tg_lstm(t, c.x, c.p[0], c.p[1], c.p[2], NULL, NULL, NULL, &y, NULL, NULL),
                TG_ERR_ARG, "only one bias");
     EXPECT_ERR(tg_gru(t, c.x, c.p[0], c.p[1], c.p[2], c.p[3], NULL, &y, NULL), TG_ERR_SHAPE,
