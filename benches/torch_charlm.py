@@ -99,9 +99,9 @@ def main():
     print(f"corpus: {len(text)} bytes ({n_train} train, {len(val)} valid); model {a.model}, "
           f"{nparams} parameters; {a.threads} thread(s)")
     ar = torch.arange(SEQ + 1)
-    t_train, run = 0.0, 0.0
+    t_train, cpu_train, run = 0.0, 0.0, 0.0
     for step in range(1, a.steps + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         starts = torch.randint(0, n_train - SEQ, (BATCH,))
         w = train[starts[:, None] + ar]
         logits = model(w[:, :-1])
@@ -110,6 +110,7 @@ def main():
         loss.backward()
         opt.step()
         t_train += time.perf_counter() - t0
+        cpu_train += time.process_time() - c0
         run += loss.item()
         if step % 100 == 0 or step == a.steps:
             k = step % 100 or 100
@@ -129,7 +130,7 @@ def main():
     bpc = total / VAL_BATCHES / math.log(2)
     tps = a.steps * BATCH * SEQ / t_train if a.steps else 0
     print(f"valid: bpc={bpc:.4f} tokens/s={tps:.0f} model={a.model} steps={a.steps} "
-          f"threads={a.threads} train_s={t_train:.1f}")
+          f"threads={a.threads} train_s={t_train:.1f} cpu_s={cpu_train:.1f}")
 
 
 if __name__ == "__main__":

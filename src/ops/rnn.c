@@ -59,31 +59,91 @@ static tg_status lstm_seq_check(tg_call *c, char *msg, size_t len) {
     return TG_OK;
 }
 
-/* The scratch buffers, typed. */
+/* The scratch buffers, typed; Y_OF the output. */
+#define Y_OF(real, c) ((real *)(c)->out->data)
 #define LSTM_BUFS(real, c, g)                                                                      \
     real *A = (c)->saved, *D = A + (g).n * (g).T * (g).G, *Hp = D + (g).n * (g).T * (g).G;         \
     real *TC = Hp + (g).n * (g).T * (g).H, *dh = TC + (g).n * (g).T * (g).H,                       \
          *dc = dh + (g).n * (g).H;                                                                 \
     (void)A, (void)D, (void)Hp, (void)TC, (void)dh, (void)dc
 
-/* Step t's gates: activations in place in A, c_t and h_t into Y, tanh c_t
- * into TC. c_{t−1}: Y's previous step, c0, or 0. */
-TG_SIMD_CLONES static void fwd_gates(const tg_call *c, lstm_geom g, size_t t) {
-    TG_DISPATCH(
-        c->out->dtype, LSTM_BUFS(real, c, g); real *Y = c->out->data;
-        const real *c0 = g.state ? c->in[3]->data : NULL; const size_t H = g.H;
-        for (size_t n = 0; n < g.n; n++) {
-            real *a = A + (n * g.T + t) * g.G, *y = Y + (n * g.T + t) * 2 * H;
-            real *tc = TC + (n * g.T + t) * H;
-            const real *cp = t ? y - H : c0 ? c0 + n * H : NULL;
-            for (size_t j = 0; j < H; j++) {
-                const real i = TG_SIGMOID(a[j]), f = TG_SIGMOID(a[H + j]);
-                const real gg = TG_TANH(a[2 * H + j]), o = TG_SIGMOID(a[3 * H + j]);
-                const real cv = (cp ? f * cp[j] : (real)0) + i * gg, th = TG_TANH(cv);
-                a[j] = i, a[H + j] = f, a[2 * H + j] = gg, a[3 * H + j] = o;
-                y[H + j] = cv, tc[j] = th, y[j] = o * th;
-            }
-        });
+/* The per-row kernels, once per dtype: every array its own restrict
+ * pointer (the four gates of a row included) and no branch, so that the
+ * loops vectorise (as one loop over a[0..4H) they did not: 36 % of a step).
+ *   fwd: gates activated in place, c_t, h_t, tanh c_t
+ *   jvp: ċ_t, ḣ_t from the gate tangents gd and ċ_{t−1}
+ *   vjp: gate adjoints d from ζ (zh, zc) and the adjoints dh, dc reaching
+ *        h_t and c_t from step t + 1; dc becomes the one reaching c_{t−1}. */
+#define LSTM_ROWS(real, sfx)                                                                       \
+    TG_SIMD_CLONES static void fwd_row_##sfx(real *restrict ai, real *restrict af,                 \
+                                             real *restrict ag, real *restrict ao,                 \
+                                             const real *restrict cp, real *restrict yh,           \
+                                             real *restrict yc, real *restrict tc, size_t H) {     \
+        for (size_t j = 0; j < H; j++) {                                                           \
+            const real i = TG_SIGMOID(ai[j]), f = TG_SIGMOID(af[j]);                               \
+            const real gg = TG_TANH(ag[j]), o = TG_SIGMOID(ao[j]);                                 \
+            const real cv = f * cp[j] + i * gg, th = TG_TANH(cv);                                  \
+            ai[j] = i, af[j] = f, ag[j] = gg, ao[j] = o;                                           \
+            yc[j] = cv, tc[j] = th, yh[j] = o * th;                                                \
+        }                                                                                          \
+    }                                                                                              \
+    TG_SIMD_CLONES static void jvp_row_##sfx(const real *restrict a, const real *restrict gd,      \
+                                             const real *restrict tc, const real *restrict cp,     \
+                                             const real *restrict cpd, real *restrict th,          \
+                                             real *restrict tcd, size_t H) {                       \
+        for (size_t j = 0; j < H; j++) {                                                           \
+            const real i = a[j], f = a[H + j], gg = a[2 * H + j], o = a[3 * H + j];                \
+            const real di = i * (1 - i) * gd[j], df = f * (1 - f) * gd[H + j];                     \
+            const real dg = (1 - gg * gg) * gd[2 * H + j], dO = o * (1 - o) * gd[3 * H + j];       \
+            const real dcv = df * cp[j] + f * cpd[j] + di * gg + i * dg;                           \
+            tcd[j] = dcv, th[j] = dO * tc[j] + o * (1 - tc[j] * tc[j]) * dcv;                      \
+        }                                                                                          \
+    }                                                                                              \
+    TG_SIMD_CLONES static void vjp_row_##sfx(                                                      \
+        const real *restrict a, const real *restrict tc, const real *restrict zh,                  \
+        const real *restrict zc, const real *restrict cp, real *restrict di, real *restrict df,    \
+        real *restrict dg, real *restrict dO, const real *restrict dh, real *restrict dc,          \
+        size_t H) {                                                                                \
+        for (size_t j = 0; j < H; j++) {                                                           \
+            const real i = a[j], f = a[H + j], gg = a[2 * H + j], o = a[3 * H + j];                \
+            const real dhv = dh[j] + zh[j];                                                        \
+            const real dcv = dc[j] + zc[j] + dhv * o * (1 - tc[j] * tc[j]);                        \
+            di[j] = dcv * gg * i * (1 - i);                                                        \
+            df[j] = dcv * cp[j] * f * (1 - f);                                                     \
+            dg[j] = dcv * i * (1 - gg * gg);                                                       \
+            dO[j] = dhv * tc[j] * o * (1 - o);                                                     \
+            dc[j] = dcv * f;                                                                       \
+        }                                                                                          \
+    }
+LSTM_ROWS(float, f32)
+LSTM_ROWS(double, f64)
+
+/* Step t's gates, row by row (fwd_row); c_{t−1}: Y's previous step, c0, or
+ * zeros (Hp's first row, cleared by the caller). */
+static void fwd_gates(const tg_call *c, lstm_geom g, size_t t) {
+    const size_t H = g.H;
+    for (size_t n = 0; n < g.n; n++) {
+        size_t r = n * g.T + t;
+        if (c->out->dtype == TG_F32) {
+            LSTM_BUFS(float, c, g);
+            float *a = A + r * g.G, *y = Y_OF(float, c) + r * 2 * H;
+            const float *c0 = g.state ? c->in[3]->data : NULL;
+            fwd_row_f32(a, a + H, a + 2 * H, a + 3 * H,
+                        t    ? y - H
+                        : c0 ? c0 + n * H
+                             : Hp,
+                        y, y + H, TC + r * H, H);
+        } else {
+            LSTM_BUFS(double, c, g);
+            double *a = A + r * g.G, *y = Y_OF(double, c) + r * 2 * H;
+            const double *c0 = g.state ? c->in[3]->data : NULL;
+            fwd_row_f64(a, a + H, a + 2 * H, a + 3 * H,
+                        t    ? y - H
+                        : c0 ? c0 + n * H
+                             : Hp,
+                        y, y + H, TC + r * H, H);
+        }
+    }
 }
 
 static void lstm_seq_forward(tg_call *c) {
@@ -91,6 +151,7 @@ static void lstm_seq_forward(tg_call *c) {
     size_t es = c->out->dtype == TG_F32 ? sizeof(float) : sizeof(double);
     char *A = c->saved, *Y = c->out->data;
     memcpy(A, c->in[0]->data, g.n * g.T * g.G * es);
+    memset(A + 2 * g.n * g.T * g.G * es, 0, g.H * es); /* Hp's first row: zeros */
     for (size_t t = 0; t < g.T; t++) {
         /* G_t += h_{t−1}·Wᵀ, one product for the four gates of the batch */
         const void *hp = t ? Y + (t - 1) * 2 * g.H * es : g.state ? c->in[2]->data : NULL;
@@ -102,27 +163,32 @@ static void lstm_seq_forward(tg_call *c) {
 }
 
 /* d-map of step t from its gate tangents Ġ (D, N×4H): the tangents of c_t
- * and h_t into tout (ċ_{t−1} from tout's previous step or ċ0). */
-TG_SIMD_CLONES static void jvp_gates(const tg_call *c, lstm_geom g, size_t t, const void *dc0,
-                                     void *tout) {
-    TG_DISPATCH(
-        c->out->dtype, LSTM_BUFS(real, c, g); const real *Y = c->out->data; real *to = tout;
-        const real *c0 = g.state ? c->in[3]->data : NULL; const real *c0d = dc0;
-        const size_t H = g.H; for (size_t n = 0; n < g.n; n++) {
-            const real *a = A + (n * g.T + t) * g.G, *y = Y + (n * g.T + t) * 2 * H;
-            const real *tc = TC + (n * g.T + t) * H, *gd = D + n * g.G;
-            real *ty = to + (n * g.T + t) * 2 * H;
-            const real *cp = t ? y - H : c0 ? c0 + n * H : NULL;
-            const real *cpd = t ? ty - H : c0d ? c0d + n * H : NULL;
-            for (size_t j = 0; j < H; j++) {
-                const real i = a[j], f = a[H + j], gg = a[2 * H + j], o = a[3 * H + j];
-                const real di = i * (1 - i) * gd[j], df = f * (1 - f) * gd[H + j];
-                const real dg = (1 - gg * gg) * gd[2 * H + j], dO = o * (1 - o) * gd[3 * H + j];
-                const real dcv =
-                    (cp ? df * cp[j] : (real)0) + (cpd ? f * cpd[j] : (real)0) + di * gg + i * dg;
-                ty[H + j] = dcv, ty[j] = dO * tc[j] + o * (1 - tc[j] * tc[j]) * dcv;
-            }
-        });
+ * and h_t into tout (ċ_{t−1} from tout's previous step, ċ0, or zeros). */
+#define JVP_STEP(real, sfx)                                                                        \
+    do {                                                                                           \
+        LSTM_BUFS(real, c, g);                                                                     \
+        const real *c0 = g.state ? c->in[3]->data : NULL, *c0d = dc0;                              \
+        const real *y = Y_OF(real, c) + r * 2 * H;                                                 \
+        real *ty = (real *)tout + r * 2 * H;                                                       \
+        jvp_row_##sfx(A + r * g.G, D + n * g.G, TC + r * H,                                        \
+                      t    ? y - H                                                                 \
+                      : c0 ? c0 + n * H                                                            \
+                           : Hp,                                                                   \
+                      t     ? ty - H                                                               \
+                      : c0d ? c0d + n * H                                                          \
+                            : Hp,                                                                  \
+                      ty, ty + H, H);                                                              \
+    } while (0)
+
+static void jvp_gates(const tg_call *c, lstm_geom g, size_t t, const void *dc0, void *tout) {
+    const size_t H = g.H;
+    for (size_t n = 0; n < g.n; n++) {
+        size_t r = n * g.T + t;
+        if (c->out->dtype == TG_F32)
+            JVP_STEP(float, f32);
+        else
+            JVP_STEP(double, f64);
+    }
 }
 
 /* dY = d-map(Ṗ, Ẇ, ḣ0, ċ0), step by step: Ġ_t = Ṗ_t + ḣ_{t−1}·Wᵀ + h_{t−1}·Ẇᵀ. */
@@ -132,6 +198,7 @@ static void lstm_seq_jvp(const tg_call *c, const void *const *tin, void *tout) {
     size_t es = dt == TG_F32 ? sizeof(float) : sizeof(double);
     char *D = (char *)c->saved + g.n * g.T * g.G * es, *Y = c->out->data, *to = tout;
     const char *pd = tin[0];
+    memset(D + g.n * g.T * g.G * es, 0, g.H * es); /* Hp's first row: zeros */
     for (size_t t = 0; t < g.T; t++) {
         for (size_t n = 0; n < g.n; n++) {
             if (pd)
@@ -150,26 +217,28 @@ static void lstm_seq_jvp(const tg_call *c, const void *const *tin, void *tout) {
 
 /* r-map of step t: the gate adjoints into D, dc := dc_t·f (the adjoint
  * reaching c_{t−1}); dh holds the adjoint reaching h_t from step t + 1. */
-TG_SIMD_CLONES static void vjp_gates(const tg_call *c, lstm_geom g, size_t t, const void *gout) {
-    TG_DISPATCH(
-        c->out->dtype, LSTM_BUFS(real, c, g); const real *Y = c->out->data; const real *z = gout;
-        const real *c0 = g.state ? c->in[3]->data : NULL; const size_t H = g.H;
-        for (size_t n = 0; n < g.n; n++) {
-            const real *a = A + (n * g.T + t) * g.G, *y = Y + (n * g.T + t) * 2 * H;
-            const real *tc = TC + (n * g.T + t) * H, *zt = z + (n * g.T + t) * 2 * H;
-            const real *cp = t ? y - H : c0 ? c0 + n * H : NULL;
-            real *d = D + (n * g.T + t) * g.G, *dhn = dh + n * H, *dcn = dc + n * H;
-            for (size_t j = 0; j < H; j++) {
-                const real i = a[j], f = a[H + j], gg = a[2 * H + j], o = a[3 * H + j];
-                const real dhv = dhn[j] + zt[j];
-                const real dcv = dcn[j] + zt[H + j] + dhv * o * (1 - tc[j] * tc[j]);
-                d[j] = dcv * gg * i * (1 - i);
-                d[H + j] = cp ? dcv * cp[j] * f * (1 - f) : (real)0;
-                d[2 * H + j] = dcv * i * (1 - gg * gg);
-                d[3 * H + j] = dhv * tc[j] * o * (1 - o);
-                dcn[j] = dcv * f;
-            }
-        });
+#define VJP_STEP(real, sfx)                                                                        \
+    do {                                                                                           \
+        LSTM_BUFS(real, c, g);                                                                     \
+        const real *c0 = g.state ? c->in[3]->data : NULL, *z = (const real *)gout + r * 2 * H;     \
+        const real *y = Y_OF(real, c) + r * 2 * H;                                                 \
+        real *d = D + r * g.G;                                                                     \
+        vjp_row_##sfx(A + r * g.G, TC + r * H, z, z + H,                                           \
+                      t    ? y - H                                                                 \
+                      : c0 ? c0 + n * H                                                            \
+                           : Hp,                                                                   \
+                      d, d + H, d + 2 * H, d + 3 * H, dh + n * H, dc + n * H, H);                  \
+    } while (0)
+
+static void vjp_gates(const tg_call *c, lstm_geom g, size_t t, const void *gout) {
+    const size_t H = g.H;
+    for (size_t n = 0; n < g.n; n++) {
+        size_t r = n * g.T + t;
+        if (c->out->dtype == TG_F32)
+            VJP_STEP(float, f32);
+        else
+            VJP_STEP(double, f64);
+    }
 }
 
 /* P̄ += D; W̄ += Dᵀ·Hp (one product, inner dimension N·T); h̄0 += dh, c̄0 += dc. */
@@ -202,6 +271,7 @@ static void lstm_seq_vjp(const tg_call *c, const void *gout, void *const *gin) {
     char *D = (char *)c->saved + g.n * g.T * g.G * es;
     char *dh = D + g.n * g.T * (g.G + 2 * g.H) * es; /* dh, then dc */
     memset(dh, 0, 2 * g.n * g.H * es);               /* dh and dc */
+    memset(D + g.n * g.T * g.G * es, 0, g.H * es);   /* Hp's first row: zeros */
     for (size_t t = g.T; t-- > 0;) {
         vjp_gates(c, g, t, gout);
         /* the adjoint reaching h_{t−1}: Ḡ_t·W (not needed before h0 unless h̄0 is) */
