@@ -120,29 +120,26 @@ LSTM_ROWS(double, f64)
 
 /* Step t's gates, row by row (fwd_row); c_{t−1}: Y's previous step, c0, or
  * zeros (Hp's first row, cleared by the caller). */
+#define FWD_STEP(real, sfx)                                                                        \
+    do {                                                                                           \
+        LSTM_BUFS(real, c, g);                                                                     \
+        real *a = A + r * g.G, *y = Y_OF(real, c) + r * 2 * H;                                     \
+        const real *c0 = g.state ? c->in[3]->data : NULL;                                          \
+        fwd_row_##sfx(a, a + H, a + 2 * H, a + 3 * H,                                              \
+                      t    ? y - H                                                                 \
+                      : c0 ? c0 + n * H                                                            \
+                           : Hp,                                                                   \
+                      y, y + H, TC + r * H, H);                                                    \
+    } while (0)
+
 static void fwd_gates(const tg_call *c, lstm_geom g, size_t t) {
     const size_t H = g.H;
     for (size_t n = 0; n < g.n; n++) {
         size_t r = n * g.T + t;
-        if (c->out->dtype == TG_F32) {
-            LSTM_BUFS(float, c, g);
-            float *a = A + r * g.G, *y = Y_OF(float, c) + r * 2 * H;
-            const float *c0 = g.state ? c->in[3]->data : NULL;
-            fwd_row_f32(a, a + H, a + 2 * H, a + 3 * H,
-                        t    ? y - H
-                        : c0 ? c0 + n * H
-                             : Hp,
-                        y, y + H, TC + r * H, H);
-        } else {
-            LSTM_BUFS(double, c, g);
-            double *a = A + r * g.G, *y = Y_OF(double, c) + r * 2 * H;
-            const double *c0 = g.state ? c->in[3]->data : NULL;
-            fwd_row_f64(a, a + H, a + 2 * H, a + 3 * H,
-                        t    ? y - H
-                        : c0 ? c0 + n * H
-                             : Hp,
-                        y, y + H, TC + r * H, H);
-        }
+        if (c->out->dtype == TG_F32)
+            FWD_STEP(float, f32);
+        else
+            FWD_STEP(double, f64);
     }
 }
 
