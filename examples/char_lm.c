@@ -249,7 +249,7 @@ static int usage(void) {
 
 static int parse(int argc, char **argv, opts *o) {
     *o = (opts){"lstm", "The ", "/usr/share/games/fortunes", 2000, 1, 300, 1, 0.8};
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) return 0;
         if (!strcmp(a, "--model"))
@@ -270,7 +270,6 @@ static int parse(int argc, char **argv, opts *o) {
             o->sample = atoi(v);
         else
             return 0;
-        i++;
     }
     return (!strcmp(o->model, "lstm") || !strcmp(o->model, "gpt")) && o->steps >= 0 &&
            o->threads >= 1 && o->threads <= TG_MAX_THREADS && o->temperature > 0 &&
