@@ -27,7 +27,8 @@ run_suite() {
     failed=$((failed + ${bad:-0}))
     [ "$rc" -eq 0 ] || { echo "summary: $passed passed, $failed failed"; exit "$rc"; }
 }
-sh scripts/setup.sh valgrind libclang-rt-14-dev dataset-fashion-mnist # the VAE example trains on it
+# the VAE example trains on Fashion-MNIST, char_lm on the fortunes corpus
+sh scripts/setup.sh valgrind libclang-rt-14-dev dataset-fashion-mnist fortunes
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 if [ ! -d build-san ]; then

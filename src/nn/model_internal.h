@@ -18,4 +18,15 @@ tg_status tg_model_build(tg_model **out, tg_dtype dtype, int in_rank, const size
  * file's `str` rule (src/nn/meta.c). */
 int tg_meta_str_ok(const char *s);
 
+/* The sequence kinds (issue 17, src/nn/recurrent.c), listed in layers.c's
+ * table of built-in kinds. */
+tg_status tg_embedding_layer_create(tg_layer *l);
+tg_status tg_embedding_layer_init(tg_layer *l, tg_rng *rng);
+tg_status tg_embedding_layer_forward(tg_layer *l, tg_tape *t, const tg_tensor *x,
+                                     const tg_layer_ctx *c, tg_tensor **out);
+tg_status tg_rnn_layer_create(tg_layer *l);
+tg_status tg_rnn_layer_init(tg_layer *l, tg_rng *rng);
+tg_status tg_rnn_layer_forward(tg_layer *l, tg_tape *t, const tg_tensor *x, const tg_layer_ctx *c,
+                               tg_tensor **out);
+
 #endif
