@@ -28,6 +28,11 @@ static lstm_geom geom_of(const tg_call *c) {
     return g;
 }
 
+/* Elements of vjp_dot's scratch (lstm_dot.h), after the others in c->saved. */
+static size_t lstm_dot_elems(lstm_geom g) {
+    return 4 * g.n * g.T * g.G + 2 * g.n * g.T * g.H + 4 * g.n * g.H + g.H;
+}
+
 static tg_status lstm_seq_check(tg_call *c, char *msg, size_t len) {
     const tg_tensor *p = c->in[0], *w = c->in[1];
     char sp[64], sw[64], sh[64];
@@ -54,6 +59,7 @@ static tg_status lstm_seq_check(tg_call *c, char *msg, size_t len) {
     }
     size_t es = p->dtype == TG_F32 ? sizeof(float) : sizeof(double);
     c->saved_bytes = (2 * n * T * 4 * H + 2 * n * T * H + 2 * n * H) * es;
+    c->saved_bytes += lstm_dot_elems((lstm_geom){n, T, H, 4 * H, c->n_in == 4}) * es; /* vjp_dot */
     c->out->rank = 3;
     c->out->shape[0] = n, c->out->shape[1] = T, c->out->shape[2] = 2 * H;
     return TG_OK;
@@ -279,6 +285,49 @@ static void lstm_seq_vjp(const tg_call *c, const void *gout, void *const *gin) {
     vjp_finish(c, g, gin);
 }
 
+/* Second order (issue 18; seed 001 §3.4 notation, docs/hessian.md): the
+ * r-map's backward recurrence differentiated along (Ṗ, Ẇ, ḣ0, ċ0). Per
+ * position, with a = (i, f, g, o) the activations, G the pre-activations,
+ * tc = tanh c_t, k = 1 − tc², and ζ = (ζh, ζc) fixed, the r-map is
+ *   δh = dh + ζh,  δc = dc + ζc + δh·o·k,
+ *   D = (δc·g·σ'_i, δc·c_{t−1}·σ'_f, δc·i·tanh'_g, δh·tc·σ'_o),
+ *   dc ← δc·f,  dh ← D_t·W   (the adjoints reaching c_{t−1}, h_{t−1}),
+ *   P̄ += D,  W̄ += Σ_t D_tᵀ·h_{t−1},  h̄0 += dh, c̄0 += dc (after t = 0),
+ * with σ' = σ(1 − σ), tanh' = 1 − g². Its derivative (vjp_dot):
+ *   tangents of the forward: Ġ_t = Ṗ_t + ḣ_{t−1}·Wᵀ + h_{t−1}·Ẇᵀ
+ *     (ḣ_{t−1} from ẏ = tout, ḣ0, or 0), ȧ = σ'·Ġ (i, f, o), ġ = tanh'·Ġ_g,
+ *     ċ_t, ċ_{t−1} from tout, (tc)˙ = k·ċ_t, k̇ = −2·tc·(tc)˙;
+ *   σ'' and tanh'' along them: (σ')˙ = (1 − 2σ)·σ̇, (tanh')˙ = −2g·ġ;
+ *   backward in dual numbers (ζ̇ = 0: the map's ζ is fixed):
+ *     δḣ = dḣ,  δċ = dċ + (δḣ·o + δh·ȯ)·k + δh·o·k̇,
+ *     Ḋ_i = δċ·g·σ'_i + δc·ġ·σ'_i + δc·g·(1 − 2i)·i̇,
+ *     Ḋ_f = δċ·c_{t−1}·σ'_f + δc·ċ_{t−1}·σ'_f + δc·c_{t−1}·(1 − 2f)·ḟ,
+ *     Ḋ_g = δċ·i·tanh'_g + δc·i̇·tanh'_g − 2·δc·i·g·ġ,
+ *     Ḋ_o = δḣ·tc·σ'_o + δh·(tc)˙·σ'_o + δh·tc·(1 − 2o)·ȯ,
+ *     dċ ← δċ·f + δc·ḟ,  dḣ ← Ḋ_t·W + D_t·Ẇ;
+ *   P̄̇ += Ḋ,  W̄̇ += Σ_t Ḋ_tᵀ·h_{t−1} + D_tᵀ·ḣ_{t−1} (two products over all
+ *   N·T positions, as the r-map's), h̄0̇ += dḣ, c̄0̇ += dċ (after t = 0).
+ * The gates are recomputed from P, W and the saved states (Y) in the map's
+ * own scratch, so it does not depend on the first-order maps' buffers. */
+#define LD_REAL float
+#define LD_SFX  f32
+#include "lstm_dot.h"
+#undef LD_REAL
+#undef LD_SFX
+#define LD_REAL double
+#define LD_SFX  f64
+#include "lstm_dot.h"
+#undef LD_REAL
+#undef LD_SFX
+
+static void lstm_seq_vjp_dot(const tg_call *c, const void *const *tin, const void *tout,
+                             const void *gout, void *const *gin) {
+    if (c->out->dtype == TG_F32)
+        lstm_dot_f32(c, tin, tout, gout, gin);
+    else
+        lstm_dot_f64(c, tin, tout, gout, gin);
+}
+
 /* P m×(k+1)×4h, W_hh 4h×h, h0 and c0 m×h with h = ⌈n/2⌉: at least two
  * steps, so that the recurrence (and W̄'s product over positions) is
  * exercised, and at most 256 elements per tensor for test_ops's buffers. */
@@ -298,7 +347,8 @@ const tg_op tg_op_lstm_seq = {.name = "lstm_seq",
                               .forward = lstm_seq_forward,
                               .jvp = lstm_seq_jvp,
                               .vjp = lstm_seq_vjp,
-                              .sample = lstm_seq_sample};
+                              .sample = lstm_seq_sample,
+                              .vjp_dot = lstm_seq_vjp_dot};
 
 tg_status tg_lstm_seq(tg_tape *t, const tg_tensor *p, const tg_tensor *w_hh, const tg_tensor *h0,
                       const tg_tensor *c0, tg_tensor **out) {
