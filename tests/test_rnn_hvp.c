@@ -63,6 +63,15 @@ static tg_status record(tg_tape *t, const layer_case *c, tg_tensor **ys) {
     return s;
 }
 
+/* A case and its layer recorded on a new tape (NULL on failure, counted). */
+static tg_tape *setup(layer_case *c, int lstm, tg_dtype dt, tg_tensor **ys) {
+    case_new(c, lstm, dt);
+    tg_tape *t = NULL;
+    CHECK_OK(tg_tape_new(&t));
+    if (t && c->in[c->np - 1]) CHECK_OK(record(t, c, ys));
+    return t;
+}
+
 /* hv of ⟨ζ, y⟩ for y = ys[which] (ζ1[k] = 0.9·sin(0.5 + 1.3k), ζ2[k] =
  * 0.9·cos(0.2 + 0.9k)) against ref (all inputs' products, concatenated):
  * the largest absolute difference, and *scale the largest |ref|. */
@@ -96,11 +105,8 @@ static void test_pytorch(int lstm, tg_dtype dt) {
     const char *what = lstm ? "lstm" : "gru";
     const double *refs[2] = {lstm ? lstm_hv_out : gru_hv_out, lstm ? lstm_hv_cn : gru_hv_hn};
     layer_case c;
-    case_new(&c, lstm, dt);
-    tg_tape *t = NULL;
-    CHECK_OK(tg_tape_new(&t));
     tg_tensor *ys[2] = {NULL, NULL};
-    if (t && c.in[c.np - 1]) CHECK_OK(record(t, &c, ys));
+    tg_tape *t = setup(&c, lstm, dt, ys);
     for (int which = 0; which < 2 && ys[which]; which++) {
         double scale, err = hvp_vs(&c, t, ys[which], which, refs[which], &scale);
         /* float64: the same products in another order over 3 steps, a few
@@ -121,11 +127,8 @@ static void test_pytorch(int lstm, tg_dtype dt) {
  * against central differences of gradients, for f = ⟨ζ, y⟩, random ζ. */
 static void test_hessian_check(int lstm) {
     layer_case c;
-    case_new(&c, lstm, TG_F64);
-    tg_tape *t = NULL;
-    CHECK_OK(tg_tape_new(&t));
     tg_tensor *ys[2] = {NULL, NULL};
-    if (t && c.in[c.np - 1]) CHECK_OK(record(t, &c, ys));
+    tg_tape *t = setup(&c, lstm, TG_F64, ys);
     for (int which = 0; which < 2 && ys[which]; which++) {
         tg_check_opts o = tg_check_defaults();
         tg_check_report r;

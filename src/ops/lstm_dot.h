@@ -3,23 +3,25 @@
  * derivation is beside lstm_seq_vjp_dot in rnn.c; the names here follow it.
  *
  * Scratch (lstm_dot_elems, at the END of c->saved, after the first-order
- * maps' buffers so that it does not depend on their layout): A, Ad, D, Dd
- * (N·T·4H each: activations, their tangents, gate adjoints, their
- * tangents), Hp, Hpd (N·T·H: h_{t−1}, ḣ_{t−1} per position), then dh,
- * dc, dhd, dcd (N·H: the carries and their tangents) and a zero row (H). */
+ * maps' buffers so that it does not depend on their layout): A, Ad (N·T·4H
+ * each: the activations and their tangents, replaced position by position
+ * by the gate adjoints D and their tangents Ḋ in the backward loop, as a
+ * position's activations are not needed after its step), Hp, Hpd (N·T·H:
+ * h_{t−1}, ḣ_{t−1} per position), then dh, dc, dhd, dcd (N·H: the carries
+ * and their tangents) and a zero row (H). As much as the first-order maps'. */
 #define LD_CAT_(a, b) a##_##b
 #define LD_CAT(a, b)  LD_CAT_(a, b)
 #define LD(name)      LD_CAT(name, LD_SFX)
 
-/* Step t's dual backward, one row of H: D and Dd from ζ (zh, zc), the
- * carries (dh, dhd read; dc, dcd replaced by those reaching c_{t−1}). */
-TG_SIMD_CLONES static void LD(dot_row)(const LD_REAL *restrict a, const LD_REAL *restrict ad,
+/* Step t's dual backward, one row of H: the activations a and their
+ * tangents ad replaced by D and Ḋ from ζ (zh, zc) and the carries (dh, dhd
+ * read; dc, dcd replaced by those reaching c_{t−1}). */
+TG_SIMD_CLONES static void LD(dot_row)(LD_REAL *restrict a, LD_REAL *restrict ad,
                                        const LD_REAL *restrict yc, const LD_REAL *restrict ycd,
                                        const LD_REAL *restrict cp, const LD_REAL *restrict cpd,
                                        const LD_REAL *restrict zh, const LD_REAL *restrict zc,
                                        const LD_REAL *restrict dh, const LD_REAL *restrict dhd,
-                                       LD_REAL *restrict dc, LD_REAL *restrict dcd,
-                                       LD_REAL *restrict d, LD_REAL *restrict dd, size_t H) {
+                                       LD_REAL *restrict dc, LD_REAL *restrict dcd, size_t H) {
     for (size_t j = 0; j < H; j++) {
         const LD_REAL i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
         const LD_REAL id = ad[j], fd = ad[H + j], gd = ad[2 * H + j], od = ad[3 * H + j];
@@ -28,14 +30,14 @@ TG_SIMD_CLONES static void LD(dot_row)(const LD_REAL *restrict a, const LD_REAL 
         const LD_REAL dhv = dh[j] + zh[j], dhvd = dhd[j];
         const LD_REAL dcv = dc[j] + zc[j] + dhv * o * k;
         const LD_REAL dcvd = dcd[j] + (dhvd * o + dhv * od) * k - 2 * dhv * o * tc * tcd;
-        d[j] = dcv * g * si;
-        dd[j] = dcvd * g * si + dcv * gd * si + dcv * g * (1 - 2 * i) * id;
-        d[H + j] = dcv * cp[j] * sf;
-        dd[H + j] = dcvd * cp[j] * sf + dcv * cpd[j] * sf + dcv * cp[j] * (1 - 2 * f) * fd;
-        d[2 * H + j] = dcv * i * tg;
-        dd[2 * H + j] = dcvd * i * tg + dcv * id * tg - 2 * dcv * i * g * gd;
-        d[3 * H + j] = dhv * tc * so;
-        dd[3 * H + j] = dhvd * tc * so + dhv * tcd * so + dhv * tc * (1 - 2 * o) * od;
+        a[j] = dcv * g * si;
+        ad[j] = dcvd * g * si + dcv * gd * si + dcv * g * (1 - 2 * i) * id;
+        a[H + j] = dcv * cp[j] * sf;
+        ad[H + j] = dcvd * cp[j] * sf + dcv * cpd[j] * sf + dcv * cp[j] * (1 - 2 * f) * fd;
+        a[2 * H + j] = dcv * i * tg;
+        ad[2 * H + j] = dcvd * i * tg + dcv * id * tg - 2 * dcv * i * g * gd;
+        a[3 * H + j] = dhv * tc * so;
+        ad[3 * H + j] = dhvd * tc * so + dhv * tcd * so + dhv * tc * (1 - 2 * o) * od;
         dcd[j] = dcvd * f + dcv * fd;
         dc[j] = dcv * f;
     }
@@ -52,7 +54,7 @@ static void LD(lstm_dot)(const tg_call *c, const void *const *tin, const void *t
     const real *Pd = tin[0], *Wd = tin[1], *h0d = g.state ? tin[2] : NULL;
     const real *c0d = g.state ? tin[3] : NULL, *Yd = tout, *Z = gout;
     real *A = (real *)((char *)c->saved + c->saved_bytes) - lstm_dot_elems(g);
-    real *Ad = A + NT * G, *D = Ad + NT * G, *Dd = D + NT * G, *Hp = Dd + NT * G;
+    real *Ad = A + NT * G, *Hp = Ad + NT * G, *D = A, *Dd = Ad;
     real *Hpd = Hp + NT * H, *dh = Hpd + NT * H, *dc = dh + N * H, *dhd = dc + N * H;
     real *dcd = dhd + N * H, *zero = dcd + N * H;
     memset(zero, 0, H * sizeof(real));
@@ -93,8 +95,7 @@ static void LD(lstm_dot)(const tg_call *c, const void *const *tin, const void *t
             const real *cpd = t ? Yd + (r - 1) * 2 * H + H : c0d ? c0d + n * H : zero;
             LD(dot_row)
             (A + r * G, Ad + r * G, Y + r * 2 * H + H, Yd + r * 2 * H + H, cp, cpd, Z + r * 2 * H,
-             Z + r * 2 * H + H, dh + n * H, dhd + n * H, dc + n * H, dcd + n * H, D + r * G,
-             Dd + r * G, H);
+             Z + r * 2 * H + H, dh + n * H, dhd + n * H, dc + n * H, dcd + n * H, H);
         }
         /* dh = D_t·W and dhd = Ḋ_t·W + D_t·Ẇ reach h_{t−1} */
         if (t || (g.state && gin[2])) {

@@ -30,7 +30,7 @@ static lstm_geom geom_of(const tg_call *c) {
 
 /* Elements of vjp_dot's scratch (lstm_dot.h), after the others in c->saved. */
 static size_t lstm_dot_elems(lstm_geom g) {
-    return 4 * g.n * g.T * g.G + 2 * g.n * g.T * g.H + 4 * g.n * g.H + g.H;
+    return 2 * g.n * g.T * g.G + 2 * g.n * g.T * g.H + 4 * g.n * g.H + g.H;
 }
 
 static tg_status lstm_seq_check(tg_call *c, char *msg, size_t len) {
