@@ -5,7 +5,7 @@
  * every input at once (x, weights, biases, h0, c0), with the adjoint on
  * the output sequence and on the final state; the same in float32; and
  * tg_hessian_check (symmetry and central differences of gradients) on
- * both layers. */
+ * both layers, with and without the initial states. */
 #include "check.h"
 #include "fixtures/rnn_hvp_torch.h"
 #include "tapegrad_nn.h"
@@ -21,6 +21,7 @@ typedef struct layer_case {
     tg_tensor *in[MAXP];
     double *v[MAXP], *hv[MAXP]; /* in the case's dtype */
     int np, lstm;
+    int stateless; /* record without h0, c0 (zeros) */
     tg_dtype dt;
 } layer_case;
 
@@ -56,9 +57,10 @@ static void case_free(layer_case *c) {
  * (c_n for the LSTM, h_n for the GRU). */
 static tg_status record(tg_tape *t, const layer_case *c, tg_tensor **ys) {
     tg_tensor *const *p = c->in;
-    tg_tensor *hn = NULL, *cn = NULL;
-    tg_status s = c->lstm ? tg_lstm(t, p[0], p[1], p[2], p[3], p[4], p[5], p[6], &ys[0], &hn, &cn)
-                          : tg_gru(t, p[0], p[1], p[2], p[3], p[4], p[5], &ys[0], &hn);
+    tg_tensor *hn = NULL, *cn = NULL, *h0 = c->stateless ? NULL : p[5];
+    tg_tensor *c0 = c->stateless || !c->lstm ? NULL : p[6];
+    tg_status s = c->lstm ? tg_lstm(t, p[0], p[1], p[2], p[3], p[4], h0, c0, &ys[0], &hn, &cn)
+                          : tg_gru(t, p[0], p[1], p[2], p[3], p[4], h0, &ys[0], &hn);
     ys[1] = c->lstm ? cn : hn;
     return s;
 }
@@ -124,16 +126,25 @@ static void test_pytorch(int lstm, tg_dtype dt) {
 }
 
 /* The second check: tg_hessian_check's symmetry ⟨u, Hv⟩ = ⟨Hu, v⟩ and H·e_j
- * against central differences of gradients, for f = ⟨ζ, y⟩, random ζ. */
+ * against central differences of gradients, for f = ⟨ζ, y⟩, random ζ; with
+ * the initial states as inputs and without them (lstm_seq's 2-input form). */
 static void test_hessian_check(int lstm) {
     layer_case c;
     tg_tensor *ys[2] = {NULL, NULL};
     tg_tape *t = setup(&c, lstm, TG_F64, ys);
-    for (int which = 0; which < 2 && ys[which]; which++) {
-        tg_check_opts o = tg_check_defaults();
-        tg_check_report r;
-        CHECK(tg_hessian_check(t, ys[which], c.np, c.in, &o, &r) == TG_OK && r.ok,
-              "%s hessian check (output %d): %s", lstm ? "lstm" : "gru", which, tg_last_error());
+    for (c.stateless = 0; t && c.stateless < 2; c.stateless++) {
+        if (c.stateless) {
+            tg_tape_reset(t);
+            CHECK_OK(record(t, &c, ys));
+        }
+        for (int which = 0; which < 2 && ys[which]; which++) {
+            tg_check_opts o = tg_check_defaults();
+            tg_check_report r;
+            CHECK(tg_hessian_check(t, ys[which], c.stateless ? 5 : c.np, c.in, &o, &r) == TG_OK &&
+                      r.ok,
+                  "%s hessian check (output %d, states %d): %s", lstm ? "lstm" : "gru", which,
+                  !c.stateless, tg_last_error());
+        }
     }
     tg_tape_free(t);
     case_free(&c);
