@@ -78,14 +78,15 @@ static void LD(lstm_dot)(const tg_call *c, const void *const *tin, const void *t
         memset(Ad, 0, NT * G * sizeof(real));
     tg_gemm(dt, 0, 1, NT, G, H, Hpd, H, W, H, 1.0, Ad, G);
     if (Wd) tg_gemm(dt, 0, 1, NT, G, H, Hp, H, Wd, H, 1.0, Ad, G);
-    for (size_t r = 0; r < NT; r++)
-        for (size_t e = 0; e < G; e++) {
-            real *x = A + r * G + e, *xd = Ad + r * G + e;
-            if (e >= 2 * H && e < 3 * H)
-                *x = TG_TANH(*x), *xd *= 1 - *x * *x;
-            else
-                *x = TG_SIGMOID(*x), *xd *= *x * (1 - *x);
-        }
+    for (size_t r = 0; r < NT; r++) { /* σ on i, f and o, tanh on g: branch-free loops */
+        real *restrict x = A + r * G, *restrict xd = Ad + r * G;
+        for (size_t e = 0; e < 2 * H; e++)
+            x[e] = TG_SIGMOID(x[e]), xd[e] *= x[e] * (1 - x[e]);
+        for (size_t e = 2 * H; e < 3 * H; e++)
+            x[e] = TG_TANH(x[e]), xd[e] *= 1 - x[e] * x[e];
+        for (size_t e = 3 * H; e < G; e++)
+            x[e] = TG_SIGMOID(x[e]), xd[e] *= x[e] * (1 - x[e]);
+    }
     /* back through time in dual numbers */
     memset(dh, 0, 4 * N * H * sizeof(real)); /* dh, dc, dhd, dcd */
     for (size_t t = T; t-- > 0;) {
