@@ -475,6 +475,63 @@ tg_status tg_multihead_attention(tg_tape *t, const tg_tensor *x, const tg_tensor
  * tg_multihead_attention for that. A causal layer makes its T×T mask at its
  * first forward (kept until tg_model_free). */
 
+/* ---------------------------------------------------------------- sequence layers (issue 17)
+ * Layer kinds (src/nn/recurrent.c), PyTorch's names, layouts and default
+ * initialisation:
+ *   embedding  nn.Embedding: i0 num_embeddings V (required), i1 embedding_dim
+ *              D (required); weight V×D drawn from N(0, 1) (init.normal_).
+ *              Examples of any shape (rank <= 6) holding token ids in
+ *              [0, V) stored as floats (T → T×D); no padding_idx, max_norm.
+ *   lstm, gru  nn.LSTM / nn.GRU(D, i0 hidden_size H (required), bias = !i1,
+ *              batch_first=True), one layer, one direction: examples T×D →
+ *              T×H (the output sequence; the forward starts from zero
+ *              states). Parameters weight_ih_l0 (G·H)×D, weight_hh_l0
+ *              (G·H)×H, bias_ih_l0, bias_hh_l0 (G·H), G = 4 gates (i, f, g, o)
+ *              for the LSTM, 3 (r, z, n) for the GRU, all drawn from
+ *              U(−1/√H, 1/√H) (nn.RNNBase.reset_parameters), in that order.
+ * Values come from tg_rng, not PyTorch's generator (as the other kinds). */
+
+/* torch.nn.LSTM (one layer, batch_first=True) on x N×T×D with PyTorch's
+ * equations, gate order (i, f, g, o):
+ *   G = x_t·W_ihᵀ + b_ih + h·W_hhᵀ + b_hh,
+ *   i, f, o = σ(G_i), σ(G_f), σ(G_o),  g = tanh(G_g),
+ *   c' = f ⊙ c + i ⊙ g,  h' = o ⊙ tanh(c').
+ * w_ih 4H×D, w_hh 4H×H, b_ih and b_hh vectors of 4H (both NULL: no bias);
+ * h0, c0 N×H or 1×N×H (PyTorch's layout), NULL = zeros. *out N×T×H (h at
+ * every step); *h_n, *c_n (each may be NULL) the final states, 1×N×H as
+ * PyTorch's. Records one matmul for the input projections of every step
+ * (x·W_ihᵀ + b_ih + b_hh on the N·T positions at once), then the op
+ * lstm_seq (tg_lstm_seq): the recurrence unrolled over the T steps inside
+ * one op, per step one matmul h·W_hhᵀ for the four gates, gradients by
+ * back-propagation through time (W_hh's in one product over all steps);
+ * then slices for out, h_n, c_n. Truncated BPTT: on one tape, feed h_n,
+ * c_n through tg_detach into the next chunk; across tg_tape_reset, copy
+ * their values into leaves first (a tape's nodes die with the reset).
+ * Errors: TG_ERR_SHAPE naming the shapes, TG_ERR_DTYPE, TG_ERR_ARG (NULL,
+ * one bias only, h0 without c0 or the reverse, as PyTorch's hx). */
+tg_status tg_lstm(tg_tape *t, const tg_tensor *x, const tg_tensor *w_ih, const tg_tensor *w_hh,
+                  const tg_tensor *b_ih, const tg_tensor *b_hh, const tg_tensor *h0,
+                  const tg_tensor *c0, tg_tensor **out, tg_tensor **h_n, tg_tensor **c_n);
+/* torch.nn.GRU likewise, gate order (r, z, n):
+ *   r = σ(X_r + H_r), z = σ(X_z + H_z), n = tanh(X_n + r ⊙ H_n),
+ *   h' = (1 − z) ⊙ n + z ⊙ h,  X = x_t·W_ihᵀ + b_ih, H = h·W_hhᵀ + b_hh;
+ * w_ih 3H×D, w_hh 3H×H, biases 3H; h0 alone (no c0). Recorded as a
+ * composition of table ops unrolled over the steps (per step one matmul
+ * h·W_hhᵀ for the three gates, then slices, σ, tanh, products: about 15
+ * ops per step; no fused op yet, the example trains an LSTM); at most
+ * 65536 steps. */
+tg_status tg_gru(tg_tape *t, const tg_tensor *x, const tg_tensor *w_ih, const tg_tensor *w_hh,
+                 const tg_tensor *b_ih, const tg_tensor *b_hh, const tg_tensor *h0, tg_tensor **out,
+                 tg_tensor **h_n);
+/* A model's layer of kind lstm or gru with explicit states (tg_lstm /
+ * tg_gru on its parameters): x N×T×D; h0, c0 may be NULL (zeros); for a GRU
+ * c0 must be NULL (TG_ERR_ARG) and *c_n is set to NULL. Use it on
+ * m->layers[i] to carry the state across batches, recording the rest of the
+ * model by hand. */
+tg_status tg_rnn_layer_state(tg_tape *t, const tg_layer *l, const tg_tensor *x, const tg_tensor *h0,
+                             const tg_tensor *c0, tg_tensor **out, tg_tensor **h_n,
+                             tg_tensor **c_n);
+
 #ifdef __cplusplus
 }
 #endif

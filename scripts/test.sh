@@ -27,8 +27,9 @@ run_suite() {
     failed=$((failed + ${bad:-0}))
     [ "$rc" -eq 0 ] || { echo "summary: $passed passed, $failed failed"; exit "$rc"; }
 }
-# the VAE example trains on Fashion-MNIST; Open MPI: the data-parallel tests (issue 19)
-sh scripts/setup.sh valgrind libclang-rt-14-dev dataset-fashion-mnist libopenmpi-dev openmpi-bin
+# the VAE example trains on Fashion-MNIST, char_lm on the fortunes corpus; Open MPI:
+# the data-parallel tests (issue 19)
+sh scripts/setup.sh valgrind libclang-rt-14-dev dataset-fashion-mnist fortunes libopenmpi-dev openmpi-bin
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 if [ ! -d build-san ]; then

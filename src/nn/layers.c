@@ -553,6 +553,11 @@ static const tg_layer_kind builtin[] = {
     {"elu", act_create, NULL, elu_fw, NULL},
     {"softmax", softmax_create, NULL, softmax_fw, NULL},
     {"log_softmax", softmax_create, NULL, log_softmax_fw, NULL},
+    /* issue 17: sequence layers (recurrent.c) */
+    {"embedding", tg_embedding_layer_create, tg_embedding_layer_init, tg_embedding_layer_forward,
+     NULL},
+    {"lstm", tg_rnn_layer_create, tg_rnn_layer_init, tg_rnn_layer_forward, NULL},
+    {"gru", tg_rnn_layer_create, tg_rnn_layer_init, tg_rnn_layer_forward, NULL},
 };
 
 /* Built-in kinds in their own files (model_internal.h). */

@@ -22,4 +22,15 @@ extern const tg_layer_kind tg_kind_multihead_attention;
 extern const tg_layer_kind tg_kind_transformer_block;
 extern const tg_layer_kind tg_kind_pos_embedding;
 
+/* The sequence kinds (issue 17, src/nn/recurrent.c), listed in layers.c's
+ * table of built-in kinds. */
+tg_status tg_embedding_layer_create(tg_layer *l);
+tg_status tg_embedding_layer_init(tg_layer *l, tg_rng *rng);
+tg_status tg_embedding_layer_forward(tg_layer *l, tg_tape *t, const tg_tensor *x,
+                                     const tg_layer_ctx *c, tg_tensor **out);
+tg_status tg_rnn_layer_create(tg_layer *l);
+tg_status tg_rnn_layer_init(tg_layer *l, tg_rng *rng);
+tg_status tg_rnn_layer_forward(tg_layer *l, tg_tape *t, const tg_tensor *x, const tg_layer_ctx *c,
+                               tg_tensor **out);
+
 #endif
