@@ -685,6 +685,21 @@ tg_status tg_layer_norm(tg_tape *t, const tg_tensor *x, int n_norm, const size_t
 tg_status tg_group_norm(tg_tape *t, const tg_tensor *x, int num_groups, const tg_tensor *gamma,
                         const tg_tensor *beta, double eps, tg_tensor **out);
 
+/* ---------------------------------------------------------------- recurrence (issue 17)
+ * The LSTM recurrence over a whole sequence as one op (what tg_lstm in
+ * tapegrad_nn.h records after the input projection): P N×T×4H holds
+ * x_t·W_ihᵀ + b_ih + b_hh for every step, w_hh is 4H×H, h0 and c0 are N×H,
+ * or both NULL (zero states). Per step, PyTorch's equations and gate order
+ * (i, f, g, o): G = P_t + h_{t−1}·W_hhᵀ; i, f, o = σ(G_i), σ(G_f), σ(G_o);
+ * g = tanh(G_g); c_t = f ⊙ c_{t−1} + i ⊙ g; h_t = o ⊙ tanh(c_t). *out is
+ * N×T×2H: [h_t | c_t] at every step. One matrix product per step forward
+ * (and per step backward for the adjoint of h), the gradient of W_hh in
+ * ONE product over all N·T positions. float32 or float64; every input
+ * differentiable. Errors: TG_ERR_SHAPE naming the shapes, TG_ERR_ARG for
+ * only one of h0, c0. */
+tg_status tg_lstm_seq(tg_tape *t, const tg_tensor *p, const tg_tensor *w_hh, const tg_tensor *h0,
+                      const tg_tensor *c0, tg_tensor **out);
+
 /* ---------------------------------------------------------------- checks */
 
 typedef struct tg_check_opts {

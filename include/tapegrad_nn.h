@@ -499,12 +499,12 @@ tg_status tg_multihead_attention(tg_tape *t, const tg_tensor *x, const tg_tensor
  * w_ih 4H×D, w_hh 4H×H, b_ih and b_hh vectors of 4H (both NULL: no bias);
  * h0, c0 N×H or 1×N×H (PyTorch's layout), NULL = zeros. *out N×T×H (h at
  * every step); *h_n, *c_n (each may be NULL) the final states, 1×N×H as
- * PyTorch's. Recorded as table ops unrolled over the T steps (gradients by
- * back-propagation through time, second order through every op's map): one
- * matmul for the input projections of every step (x·W_ihᵀ + b_ih + b_hh on
- * the N·T positions at once), per step one matmul h·W_hhᵀ for the four
- * gates, then slices, σ, tanh and products (about 17 ops per step), the
- * outputs stacked. At most 65536 steps. Truncated BPTT: on one tape, feed h_n,
+ * PyTorch's. Records one matmul for the input projections of every step
+ * (x·W_ihᵀ + b_ih + b_hh on the N·T positions at once), then the op
+ * lstm_seq (tg_lstm_seq): the recurrence unrolled over the T steps inside
+ * one op, per step one matmul h·W_hhᵀ for the four gates, gradients by
+ * back-propagation through time (W_hh's in one product over all steps);
+ * then slices for out, h_n, c_n. Truncated BPTT: on one tape, feed h_n,
  * c_n through tg_detach into the next chunk; across tg_tape_reset, copy
  * their values into leaves first (a tape's nodes die with the reset).
  * Errors: TG_ERR_SHAPE naming the shapes, TG_ERR_DTYPE, TG_ERR_ARG (NULL,
@@ -516,9 +516,10 @@ tg_status tg_lstm(tg_tape *t, const tg_tensor *x, const tg_tensor *w_ih, const t
  *   r = σ(X_r + H_r), z = σ(X_z + H_z), n = tanh(X_n + r ⊙ H_n),
  *   h' = (1 − z) ⊙ n + z ⊙ h,  X = x_t·W_ihᵀ + b_ih, H = h·W_hhᵀ + b_hh;
  * w_ih 3H×D, w_hh 3H×H, biases 3H; h0 alone (no c0). Recorded as a
- * composition of table ops unrolled over the steps as the LSTM (per step
- * one matmul h·W_hhᵀ for the three gates, then slices, σ, tanh, products:
- * about 15 ops per step); at most 65536 steps. */
+ * composition of table ops unrolled over the steps (per step one matmul
+ * h·W_hhᵀ for the three gates, then slices, σ, tanh, products: about 15
+ * ops per step; no fused op yet, the example trains an LSTM); at most
+ * 65536 steps. */
 tg_status tg_gru(tg_tape *t, const tg_tensor *x, const tg_tensor *w_ih, const tg_tensor *w_hh,
                  const tg_tensor *b_ih, const tg_tensor *b_hh, const tg_tensor *h0, tg_tensor **out,
                  tg_tensor **h_n);

@@ -532,6 +532,8 @@ static void test_errors(void) {
     /* PyTorch takes hx = (h0, c0) or nothing */
     EXPECT_ERR(tg_lstm(t, c.x, c.p[0], c.p[1], c.p[2], c.p[3], c.h0, NULL, &y, NULL, NULL),
                TG_ERR_ARG, "lstm: h0 and c0 go together");
+    EXPECT_ERR(tg_lstm_seq(t, c.x, c.p[1], NULL, NULL, &y), TG_ERR_SHAPE,
+               "lstm_seq: needs P N×T×4H and W_hh 4H×H: (2x3x3) and (8x2)");
     EXPECT_ERR(tg_lstm(t, c.x, c.p[0], c.p[1], c.p[2], NULL, NULL, NULL, &y, NULL, NULL),
                TG_ERR_ARG, "only one bias");
     EXPECT_ERR(tg_gru(t, c.x, c.p[0], c.p[1], c.p[2], c.p[3], NULL, &y, NULL), TG_ERR_SHAPE,

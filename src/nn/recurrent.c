@@ -3,11 +3,7 @@
  * of table ops unrolled on the tape (back-propagation through time): one
  * product for the input projections of every time step, then per step one
  * product for all the gates of the hidden state, PyTorch's gate equations
- * (torch/nn/modules/rnn.py; aten/src/ATen/native/RNN.cpp). The LSTM's
- * recurrence was also a fused table op for a while (lstm_seq, commits
- * 94bd45e–2f1d8a4: 12 % less CPU per char_lm step), dropped because it had
- * no second-order map (issue 18 asks one of every table op); as a
- * composition every op brings its own (benches/RESULTS.md, issue 17). */
+ * (torch/nn/modules/rnn.py; aten/src/ATen/native/RNN.cpp). */
 #include "../tape/internal.h"
 #include "model_internal.h"
 
@@ -137,32 +133,9 @@ static tg_status steps_ok(const char *op, const tg_tensor *x) {
 
 /* ---------------------------------------------------------------- LSTM */
 
-/* One LSTM step (gate order i, f, g, o as PyTorch):
- *   i = σ(G_i), f = σ(G_f), g = tanh(G_g), o = σ(G_o)
- *   c' = f ⊙ c + i ⊙ g,  h' = o ⊙ tanh(c')
- * with G = x_t·W_ihᵀ + b_ih + b_hh + h·W_hhᵀ. c NULL: c = 0 (f unused). */
-static tg_status lstm_cell(tg_tape *t, const tg_tensor *G, const tg_tensor *c, size_t h,
-                           tg_tensor **h_out, tg_tensor **c_out) {
-    tg_tensor *gi, *gf, *gg, *go, *ig, *fc, *tc;
-    tg_status s = gate(t, G, 0, h, &gi);
-    if (!s) s = tg_sigmoid(t, gi, &gi);
-    if (!s) s = gate(t, G, 2, h, &gg);
-    if (!s) s = tg_tanh(t, gg, &gg);
-    if (!s) s = gate(t, G, 3, h, &go);
-    if (!s) s = tg_sigmoid(t, go, &go);
-    if (!s) s = tg_mul(t, gi, gg, &ig);
-    if (!s && c) {
-        s = gate(t, G, 1, h, &gf);
-        if (!s) s = tg_sigmoid(t, gf, &gf);
-        if (!s) s = tg_mul(t, gf, c, &fc);
-        if (!s) s = tg_add(t, fc, ig, &ig);
-    }
-    if (!s) s = tg_tanh(t, ig, &tc);
-    if (!s) s = tg_mul(t, go, tc, h_out);
-    if (!s) *c_out = ig;
-    return s;
-}
-
+/* The recurrence is the fused table op lstm_seq (src/ops/rnn.c): as a
+ * composition (slices, σ, tanh, products per step) the per-step weight
+ * gradients dominated a char_lm step; see benches/RESULTS.md. */
 tg_status tg_lstm(tg_tape *t, const tg_tensor *x, const tg_tensor *w_ih, const tg_tensor *w_hh,
                   const tg_tensor *b_ih, const tg_tensor *b_hh, const tg_tensor *h0,
                   const tg_tensor *c0, tg_tensor **out, tg_tensor **h_n, tg_tensor **c_n) {
@@ -173,29 +146,27 @@ tg_status tg_lstm(tg_tape *t, const tg_tensor *x, const tg_tensor *w_ih, const t
     if (!t || !out) return tg_fail(TG_ERR_ARG, "lstm: NULL tape or out");
     if (!h0 != !c0) return tg_fail(TG_ERR_ARG, "lstm: h0 and c0 go together (both or neither)");
     tg_status s = rnn_check("lstm", 4, x, w_ih, w_hh, b_ih, b_hh, h0, c0, &h);
-    if (!s) s = steps_ok("lstm", x);
     if (s) return s;
     size_t n = x->shape[0], T = x->shape[1];
-    tg_tensor *b = NULL, *proj, *hc[2] = {NULL, NULL};
-    seq_out q = {.n_step = 0};
+    tg_tensor *b = NULL, *proj, *y, *last, *h2 = NULL, *c2 = NULL;
     /* b_ih + b_hh once: both are added to every gate pre-activation */
     if (b_ih) s = tg_add(t, b_ih, b_hh, &b);
     if (!s && b && b->rank != 1) s = tg_reshape(t, b, 1, (long[]){(long)(4 * h)}, &b);
     if (!s) s = input_projection(t, x, w_ih, b, &proj);
-    if (!s && h0) s = as_2d(t, h0, n, h, &hc[0]);
-    if (!s && c0) s = as_2d(t, c0, n, h, &hc[1]);
-    for (size_t k = 0; !s && k < T; k++) {
-        tg_tensor *G, *r;
-        s = step_of(t, proj, k, &G);
-        if (!s && hc[0]) {
-            s = tg_matmul_t(t, hc[0], w_hh, 0, 1, &r);
-            if (!s) s = tg_add(t, G, r, &G);
-        }
-        /* no c0 (the zero state): c = 0, the f·c term is dropped exactly */
-        if (!s) s = lstm_cell(t, G, hc[1], h, &hc[0], &hc[1]);
-        if (!s) s = seq_push(t, &q, hc[0]);
+    if (!s && h0) s = as_2d(t, h0, n, h, &h2);
+    if (!s && c0) s = as_2d(t, c0, n, h, &c2);
+    if (!s) s = tg_lstm_seq(t, proj, w_hh, h2, c2, &y); /* N×T×[h | c] */
+    if (!s) s = tg_slice_dim(t, y, -1, 0, (long)h, 1, out);
+    long fin[3] = {1, (long)n, (long)h};
+    if (!s && (h_n || c_n)) s = tg_slice_dim(t, y, 1, (long)T - 1, (long)T, 1, &last);
+    for (int k = 0; k < 2 && !s; k++) {
+        tg_tensor **dst = k ? c_n : h_n, *part;
+        if (!dst) continue;
+        s = tg_slice_dim(t, last, -1, k ? (long)h : 0, k ? (long)(2 * h) : (long)h, 1, &part);
+        if (!s) s = tg_reshape(t, part, 3, fin, dst); /* N×1×H → 1×N×H, same order */
     }
-    return s ? s : seq_finish(t, &q, hc, (tg_tensor * *const[]){h_n, c_n}, 2, out);
+    if (s && out) *out = NULL;
+    return s;
 }
 
 /* ---------------------------------------------------------------- GRU */

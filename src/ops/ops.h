@@ -235,6 +235,8 @@ extern const tg_op tg_op_conv2d, tg_op_conv_transpose2d, tg_op_conv1d, tg_op_cha
 /* Issue 15: pooling (pool.c) and normalisation (norm.c), NCHW. */
 extern const tg_op tg_op_max_pool2d, tg_op_avg_pool2d, tg_op_global_avg_pool2d;
 extern const tg_op tg_op_batch_norm, tg_op_batch_norm_eval, tg_op_layer_norm, tg_op_group_norm;
+/* issue 17: the LSTM recurrence (rnn.c) */
+extern const tg_op tg_op_lstm_seq;
 
 /* Record a built-in op with one or two inputs. */
 static inline tg_status tg_apply1(tg_tape *t, const tg_op *op, const tg_tensor *a,

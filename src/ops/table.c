@@ -105,6 +105,8 @@ static const tg_op *const table[] = {
     &tg_op_batch_norm_eval,
     &tg_op_layer_norm,
     &tg_op_group_norm,
+    /* issue 17: the LSTM recurrence fused (rnn.c) */
+    &tg_op_lstm_seq,
 };
 
 const tg_op *const *tg_op_table(int *count) {
