@@ -18,10 +18,9 @@ Output, one line per layer:
 """
 
 import argparse
-import os
-import subprocess
-import sys
 import time
+
+from torch_common import run_with_threads
 
 LAYERS = [("c1", 128, 1, 28, 28, 32, 3, 0),
           ("c2", 128, 32, 13, 13, 64, 3, 0),
@@ -48,11 +47,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--layer", default=None, help="run this line only")
     a = ap.parse_args()
-    want = str(a.threads)
-    if os.environ.get("OMP_NUM_THREADS") != want:
-        env = dict(os.environ, OMP_NUM_THREADS=want, OPENBLAS_NUM_THREADS=want,
-                   MKL_NUM_THREADS=want)
-        sys.exit(subprocess.call([sys.executable] + sys.argv, env=env))
+    run_with_threads(a.threads)
     import torch
     torch.set_num_threads(a.threads)
     torch.manual_seed(15)
