@@ -24,14 +24,17 @@ Output, one line per epoch (time = the training loop only: no loading, no
 evaluation), then the final test accuracy:
   epoch 1/10 loss=0.4705 time=21.03s test_acc=0.8712
   test: accuracy=0.9070
---save writes the trained state_dict as safetensors (json + struct only)."""
+--save writes the trained state_dict as safetensors (json + struct only),
+--load starts from one (strict: every name and shape must match), --logits
+writes the test logits after training (float32 little-endian, 10000 x 10):
+benches/cnn_interop.py compares them with tapegrad's."""
 
 import argparse
-import json
 import struct
 import time
 
-from torch_common import load_images, load_labels, run_with_threads
+from torch_common import (load_images, load_labels, read_safetensors, run_with_threads,
+                          save_safetensors)
 
 
 def load(torch, name):
@@ -46,25 +49,6 @@ def make_model(torch, bn):
              [nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(1600, 128), nn.ReLU()] + \
              ([nn.Dropout(0.5)] if bn else []) + [nn.Linear(128, 10)]
     return nn.Sequential(*layers)
-
-
-def save_safetensors(path, state):
-    """state: name -> float tensor; written as F32 (num_batches_tracked,
-    an integer counter tapegrad does not keep, is left out)."""
-    header, blobs, off = {}, [], 0
-    for name, t in state.items():
-        if name.endswith("num_batches_tracked"):
-            continue
-        vals = t.detach().float().contiguous().reshape(-1).tolist()
-        raw = struct.pack("<%df" % len(vals), *vals)
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    header["__metadata__"] = {"format": "pt", "producer": "benches/torch_cnn.py"}
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 def accuracy(torch, model, x, y):
@@ -84,7 +68,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--bn", action="store_true")
     ap.add_argument("--limit", type=int, default=0, help="train on the first N images only")
-    ap.add_argument("--save", default=None)
+    ap.add_argument("--save", default=None, help="write the trained state_dict (safetensors)")
+    ap.add_argument("--load", default=None, help="start from this state_dict (safetensors)")
+    ap.add_argument("--logits", default=None,
+                    help="write the test logits after training (float32 LE, 10000 x 10)")
     a = ap.parse_args()
     run_with_threads(a.threads)
     import torch
@@ -97,6 +84,8 @@ def main():
     if a.limit:
         xtr, ytr = xtr[:a.limit], ytr[:a.limit]
     model = make_model(torch, a.bn)
+    if a.load:
+        model.load_state_dict(read_safetensors(torch, a.load), strict=True)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     n = len(xtr)
     for ep in range(1, a.epochs + 1):
@@ -116,6 +105,12 @@ def main():
         print(f"epoch {ep}/{a.epochs} loss={total / n:.4f} time={dt:.2f}s test_acc={acc:.4f}",
               flush=True)
     print(f"test: accuracy={accuracy(torch, model, xte, yte):.4f}", flush=True)
+    if a.logits:
+        model.eval()
+        with torch.no_grad():
+            out = torch.cat([model(xte[s:s + 1000]) for s in range(0, len(xte), 1000)])
+        with open(a.logits, "wb") as f:
+            f.write(struct.pack("<%df" % out.numel(), *out.reshape(-1).tolist()))
     if a.save:
         save_safetensors(a.save, model.state_dict())
 

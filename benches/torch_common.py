@@ -3,6 +3,7 @@ torch_conv.py, torch_cnn.py): Fashion-MNIST's IDX files and the thread
 count. Plain Python: importing this module does not import torch."""
 
 import gzip
+import json
 import os
 import struct
 import subprocess
@@ -42,3 +43,41 @@ def run_with_threads(n):
         env = dict(os.environ, OMP_NUM_THREADS=want, OPENBLAS_NUM_THREADS=want,
                    MKL_NUM_THREADS=want)
         sys.exit(subprocess.call([sys.executable] + sys.argv, env=env))
+
+
+def save_safetensors(path, state):
+    """state: name -> float tensor; written as F32 (num_batches_tracked,
+    an integer counter tapegrad does not keep, is left out)."""
+    header, blobs, off = {}, [], 0
+    for name, t in state.items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        vals = t.detach().float().contiguous().reshape(-1).tolist()
+        raw = struct.pack("<%df" % len(vals), *vals)
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    header["__metadata__"] = {"format": "pt", "producer": "benches/torch_cnn.py"}
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def read_safetensors(torch, path):
+    """A safetensors file (F32 or F64 tensors) as a state_dict of float32
+    tensors, read with json and struct."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    (hlen,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + hlen])
+    data = blob[8 + hlen:]
+    state = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        b, end = e["data_offsets"]
+        fmt = {"F32": "f", "F64": "d"}[e["dtype"]]
+        vals = struct.unpack("<%d%s" % ((end - b) // struct.calcsize(fmt), fmt), data[b:end])
+        state[name] = torch.tensor(vals, dtype=torch.float32).reshape(e["shape"])
+    return state
