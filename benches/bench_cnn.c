@@ -20,6 +20,7 @@
  * set's logits (10,000 × 10, float32 little-endian, row-major) after
  * training: with --epochs 0 --load, the logits of a model trained elsewhere
  * (benches/cnn_interop.py). */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "bench_util.h"
 #include "cnn_model.h"
 
@@ -144,9 +145,9 @@ static void train(tg_model *m, const opts *o, const tg_dataset *tr, const tg_dat
             total += tg_get(loss, 0) * (double)rows;
             tg_tape_reset(t);
         }
-        double dt = bench_now() - t0;
-        printf("epoch %d/%d loss=%.4f time=%.2fs test_acc=%.4f\n", ep, o->epochs, total / (double)n,
-               dt, evaluate(m, te, o->dt, NULL));
+        double dt = bench_now() - t0, dc = cpu_now() - c0;
+        printf("epoch %d/%d loss=%.4f time=%.2fs cpu=%.2fs test_acc=%.4f\n", ep, o->epochs,
+               total / (double)n, dt, dc, evaluate(m, te, o->dt, NULL));
         fflush(stdout);
     }
     tg_tensor_free(x), tg_tensor_free(y);
