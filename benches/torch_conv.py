@@ -18,10 +18,9 @@ Output, one line per layer:
 """
 
 import argparse
-import os
-import subprocess
-import sys
 import time
+
+from torch_common import run_with_threads
 
 LAYERS = [("c1", 128, 1, 28, 28, 32, 3, 0),
           ("c2", 128, 32, 13, 13, 64, 3, 0),
@@ -42,14 +41,10 @@ def median_us(fn, seconds):
 
 
 def on_threads(n):
-    """torch on n threads: this script runs again in a child with
-    OMP_NUM_THREADS=n (OpenMP reads it once, at start) unless it is that
-    child, then torch.set_num_threads(n). Also used by torch_attention.py."""
-    want = str(n)
-    if os.environ.get("OMP_NUM_THREADS") != want:
-        env = dict(os.environ, OMP_NUM_THREADS=want, OPENBLAS_NUM_THREADS=want,
-                   MKL_NUM_THREADS=want)
-        sys.exit(subprocess.call([sys.executable] + sys.argv, env=env))
+    """torch on n threads (torch_common.run_with_threads: this script again
+    in a child with OMP_NUM_THREADS=n unless it is that child), then
+    torch.set_num_threads(n). Also used by torch_attention.py."""
+    run_with_threads(n)
     import torch
     torch.set_num_threads(n)
     return torch

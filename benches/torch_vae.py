@@ -22,26 +22,9 @@ with eps drawn from a fixed seed.
 """
 
 import argparse
-import gzip
-import os
-import struct
 import time
 
-DATA = "/usr/share/datasets/fashion-mnist"
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = struct.unpack(">" + "I" * dims, data[4 : 4 + 4 * dims])
-    return data[4 + 4 * dims :], shape
-
-
-def load_images(torch, name):
-    raw, shape = read_idx(os.path.join(DATA, f"{name}-images-idx3-ubyte.gz"))
-    x = torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(shape[0], 784)
-    return x.to(torch.float32) / 255.0
+from torch_common import load_images
 
 
 def main():

@@ -589,6 +589,52 @@ static void test_errors(void) {
     tg_tape_free(t);
 }
 
+/* Issue 16: max pooling 2×2 (stride 2) on rows of 37 outputs, long enough
+ * for the vectorised row loop's body (16 and 8 lanes) and its tail, with
+ * values from {0, 1, 2} (ties everywhere), NaN and −inf sprinkled in; W
+ * even and odd (a last column no window reads), on 1 and 2 threads (the
+ * input is large enough to be split into planes). Values and adjoints
+ * exactly as the reference: the first maximum, the last NaN. */
+static void test_max_long_rows(void) {
+    static const size_t shapes[][4] = {{4, 8, 30, 74}, {3, 5, 7, 75}};
+    for (int th = 1; th <= 2; th++)
+        for (int dt = 0; dt < 2; dt++)
+            for (size_t sh = 0; sh < 2; sh++) {
+                const size_t *shape = shapes[sh];
+                const pool q = {{2, 2}, {2, 2}, {0, 0}, {1, 1}, 0, 0};
+                long H = (long)shape[2], W = (long)shape[3], OH = H / 2, OW = W / 2;
+                size_t planes = shape[0] * shape[1], n = planes * (size_t)(OH * OW);
+                tg_tensor *x = NULL, *y = NULL;
+                tg_tape *t = NULL;
+                CHECK_OK(tg_set_threads(th));
+                CHECK_OK(tg_tape_new(&t));
+                CHECK_OK(tg_param_new(&x, (tg_dtype)dt, 4, shape));
+                double *xs = malloc(x->size * sizeof *xs), *yr = malloc(n * sizeof *yr),
+                       *gr = calloc(x->size, sizeof *gr), *z = malloc(n * sizeof *z);
+                long *win = malloc(n * sizeof *win);
+                for (size_t i = 0; i < x->size; i++) {
+                    uint64_t r = tg_rng_next(&rng) % 64;
+                    xs[i] = r == 0 ? NAN : r == 1 ? -INFINITY : (double)(r % 3);
+                    tg_set(x, i, xs[i]);
+                }
+                ref_max(xs, planes, H, W, &q, OH, OW, yr, win);
+                void *seed = make_seed((tg_dtype)dt, n, z);
+                for (size_t o = 0; o < n; o++)
+                    gr[win[o]] += z[o];
+                CHECK_OK(tg_max_pool2d(t, x, q.k, NULL, NULL, NULL, 0, &y));
+                if (y) CHECK_OK(tg_backward_seed(t, y, seed));
+                double ey = y ? worst_err(y, 0, yr, n) : 1, eg = worst_err(x, 1, gr, x->size);
+                CHECK(ey == 0 && eg <= tol_of((tg_dtype)dt),
+                      "max_pool2d long rows %s (%zux%zux%zux%zu) threads %d: value err %g, "
+                      "adjoint err %g",
+                      dt ? "f64" : "f32", shape[0], shape[1], shape[2], shape[3], th, ey, eg);
+                free(xs), free(yr), free(gr), free(z), free(win), free(seed);
+                tg_tensor_free(x);
+                tg_tape_free(t);
+            }
+    CHECK_OK(tg_set_threads(1));
+}
+
 int main(void) {
     tg_rng_seed(&rng, 15);
     test_pool_grid();
@@ -599,5 +645,6 @@ int main(void) {
     test_running_stats();
     test_dropout_nchw();
     test_errors();
+    test_max_long_rows(); /* issue 16 */
     return check_summary();
 }

@@ -332,6 +332,27 @@ static void ln_run(ln_job *j) {
 
 /* ---------------------------------------------------------------- training-mode maps */
 
+/* batch_norm's maps through norm_batch.c (same formulas, fast). */
+static tg_bn_args bn_args(const tg_call *c, const ngeom *g) {
+    double *mu = c->saved;
+    tg_bn_args a = {.f32 = c->out->dtype == TG_F32,
+                    .N = g->P,
+                    .C = g->Q,
+                    .S = g->S,
+                    .x = c->in[0]->data,
+                    .gamma = gamma_of(c),
+                    .beta = beta_of(c),
+                    .y = c->out->data,
+                    .eps = c->attr.f[0],
+                    .mu = mu,
+                    .rs = mu + g->K,
+                    .var = mu + 2 * g->K,
+                    .dev = mu + 3 * g->K,
+                    .sz = mu + kept_doubles(g),
+                    .szd = mu + kept_doubles(g) + g->K};
+    return a;
+}
+
 static void norm_forward(tg_call *c) {
     ngeom g;
     geom(c, &g);
@@ -342,6 +363,11 @@ static void norm_forward(tg_call *c) {
     }
     double *mu = c->saved, *rs = mu + g.K, *var = rs + g.K, *dev = var + g.K;
     const double eps = c->attr.f[0], M = (double)g.M;
+    if (g.kind == NK_BATCH) {
+        tg_bn_args a = bn_args(c, &g);
+        tg_bn_forward_fast(&a);
+        return;
+    }
     memset(mu, 0, kept_doubles(&g) * sizeof(double));
     TG_DISPATCH(
         c->out->dtype, const real *X = c->in[0]->data; const real *ga = gamma_of(c);
@@ -379,40 +405,53 @@ static void norm_jvp(const tg_call *c, const void *const *tin, void *tout) {
                 if (tb) v += tb[a]; to[i] = (real)v;););
 }
 
-static void norm_vjp(const tg_call *c, const void *gout, void *const *gin) {
-    ngeom g;
-    geom(c, &g);
-    const double *mu = c->saved, *rs = mu + g.K, *dev = rs + 2 * g.K, M = (double)g.M;
-    double *sg = (double *)c->saved + kept_doubles(&g), *sgd = sg + g.K, *ag = sgd + g.K,
-           *ab = ag + g.A;
-    const int j = affine_at(c);
-    void *gx = gin[0], *gg = c->n_in > j ? gin[j] : NULL, *gb = c->n_in > j ? gin[j + 1] : NULL;
-    memset(sg, 0, (2 * g.K + 2 * g.A) * sizeof(double));
-    if (g.kind == NK_LAYER) {
-        ln_job j = {.c = c, .g = &g, .gout = gout, .gx = gx, .ag = ag, .ab = ab, .phase = 2};
-        if (gg || gb) ln_run(&j);
-        j.phase = 1;
-        if (gx) ln_run(&j);
-        TG_DISPATCH(c->out->dtype, real *gs = gg; real *bs = gb;
-                    for (size_t a = 0; gs && a < g.A; a++) gs[a] += (real)ag[a];
-                    for (size_t a = 0; bs && a < g.A; a++) bs[a] += (real)ab[a];);
-        return;
-    }
+/* The r-map's sums and x̄ by the generic walk (group_norm, layer_norm). */
+static void norm_vjp_walk(const tg_call *c, const ngeom *g, const void *gout, void *gx) {
+    const double *mu = c->saved, *rs = mu + g->K, *dev = rs + 2 * g->K, M = (double)g->M;
+    double *sg = (double *)c->saved + kept_doubles(g), *sgd = sg + g->K, *ag = sgd + g->K,
+           *ab = ag + g->A;
     TG_DISPATCH(
         c->out->dtype, const real *X = c->in[0]->data; const real *ga = gamma_of(c);
         const real *z = gout;
-        NWALK(&g, const double d = X[i] - mu[k]; const double gz = ga ? ga[a] * z[i] : z[i];
+        NWALK(g, const double d = X[i] - mu[k]; const double gz = ga ? ga[a] * z[i] : z[i];
               sg[k] += gz; sgd[k] += gz * d; ag[a] += z[i] * d * rs[k]; ab[a] += z[i];);
         if (gx) {
-            for (size_t k = 0; k < g.K; k++) {
+            for (size_t k = 0; k < g->K; k++) {
                 const double vbar = -0.5 * rs[k] * rs[k] * rs[k] * sgd[k];
                 sg[k] = -rs[k] * sg[k] - vbar * 2 * dev[k] / M; /* μ̄ */
                 sgd[k] = vbar;                                  /* σ̄² */
             }
             real *gxs = gx;
-            NWALK(&g, const double gz = ga ? ga[a] * z[i] : z[i];
+            NWALK(g, const double gz = ga ? ga[a] * z[i] : z[i];
                   gxs[i] += (real)(gz * rs[k] + sg[k] / M + sgd[k] * 2 * (X[i] - mu[k]) / M););
-        } if (gg) {
+        });
+}
+
+static void norm_vjp(const tg_call *c, const void *gout, void *const *gin) {
+    ngeom g;
+    geom(c, &g);
+    const double *rs = (const double *)c->saved + g.K;
+    double *sg = (double *)c->saved + kept_doubles(&g), *ag = sg + 2 * g.K, *ab = ag + g.A;
+    const int j = affine_at(c);
+    void *gx = gin[0], *gg = c->n_in > j ? gin[j] : NULL, *gb = c->n_in > j ? gin[j + 1] : NULL;
+    memset(sg, 0, (2 * g.K + 2 * g.A) * sizeof(double));
+    if (g.kind == NK_LAYER) { /* by rows (ln_vjp_rows, ln_vjp_affine), on the pool if large */
+        ln_job lj = {.c = c, .g = &g, .gout = gout, .gx = gx, .ag = ag, .ab = ab, .phase = 2};
+        if (gg || gb) ln_run(&lj);
+        lj.phase = 1;
+        if (gx) ln_run(&lj);
+    } else if (g.kind == NK_BATCH) { /* γ̄ = sΣζd, β̄ = Σζ from the per-channel sums */
+        tg_bn_args a = bn_args(c, &g);
+        a.z = gout, a.gx = gx;
+        tg_bn_vjp_fast(&a);
+        for (size_t k = 0; k < g.K; k++)
+            ag[k] = rs[k] * sg[g.K + k], ab[k] = sg[k];
+    } else {
+        norm_vjp_walk(c, &g, gout, gx);
+    }
+    TG_DISPATCH(
+        c->out->dtype,
+        if (gg) {
             real *gs = gg;
             for (size_t a = 0; a < g.A; a++)
                 gs[a] += (real)ag[a];

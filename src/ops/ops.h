@@ -238,6 +238,22 @@ extern const tg_op tg_op_batch_norm, tg_op_batch_norm_eval, tg_op_layer_norm, tg
 /* issue 17: the LSTM recurrence (rnn.c) */
 extern const tg_op tg_op_lstm_seq;
 
+/* Issue 16: batch_norm's training-mode forward and r-map on N×C×S, fast
+ * (norm_batch.c): x, y (forward), z = ζ and gx (r-map, gx may be NULL),
+ * γ, β (NULL without the affine inputs); per channel the forward writes
+ * mu, rs = 1/√(var + ε), var, dev = Σ(x − μ) (norm.c's saved layout), the
+ * r-map reads them and writes sz = Σζ and szd = Σζ·(x − μ). */
+typedef struct tg_bn_args {
+    int f32;
+    size_t N, C, S;
+    const void *x, *z, *gamma, *beta;
+    void *y, *gx;
+    double eps;
+    double *mu, *rs, *var, *dev, *sz, *szd;
+} tg_bn_args;
+void tg_bn_forward_fast(const tg_bn_args *a);
+void tg_bn_vjp_fast(const tg_bn_args *a);
+
 /* Record a built-in op with one or two inputs. */
 static inline tg_status tg_apply1(tg_tape *t, const tg_op *op, const tg_tensor *a,
                                   const tg_attr *attr, tg_tensor **out) {

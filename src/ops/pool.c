@@ -127,35 +127,143 @@ static tg_status max_check(tg_call *c, char *msg, size_t len) {
     return s;
 }
 
-static void max_forward(tg_call *c) {
-    pgeom g;
-    pool_geom(c, 1, &g);
+/* t ? a : b for t in {0, 1} by masks, not branches: GCC turns the
+ * ternary into branches in the scalar tail of the row loop below (13 and 5
+ * outputs per row in issue 16's CNN, so the tail is most of it), and random
+ * data mispredicts them about half the time. */
+#define SEL_FN(NAME, real, bits)                                                                   \
+    static inline real NAME(int t, real a, real b) {                                               \
+        bits ua, ub, m = -(bits)t;                                                                 \
+        memcpy(&ua, &a, sizeof a), memcpy(&ub, &b, sizeof b);                                      \
+        ua = (ua & m) | (ub & ~m);                                                                 \
+        memcpy(&a, &ua, sizeof a);                                                                 \
+        return a;                                                                                  \
+    }
+SEL_FN(sel_f32, float, uint32_t)
+SEL_FN(sel_f64, double, uint64_t)
+static inline long sel_long(int t, long a, long b) {
+    return b ^ ((a ^ b) & -(long)t);
+}
+
+/* One output row of a 2×2 stride-2 max pool without padding: rows r0 and
+ * r1 of the input, n outputs; the winners' indices from base (r0[0]'s) and
+ * the row length W. The same order and rule as the general loop (so the
+ * same winners), with selects so that the loop vectorises. */
+#define MAX2_ROW(NAME, real, SEL)                                                                  \
+    TG_SIMD_CLONES static void NAME(const real *restrict r0, const real *restrict r1, size_t n,    \
+                                    long base, long W, real *restrict y, long *restrict arg) {     \
+        for (size_t j = 0; j < n; j++) {                                                           \
+            const real b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];                        \
+            const long i = base + 2 * (long)j;                                                     \
+            real m = r0[2 * j];                                                                    \
+            long k = i;                                                                            \
+            int t = (b > m) | (b != b);                                                            \
+            m = SEL(t, b, m), k = sel_long(t, i + 1, k);                                           \
+            t = (c > m) | (c != c);                                                                \
+            m = SEL(t, c, m), k = sel_long(t, i + W, k);                                           \
+            t = (d > m) | (d != d);                                                                \
+            m = SEL(t, d, m), k = sel_long(t, i + W + 1, k);                                       \
+            y[j] = m, arg[j] = k;                                                                  \
+        }                                                                                          \
+    }
+MAX2_ROW(max2_row_f32, float, sel_f32)
+MAX2_ROW(max2_row_f64, double, sel_f64)
+
+/* Planes [lo, hi) of max_forward. Windows that lie inside the input (no
+ * padding, dilation 1, all of them inside: the usual kernel = stride case)
+ * take loops without bounds tests; 2×2 stride 2, the vectorised rows. */
+static void max_planes(const tg_call *c, const pgeom *g, size_t lo, size_t hi) {
     long *arg = c->saved;
-    const size_t HW = g.H * g.W;
+    const size_t HW = g->H * g->W;
+    const long W = (long)g->W;
+    const int inside = g->p[0] == 0 && g->p[1] == 0 && g->d[0] == 1 && g->d[1] == 1 &&
+                       (long)(g->OH - 1) * g->s[0] + g->k[0] <= (long)g->H &&
+                       (long)(g->OW - 1) * g->s[1] + g->k[1] <= W;
+    const int two = inside && g->k[0] == 2 && g->k[1] == 2 && g->s[0] == 2 && g->s[1] == 2;
+    const int f32 = c->out->dtype == TG_F32;
     TG_DISPATCH(
         c->out->dtype, const real *X = c->in[0]->data; real *Y = c->out->data;
-        for (size_t pl = 0; pl < g.planes; pl++) {
+        for (size_t pl = lo; pl < hi; pl++) {
             const real *xp = X + pl * HW;
-            for (size_t oh = 0; oh < g.OH; oh++)
-                for (size_t ow = 0; ow < g.OW; ow++) {
-                    const long h0 = (long)oh * g.s[0] - g.p[0], w0 = (long)ow * g.s[1] - g.p[1];
+            for (size_t oh = 0; oh < g->OH; oh++) {
+                const size_t o0 = (pl * g->OH + oh) * g->OW;
+                const long h0 = (long)oh * g->s[0] - g->p[0];
+                if (two) {
+                    const long base = (long)(pl * HW) + h0 * W;
+                    if (f32)
+                        max2_row_f32((const float *)(const void *)(xp + h0 * W),
+                                     (const float *)(const void *)(xp + h0 * W + W), g->OW, base, W,
+                                     (float *)(void *)(Y + o0), arg + o0);
+                    else
+                        max2_row_f64((const double *)(const void *)(xp + h0 * W),
+                                     (const double *)(const void *)(xp + h0 * W + W), g->OW, base,
+                                     W, (double *)(void *)(Y + o0), arg + o0);
+                    continue;
+                }
+                for (size_t ow = 0; ow < g->OW; ow++) {
+                    const long w0 = (long)ow * g->s[1] - g->p[1];
                     long best = -1;
                     real m = -INFINITY;
-                    for (long a = 0; a < g.k[0]; a++) {
-                        const long h = h0 + a * g.d[0];
-                        if (h < 0 || h >= (long)g.H) continue;
-                        for (long b = 0; b < g.k[1]; b++) {
-                            const long w = w0 + b * g.d[1];
-                            if (w < 0 || w >= (long)g.W) continue;
-                            const real v = xp[h * (long)g.W + w];
-                            if (best < 0 || v > m || v != v) m = v, best = h * (long)g.W + w;
+                    if (inside) {
+                        best = h0 * W + w0, m = xp[best];
+                        for (long a = 0; a < g->k[0]; a++)
+                            for (long b = 0; b < g->k[1]; b++) {
+                                const long i = (h0 + a) * W + w0 + b;
+                                const real v = xp[i];
+                                if (v > m || v != v) m = v, best = i;
+                            }
+                    } else
+                        for (long a = 0; a < g->k[0]; a++) {
+                            const long h = h0 + a * g->d[0];
+                            if (h < 0 || h >= (long)g->H) continue;
+                            for (long b = 0; b < g->k[1]; b++) {
+                                const long w = w0 + b * g->d[1];
+                                if (w < 0 || w >= W) continue;
+                                const real v = xp[h * W + w];
+                                if (best < 0 || v > m || v != v) m = v, best = h * W + w;
+                            }
                         }
-                    }
-                    const size_t o = (pl * g.OH + oh) * g.OW + ow;
-                    Y[o] = m;
-                    arg[o] = best < 0 ? -1 : (long)(pl * HW) + best;
+                    Y[o0 + ow] = m;
+                    arg[o0 + ow] = best < 0 ? -1 : (long)(pl * HW) + best;
                 }
+            }
         });
+}
+
+/* Planes are independent (each writes its own outputs, and its winners'
+ * adjoints land in its own input plane): whole planes go to each thread. */
+typedef struct max_job {
+    const tg_call *c;
+    const void *z; /* vjp: ζ */
+    void *gx;      /* vjp: x̄, or NULL for the forward */
+    pgeom g;
+} max_job;
+
+static void max_part(void *ctx, int part, int parts) {
+    max_job *j = ctx;
+    size_t lo, hi;
+    tg_part_range(j->g.planes, part, parts, 1, &lo, &hi);
+    if (!j->gx) {
+        max_planes(j->c, &j->g, lo, hi);
+        return;
+    }
+    const long *arg = j->c->saved;
+    const size_t per = j->g.OH * j->g.OW;
+    TG_DISPATCH(j->c->out->dtype, const real *z = j->z; real *gx = j->gx;
+                for (size_t o = lo * per; o < hi * per; o++) if (arg[o] >= 0) gx[arg[o]] += z[o];);
+}
+
+/* Threads only where a part has enough work to pay for the hand-off. */
+static void max_run(const tg_call *c, const void *z, void *gx) {
+    max_job j = {.c = c, .z = z, .gx = gx};
+    pool_geom(c, 1, &j.g);
+    int parts = c->in[0]->size >= (1u << 16) ? tg_get_threads() : 1;
+    if ((size_t)parts > j.g.planes) parts = (int)j.g.planes;
+    tg_parallel(max_part, &j, parts);
+}
+
+static void max_forward(tg_call *c) {
+    max_run(c, NULL, NULL);
 }
 
 static void max_jvp(const tg_call *c, const void *const *tin, void *tout) {
@@ -165,10 +273,7 @@ static void max_jvp(const tg_call *c, const void *const *tin, void *tout) {
 }
 
 static void max_vjp(const tg_call *c, const void *gout, void *const *gin) {
-    const long *arg = c->saved;
-    if (!gin[0]) return;
-    TG_DISPATCH(c->out->dtype, const real *z = gout; real *gx = gin[0];
-                for (size_t o = 0; o < c->out->size; o++) if (arg[o] >= 0) gx[arg[o]] += z[o];);
+    if (gin[0]) max_run(c, gout, gin[0]);
 }
 
 /* N×C×H×W from m, k and n, with attributes that vary with n: kernel 2
